@@ -1,0 +1,98 @@
+"""`selfsift`: one subcommand per stage. Beam stages pass unknown flags (--runner, ...) to Beam."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+BEAM_STAGES = ("generate", "judge", "curate", "evaluate")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfsift", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="stage", required=True)
+    sub.add_parser("prepare-model", help="convert the base model to safetensors under base_model.path")
+    sub.add_parser("prompts", help="write the train, eval and eval_ood prompt sets")
+    for stage, text in (("generate", "sample candidates (Beam)"), ("judge", "judge candidates (Beam)"),
+                        ("curate", "filter and deduplicate into shards (Beam)"),
+                        ("validate", "run the expectation suite over the shards"),
+                        ("finetune", "fine-tune the generator on the shards"),
+                        ("evaluate", "score a model on the held-out prompts (Beam); 0 is the base model")):
+        sp = sub.add_parser(stage, help=text)
+        sp.add_argument("--iteration", required=True, help="iteration number (1) or name (iter-001)")
+    sub.add_parser("summarize", help="collect metrics/iter-*.json into reports/accuracy_by_iteration.csv")
+    return parser
+
+
+def run(argv: list[str]) -> object:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.stage not in BEAM_STAGES:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.stage == "summarize":
+        from pipelines import summarize
+
+        return str(summarize.main())
+
+    from pipelines import config as config_module
+
+    config = config_module.load(args.params)
+    if args.stage == "prepare-model":
+        from pipelines import prepare_model
+
+        return prepare_model.main(config)
+    if args.stage == "prompts":
+        from pipelines import prompts
+
+        return prompts.main(config)
+    if args.stage == "evaluate":
+        from pipelines import evaluate
+
+        return evaluate.main(config, args.iteration, extra)
+    iteration = config.iteration_name(args.iteration)
+    if args.stage == "generate":
+        from pipelines import generate
+
+        return generate.main(config, iteration, extra)
+    if args.stage == "judge":
+        from pipelines import judge
+
+        return judge.main(config, iteration, extra)
+    if args.stage == "curate":
+        from pipelines import curate
+
+        manifest = curate.main(config, iteration, extra)
+        print(curate.funnel_table(manifest))
+        return {k: manifest[k] for k in ("rows_in", "rows_out", "rejected")}
+    if args.stage == "validate":
+        from pipelines import validate
+
+        return {"success": validate.main(config, iteration)["success"]}
+    from pipelines import finetune
+
+    return finetune.main(config, iteration)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("great_expectations", "apache_beam.io.gcp", "root"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from pipelines.config import ConfigError
+    from pipelines.validate import ValidationFailed
+    from transforms.prompt_reader import PromptFileError
+
+    try:
+        result = run(sys.argv[1:] if argv is None else argv)
+    except (ConfigError, PromptFileError, ValidationFailed, FileNotFoundError, ValueError) as exc:
+        print(f"selfsift: error: {exc}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str) if not isinstance(result, str) else result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

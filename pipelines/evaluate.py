@@ -1,0 +1,73 @@
+"""Stage `evaluate` (Beam): greedy answers to the held-out prompts, scored with the same checkers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from pipelines.config import Config, iteration_name
+from pipelines.runtime import run_pipeline
+from schemas.records import EVAL_RESULT
+from transforms.eval_metrics import accuracies
+from transforms.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
+from transforms.ifeval_verifier import verify
+from transforms.model_io import model_sha256
+from transforms.parquet_io import WriteSortedShards, clear_shards, read_rows
+
+EVAL_SPLITS = {"eval": "", "eval_ood": "ood_"}
+
+
+def to_request(prompt: dict):
+    messages = tuple((m["role"], m["content"]) for m in prompt["messages"])
+    return prompt, GenerationRequest(key=prompt["prompt_id"], messages=messages, seed=0)
+
+
+def score(prompt: dict, result) -> dict:
+    text = result.inference.text
+    verdict = verify(text, prompt["instruction_ids"], prompt["kwargs"], prompt["messages"][-1]["content"])
+    return {"prompt_id": prompt["prompt_id"], "split": prompt["split"], "text": text,
+            "instruction_ids": prompt["instruction_ids"], "strict": list(verdict.strict), "loose": list(verdict.loose)}
+
+
+def model_for(config: Config, iteration: int | str) -> tuple[str, str]:
+    name = iteration_name(iteration)
+    if name == "iter-000":
+        return name, config.base_model.path
+    config.iteration_name(name)
+    return name, config.model_dir(name)
+
+
+def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
+    cfg = config.evaluate
+    name, model_dir = model_for(config, iteration)
+    handler = CausalLMHandler(model_dir, SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens),
+                              micro_batch_size=cfg.micro_batch_size, max_batch_size=cfg.max_batch_size,
+                              max_prompt_tokens=config.generate.max_prompt_tokens)
+    results_dir = f"data/evals/{name}"
+    clear_shards(results_dir)
+
+    def build(p):
+        reads = [p | f"Read_{split}" >> beam.io.ReadFromParquet(f"{config.prompts.out_dir}/{split}.parquet")
+                 for split in EVAL_SPLITS]
+        _ = (
+            reads
+            | "AllEvalPrompts" >> beam.Flatten()
+            | "ToRequest" >> beam.Map(to_request)
+            | "Generate" >> RunInference(KeyedModelHandler(handler))
+            | "Score" >> beam.MapTuple(score)
+            | "Write" >> WriteSortedShards(results_dir, EVAL_RESULT, "prompt_id", 1)
+        )
+
+    run_pipeline(build, beam_args)
+    rows = read_rows(results_dir)
+    metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir)}
+    for split, prefix in EVAL_SPLITS.items():
+        for key, value in accuracies([r for r in rows if r["split"] == split]).items():
+            metrics[prefix + key] = value
+    path = Path(f"metrics/{name}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics

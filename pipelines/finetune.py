@@ -1,0 +1,62 @@
+"""Stage `finetune` (not Beam): supervised fine-tuning of the generator on the curated shards.
+
+Continued training: iteration N starts from the model that generated its data (iteration N-1's),
+and trains on this iteration's shards (`finetune.data: iteration`) or on every iteration's so far
+(`all`). The chat template is applied by TRL; the loss covers the response tokens only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from pipelines.config import Config
+from pipelines.curate import shards_dir
+from schemas.records import SHARD_ROW
+from transforms.model_io import load_causal_lm, model_sha256, save_atomically
+from transforms.parquet_io import read_rows
+from transforms.sft_data import to_prompt_completion
+
+
+def training_rows(config: Config, iteration: str) -> list[dict]:
+    names = list(config.iterations)
+    wanted = names[: names.index(iteration) + 1] if config.finetune.data == "all" else [iteration]
+    rows = [row for name in wanted for row in read_rows(shards_dir(name), SHARD_ROW)]
+    if not rows:
+        raise ValueError(f"{iteration}: the curated shards hold no rows, so there is nothing to fine-tune on; "
+                         f"see data/shards/{iteration}/manifest.json for where the candidates went")
+    return rows
+
+
+def main(config: Config, iteration: str) -> dict:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = config.finetune
+    generator = config.generator_dir(iteration)
+    rows = training_rows(config, iteration)
+    dataset = Dataset.from_list([to_prompt_completion(r) for r in rows])
+    model, tokenizer = load_causal_lm(generator)
+    tokenizer.padding_side = "right"
+    workdir = tempfile.mkdtemp(prefix="selfsift-sft-")
+    try:
+        args = SFTConfig(
+            output_dir=workdir, num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+            per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", max_length=cfg.max_length,
+            completion_only_loss=True, seed=config.seed, data_seed=config.seed, save_strategy="no",
+            report_to="none", logging_steps=10, use_cpu=True, dataloader_num_workers=0,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        result = trainer.train()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    tokenizer.padding_side = "left"
+    out = config.model_dir(iteration)
+    save_atomically(trainer.model, tokenizer, out)
+    summary = {"iteration": iteration, "base": generator, "rows": len(rows), "train_loss": result.training_loss,
+               "steps": result.global_step, "weights_sha256": model_sha256(out)}
+    (Path(out) / "selfsift_model.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

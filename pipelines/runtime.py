@@ -1,0 +1,44 @@
+"""What every stage entry point shares: running a Beam graph, and recording lineage."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import subprocess
+import time
+from contextlib import contextmanager
+
+log = logging.getLogger("selfsift")
+
+
+def run_pipeline(build, beam_args: list[str]) -> None:
+    """Builds the graph with `build(pipeline)` and runs it with the given Beam flags."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(beam_args)
+    with beam.Pipeline(options=options) as pipeline:
+        build(pipeline)
+
+
+def params_hash(*sections) -> str:
+    payload = json.dumps([dataclasses.asdict(s) if dataclasses.is_dataclass(s) else s for s in sections],
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+@contextmanager
+def timed(stage: str):
+    start = time.perf_counter()
+    yield
+    log.info("%s finished in %.1f s", stage, time.perf_counter() - start)

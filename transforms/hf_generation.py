@@ -1,0 +1,150 @@
+"""A Beam `ModelHandler` around transformers generation.
+
+Each request carries its own seed. Sampling adds Gumbel noise drawn from a per-row generator to
+the temperature/top-p/top-k filtered logits and takes the argmax, which is an exact draw from the
+filtered softmax; so a candidate's text depends on its seed, not on which batch it landed in.
+Temperature 0 is greedy decoding. A batch is sorted by prompt length and cut into micro-batches,
+so rows padded together have similar lengths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 128
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    key: str
+    messages: tuple  # ((role, content), ...): hashable, picklable
+    seed: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (end of sequence) or "length" (hit max_new_tokens)
+
+
+@dataclass
+class LoadedModel:
+    """Model and tokenizer together; a class (not a tuple) because Beam shares it by weak reference."""
+
+    model: Any
+    tokenizer: Any
+
+
+def _seeded_gumbel_processor(seeds: Sequence[int]):
+    import torch
+    from transformers import LogitsProcessor
+
+    class SeededGumbel(LogitsProcessor):
+        def __init__(self):
+            self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+        def __call__(self, input_ids, scores):
+            vocab = scores.shape[-1]
+            uniform = torch.stack([torch.rand(vocab, generator=g) for g in self.generators])
+            uniform = uniform.clamp_(min=1e-20, max=1.0 - 1e-7).to(scores.dtype)
+            return scores + (-torch.log(-torch.log(uniform)))
+
+    return SeededGumbel()
+
+
+def _logits_processors(sampling: SamplingParams, seeds: Sequence[int]):
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    if sampling.temperature <= 0:
+        return LogitsProcessorList()
+    procs = [TemperatureLogitsWarper(sampling.temperature)]
+    if sampling.top_k > 0:
+        procs.append(TopKLogitsWarper(sampling.top_k))
+    if sampling.top_p < 1.0:
+        procs.append(TopPLogitsWarper(sampling.top_p))
+    procs.append(_seeded_gumbel_processor(seeds))
+    return LogitsProcessorList(procs)
+
+
+def generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], sampling: SamplingParams,
+                   micro_batch_size: int, max_prompt_tokens: int) -> list[Generation]:
+    """Generates for every request, returning results in request order."""
+    import torch
+    from transformers import GenerationConfig
+
+    encoded = [
+        tokenizer.apply_chat_template([{"role": r, "content": c} for r, c in req.messages],
+                                      add_generation_prompt=True, tokenize=True, return_dict=False)
+        for req in requests
+    ]
+    encoded = [list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids) for ids in encoded]
+    for req, ids in zip(requests, encoded):
+        if len(ids) > max_prompt_tokens:
+            raise ValueError(f"request {req.key}: prompt has {len(ids)} tokens, over the limit of {max_prompt_tokens}")
+    order = sorted(range(len(requests)), key=lambda i: (len(encoded[i]), requests[i].key))
+    eos_ids = {tokenizer.eos_token_id}
+    config = GenerationConfig(max_new_tokens=sampling.max_new_tokens, do_sample=False,
+                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    results: list[Optional[Generation]] = [None] * len(requests)
+    for start in range(0, len(order), micro_batch_size):
+        idx = order[start : start + micro_batch_size]
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            out = model.generate(
+                **batch, generation_config=config,
+                logits_processor=_logits_processors(sampling, [requests[i].seed for i in idx]),
+            )
+        new_tokens = out[:, batch["input_ids"].shape[1]:].tolist()
+        for row, i in enumerate(idx):
+            tokens = new_tokens[row]
+            stop_at = next((p for p, t in enumerate(tokens) if t in eos_ids), None)
+            completion = tokens if stop_at is None else tokens[:stop_at]
+            results[i] = Generation(
+                text=tokenizer.decode(completion, skip_special_tokens=True),
+                prompt_tokens=len(encoded[i]),
+                completion_tokens=len(completion),
+                finish_reason="length" if stop_at is None else "stop",
+            )
+    return results  # type: ignore[return-value]
+
+
+class CausalLMHandler(ModelHandler[GenerationRequest, PredictionResult, LoadedModel]):
+    """Loads a local causal LM once per worker and generates for batches of requests."""
+
+    def __init__(self, model_dir: str, sampling: SamplingParams, *, micro_batch_size: int = 16,
+                 max_batch_size: int = 64, max_prompt_tokens: int = 1024):
+        super().__init__()
+        self._model_dir = model_dir
+        self._sampling = sampling
+        self._micro_batch_size = micro_batch_size
+        self._max_batch_size = max_batch_size
+        self._max_prompt_tokens = max_prompt_tokens
+
+    def load_model(self):
+        from transforms.model_io import load_causal_lm
+
+        return LoadedModel(*load_causal_lm(self._model_dir))
+
+    def run_inference(self, batch: Sequence[GenerationRequest], model, inference_args=None) -> Iterable[PredictionResult]:
+        outputs = generate_batch(model.model, model.tokenizer, batch, self._sampling, self._micro_batch_size, self._max_prompt_tokens)
+        return [PredictionResult(req, out, self._model_dir) for req, out in zip(batch, outputs)]
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": 1, "max_batch_size": self._max_batch_size}
+
+    def get_num_bytes(self, batch: Sequence[GenerationRequest]) -> int:
+        return sum(len(c) for req in batch for _, c in req.messages)
+
+    def share_model_across_processes(self) -> bool:
+        return False
