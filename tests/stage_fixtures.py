@@ -1,0 +1,66 @@
+"""Writes small stage inputs (prompts, shards) into a working folder for stage-level tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from schemas.records import PROMPT, SHARD_ROW
+from transforms.curation import text_hash
+from transforms.parquet_io import shard_name
+
+
+def prompt(pid: str, text: str, split: str) -> dict:
+    return {"prompt_id": pid, "messages": [{"role": "user", "content": text}],
+            "instruction_ids": ["punctuation:no_comma"], "kwargs": ["{}"], "source": "test", "split": split}
+
+
+def shard_row(cid: str, p: dict, text: str, score: float = 1.0, finish: str = "stop") -> dict:
+    return {
+        "candidate_id": cid, "prompt_id": p["prompt_id"], "text": text, "model": "m", "model_sha256": "0" * 64,
+        "iteration": 1, "sample_index": 0, "seed": 1, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 32,
+        "prompt_tokens": 5, "completion_tokens": 5, "finish_reason": finish, "messages": p["messages"],
+        "instruction_ids": p["instruction_ids"], "kwargs": p["kwargs"],
+        "judgments": [{"judge": "ifeval_verifier", "score": score, "passed": score == 1.0, "detail": "{}"}],
+        "score": score, "text_sha256": text_hash(text), "keep_reason": "passed", "dedup_cluster": text_hash(text),
+        "dedup_cluster_size": 1,
+    }
+
+
+def write_params(root: Path, model_source: str, **overrides) -> Path:
+    params = yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").exists() else {}
+    params["base_model"] = {"source": model_source, "sha256": ""}
+    for section, values in overrides.items():
+        params[section] = {**params.get(section, {}), **values} if isinstance(values, dict) else values
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def write_prompt_sets(root: Path, train: list[dict], eval_: list[dict], eval_ood: list[dict]) -> None:
+    out = root / "data" / "prompts"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train", train), ("eval", eval_), ("eval_ood", eval_ood)):
+        pq.write_table(pa.Table.from_pylist(rows, schema=PROMPT), out / f"{name}.parquet")
+
+
+def write_shards(root: Path, iteration: str, rows: list[dict]) -> None:
+    out = root / "data" / "shards" / iteration
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=SHARD_ROW), out / shard_name(0, 1))
+
+
+class chdir:
+    def __init__(self, path):
+        self.path, self.old = path, None
+
+    def __enter__(self):
+        self.old = os.getcwd()
+        os.chdir(self.path)
+
+    def __exit__(self, *exc):
+        os.chdir(self.old)

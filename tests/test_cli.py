@@ -1,0 +1,46 @@
+import pytest
+
+from pipelines.cli import main
+from tests.stage_fixtures import chdir, write_params
+
+
+def run(tmp_path, capsys, *argv):
+    with chdir(tmp_path):
+        code = main(list(argv))
+    return code, capsys.readouterr()
+
+
+def test_prompts_stage_writes_three_sets(tmp_path, capsys):
+    write_params(tmp_path, "unused", prompts={"train_size": 8, "eval_size": 4, "eval_ood_size": 4})
+    code, out = run(tmp_path, capsys, "prompts")
+    assert code == 0, out.err
+    assert sorted(p.name for p in (tmp_path / "data/prompts").iterdir()) == ["eval.parquet", "eval_ood.parquet", "train.parquet"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"prompt": "ok"}\n{"prompt": "broken"\n', "prompts.jsonl:2: invalid JSON"),
+    ("", "prompts.jsonl: no prompts in file"),
+])
+def test_bad_prompt_file_fails_clearly_and_keeps_earlier_output(tmp_path, capsys, content, message):
+    write_params(tmp_path, "unused", prompts={"train_size": 8, "eval_size": 4, "eval_ood_size": 4})
+    assert run(tmp_path, capsys, "prompts")[0] == 0
+    before = (tmp_path / "data/prompts/train.parquet").read_bytes()
+    (tmp_path / "prompts.jsonl").write_text(content)
+    write_params(tmp_path, "unused", prompts={"source": "prompts.jsonl", "eval_size": 4, "eval_ood_size": 4})
+    code, out = run(tmp_path, capsys, "prompts")
+    assert code == 2
+    assert message in out.err and "Traceback" not in out.err
+    assert (tmp_path / "data/prompts/train.parquet").read_bytes() == before
+
+
+def test_bad_params_named_before_any_work(tmp_path, capsys):
+    write_params(tmp_path, "unused", generate={"candidates_per_prompt": 0})
+    code, out = run(tmp_path, capsys, "generate", "--iteration", "1")
+    assert code == 2 and "generate.candidates_per_prompt must be at least 1" in out.err
+    assert not (tmp_path / "data").exists()
+
+
+def test_unknown_flags_refused_for_non_beam_stages(tmp_path, capsys):
+    write_params(tmp_path, "unused")
+    with pytest.raises(SystemExit):
+        run(tmp_path, capsys, "validate", "--iteration", "1", "--runner", "DirectRunner")

@@ -1,0 +1,122 @@
+"""The real `dvc repro`, two iterations, on a tiny random model, in a temporary copy of the repo."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from schemas.records import SHARD_ROW
+from transforms.model_io import load_causal_lm
+from transforms.parquet_io import list_shards, read_table
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "prompts": {"train_size": 10, "eval_size": 6, "eval_ood_size": 6},
+    "generate": {"candidates_per_prompt": 3, "max_new_tokens": 12, "micro_batch_size": 8, "num_shards": 2},
+    "judge": {"num_shards": 2},
+    # A random model follows no instruction: keep everything so fine-tuning has data.
+    "curate": {"min_score": 0.0, "drop_truncated": False, "max_per_prompt": 2, "num_shards": 2},
+    "finetune": {"epochs": 1, "batch_size": 4, "max_length": 96},
+    "evaluate": {"max_new_tokens": 12, "micro_batch_size": 8},
+}
+
+
+def copy_repo(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    for generated in ("dvc.lock", "metrics"):
+        path = dest / generated
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+
+
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("repo")
+    copy_repo(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["base_model"] = {"source": str(tiny_model_dir), "sha256": "", "path": "models/base"}
+    for section, values in TINY.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return root, env, result.stdout
+
+
+def test_shards_read_back_with_the_schema(repro):
+    root, _, _ = repro
+    for it in ("iter-001", "iter-002"):
+        paths = list_shards(str(root / "data/shards" / it))
+        assert [Path(p).name for p in paths] == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
+        for p in paths:
+            assert pq.read_schema(p).equals(SHARD_ROW, check_metadata=False)
+
+
+def test_manifests_reconcile(repro):
+    root, _, stdout = repro
+    for it in ("iter-001", "iter-002"):
+        manifest = json.loads((root / "data/shards" / it / "manifest.json").read_text())
+        candidates = read_table(str(root / "data/candidates" / it)).num_rows
+        assert candidates == 10 * 3 == manifest["rows_in"]
+        assert manifest["rows_out"] + sum(manifest["rejected"].values()) == manifest["rows_in"]
+        assert manifest["rows_out"] == sum(s["rows"] for s in manifest["shards"]) > 0
+        rejected = read_table(str(root / "data/rejected" / it)).column("reason").to_pylist()
+        assert len(rejected) == sum(manifest["rejected"].values())
+        assert manifest["generator_model"] == ("models/base" if it == "iter-001" else "models/iter-001")
+        assert len(manifest["git_revision"]) > 0 and len(manifest["params_hash"]) == 64
+    assert "candidates in" in stdout  # curate prints its funnel
+
+
+def test_validation_passed(repro):
+    root, _, _ = repro
+    for it in ("iter-001", "iter-002"):
+        assert json.loads((root / "reports/validation" / f"{it}.json").read_text())["success"]
+
+
+def test_metrics_for_every_iteration(repro):
+    root, env, _ = repro
+    keys = {"prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"}
+    for n in (0, 1, 2):
+        metrics = json.loads((root / f"metrics/iter-{n:03d}.json").read_text())
+        assert keys | {f"ood_{k}" for k in keys} | {"n_prompts", "ood_n_prompts"} <= set(metrics)
+        assert metrics["n_prompts"] == 6 and metrics["ood_n_prompts"] == 6
+        assert all(0.0 <= metrics[k] <= 1.0 for k in keys)
+    shown = subprocess.run(["dvc", "metrics", "show"], cwd=root, env=env, capture_output=True, text=True)
+    assert all(f"metrics/iter-00{n}.json" in shown.stdout for n in (0, 1, 2)), shown.stdout
+    csv = (root / "reports/accuracy_by_iteration.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in csv[1:]] == ["0", "1", "2"]
+
+
+def test_model_folders_load_and_differ(repro):
+    root, _, _ = repro
+    shas = set()
+    for name in ("base", "iter-001", "iter-002"):
+        model, tokenizer = load_causal_lm(root / "models" / name)
+        assert tokenizer.chat_template
+        shas.add(json.loads((root / "models" / name / "selfsift_model.json").read_text())["weights_sha256"])
+    assert len(shas) == 3
+
+
+def test_second_repro_is_a_no_op_and_a_new_iteration_runs_alone(repro):
+    root, env, _ = repro
+    again = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["iterations"]["iter-003"] = {"generator": "iter-002"}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = subprocess.run(["dvc", "status"], cwd=root, env=env, capture_output=True, text=True).stdout
+    changed = {line.strip().rstrip(":") for line in status.splitlines() if line and not line.startswith("\t")}
+    assert {s for s in changed if "iter-00" in s and "iter-003" not in s} == set(), status
+    assert "generate@iter-003" in status

@@ -1,0 +1,44 @@
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.testing.test_pipeline import TestPipeline
+
+from transforms.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, shard_entries
+
+SCHEMA = pa.schema([("id", pa.string()), ("value", pa.int64())])
+ROWS = [{"id": f"r{i:03d}", "value": i} for i in range(50)]
+
+
+def write(out_dir, rows, shards=4):
+    with TestPipeline() as p:
+        _ = p | beam.Create(rows) | WriteSortedShards(str(out_dir), SCHEMA, "id", shards)
+
+
+def test_every_shard_written_sorted_and_complete(tmp_path):
+    write(tmp_path, ROWS)
+    names = [p.rsplit("/", 1)[1] for p in list_shards(str(tmp_path))]
+    assert names == [f"part-{i:05d}-of-00004.parquet" for i in range(4)]
+    rows = read_rows(str(tmp_path))
+    assert sorted(r["id"] for r in rows) == [r["id"] for r in ROWS]
+    for path in list_shards(str(tmp_path)):
+        ids = [r["id"] for r in read_rows(path)]
+        assert ids == sorted(ids)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_output_is_byte_identical_across_runs_and_input_order(tmp_path):
+    write(tmp_path / "a", ROWS)
+    write(tmp_path / "b", list(reversed(ROWS)))
+    assert shard_entries(str(tmp_path / "a")) == shard_entries(str(tmp_path / "b"))
+
+
+def test_empty_input_still_writes_every_shard(tmp_path):
+    write(tmp_path, [], shards=2)
+    entries = shard_entries(str(tmp_path))
+    assert [e["rows"] for e in entries] == [0, 0]
+
+
+def test_clear_removes_stale_shards_and_manifest(tmp_path):
+    write(tmp_path, ROWS, shards=3)
+    (tmp_path / "manifest.json").write_text("{}")
+    clear_shards(str(tmp_path))
+    assert list_shards(str(tmp_path)) == [] and not (tmp_path / "manifest.json").exists()
