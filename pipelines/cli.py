@@ -77,9 +77,8 @@ def run(argv: list[str]) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for noisy in ("great_expectations", "apache_beam.io.gcp", "root"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("selfsift").setLevel(logging.INFO)
     from pipelines.config import ConfigError
     from pipelines.validate import ValidationFailed
     from transforms.prompt_reader import PromptFileError

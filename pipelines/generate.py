@@ -25,7 +25,8 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     lineage = Lineage(model=model_dir, model_sha256=model_sha256(model_dir), iteration=iteration_number(iteration),
                       seed=config.seed, sampling=sampling)
     handler = CausalLMHandler(model_dir, sampling, micro_batch_size=cfg.micro_batch_size,
-                              max_batch_size=cfg.max_batch_size, max_prompt_tokens=cfg.max_prompt_tokens)
+                              max_batch_size=cfg.max_batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
+                              dtype=cfg.dtype)
     target = out_dir(iteration)
     clear_shards(target)
 
