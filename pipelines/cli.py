@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 
 BEAM_STAGES = ("generate", "judge", "curate", "evaluate")
 
@@ -83,11 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.validate import ValidationFailed
     from transforms.prompt_reader import PromptFileError
 
+    argv = sys.argv[1:] if argv is None else argv
+    start = time.perf_counter()
     try:
-        result = run(sys.argv[1:] if argv is None else argv)
+        result = run(argv)
     except (ConfigError, PromptFileError, ValidationFailed, FileNotFoundError, ValueError) as exc:
         print(f"selfsift: error: {exc}", file=sys.stderr)
         return 2
+    logging.getLogger("selfsift").info("selfsift %s finished in %.1f s", " ".join(argv), time.perf_counter() - start)
     if result is not None:
         print(json.dumps(result, indent=2, default=str) if not isinstance(result, str) else result)
     return 0

@@ -5,12 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import subprocess
-import time
-from contextlib import contextmanager
-
-log = logging.getLogger("selfsift")
 
 
 def run_pipeline(build, beam_args: list[str]) -> None:
@@ -35,10 +30,3 @@ def git_revision() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-@contextmanager
-def timed(stage: str):
-    start = time.perf_counter()
-    yield
-    log.info("%s finished in %.1f s", stage, time.perf_counter() - start)

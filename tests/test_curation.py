@@ -34,12 +34,14 @@ CANDIDATES = [
     candidate("b4", "p2", "checker broke"),          # judge error
     candidate("b5", "p2", "never judged"),           # no judgment
     candidate("c1", "p3", "no constraints to check"),  # unverifiable
+    candidate("c2", "p3", "", "prompt_too_long"),      # never generated
 ]
-JUDGMENTS = [judgment(c, 1.0) for c in ("a1", "a2", "a3", "a4", "b2", "b3", "c1")] + [
+JUDGMENTS = [judgment(c, 1.0) for c in ("a1", "a2", "a3", "a4", "b2", "b3", "c1", "c2")] + [
     judgment("b1", 0.0), judgment("b4", 0.0, error="LookupError: punkt"), judgment("orphan", 1.0)]
 POLICY = Policy(min_score=1.0, drop_truncated=True, max_per_prompt=2)
 EXPECTED = {"a1": None, "a3": None, "a2": "duplicate", "a4": "over_prompt_cap", "b1": "below_threshold",
-            "b2": "truncated", "b3": "empty", "b4": "judge_error", "b5": "unjudged", "c1": "unverifiable"}
+            "b2": "truncated", "b3": "empty", "b4": "judge_error", "b5": "unjudged", "c1": "unverifiable",
+            "c2": "prompt_too_long"}
 
 
 

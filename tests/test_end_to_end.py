@@ -113,10 +113,39 @@ def test_second_repro_is_a_no_op_and_a_new_iteration_runs_alone(repro):
     root, env, _ = repro
     again = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
     assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout
-    params = yaml.safe_load((root / "params.yaml").read_text())
+    original = (root / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     params["iterations"]["iter-003"] = {"generator": "iter-002"}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = subprocess.run(["dvc", "status"], cwd=root, env=env, capture_output=True, text=True).stdout
+    try:
+        status = subprocess.run(["dvc", "status"], cwd=root, env=env, capture_output=True, text=True).stdout
+    finally:
+        (root / "params.yaml").write_text(original)
     changed = {line.strip().rstrip(":") for line in status.splitlines() if line and not line.startswith("\t")}
     assert {s for s in changed if "iter-00" in s and "iter-003" not in s} == set(), status
     assert "generate@iter-003" in status
+
+
+def test_rerun_gives_byte_identical_shards(repro):
+    root, env, _ = repro
+
+    def hashes():
+        out = {}
+        for kind in ("candidates", "judgments", "shards"):
+            manifest = json.loads((root / "data" / kind / "iter-001" / "manifest.json").read_text())
+            out[kind] = [(s["file"], s["sha256"]) for s in manifest["shards"]]
+        return out
+
+    before = hashes()
+    for stage in ("generate@iter-001", "judge@iter-001", "curate@iter-001"):
+        rerun = subprocess.run(["dvc", "repro", "--force", "--single-item", stage], cwd=root, env=env,
+                               capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert hashes() == before
+
+
+def test_plots_show_accuracy_by_iteration(repro):
+    root, env, _ = repro
+    shown = subprocess.run(["dvc", "plots", "show", "--json"], cwd=root, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "accuracy_by_iteration.csv" in shown.stdout and "prompt_level_strict_acc" in shown.stdout

@@ -3,6 +3,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from transforms.prompt_reader import PromptFileError, read_prompt_file
 
@@ -72,3 +74,15 @@ def test_parquet_input_and_bad_suffix(tmp_path):
         read_prompt_file(write(tmp_path, "x", name="p.csv"))
     with pytest.raises(PromptFileError, match="not a readable Parquet"):
         read_prompt_file(write(tmp_path, "garbage", name="bad.parquet"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(max_size=300))
+def test_random_bytes_end_in_a_clean_error_or_prompts(tmp_path, payload):
+    path = write(tmp_path, payload)
+    try:
+        rows = read_prompt_file(path)
+    except PromptFileError as exc:
+        assert str(exc).startswith(str(path))
+    else:
+        assert rows and all(r["messages"][-1]["content"].strip() for r in rows)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
+from transforms.hf_generation import PROMPT_TOO_LONG
 from transforms.judging import judgment_error
 
 REJECTED = "rejected"
@@ -25,7 +26,8 @@ TRUNCATED = "truncated"
 BELOW_THRESHOLD = "below_threshold"
 DUPLICATE = "duplicate"
 OVER_PROMPT_CAP = "over_prompt_cap"
-REASONS = (UNJUDGED, JUDGE_ERROR, EMPTY, UNVERIFIABLE, TRUNCATED, BELOW_THRESHOLD, DUPLICATE, OVER_PROMPT_CAP)
+REASONS = (UNJUDGED, JUDGE_ERROR, PROMPT_TOO_LONG, EMPTY, UNVERIFIABLE, TRUNCATED, BELOW_THRESHOLD, DUPLICATE,
+           OVER_PROMPT_CAP)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ def screen_reason(row: dict, policy: Policy) -> str | None:
         return UNJUDGED
     if any(judgment_error(j) for j in row["judgments"]):
         return JUDGE_ERROR
+    if row["finish_reason"] == PROMPT_TOO_LONG:
+        return PROMPT_TOO_LONG
     if not row["text"].strip():
         return EMPTY
     if not row["instruction_ids"]:

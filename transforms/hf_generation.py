@@ -39,7 +39,10 @@ class Generation:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" (end of sequence) or "length" (hit max_new_tokens)
+    finish_reason: str  # "stop" (end of sequence), "length" (hit max_new_tokens) or PROMPT_TOO_LONG
+
+
+PROMPT_TOO_LONG = "prompt_too_long"  # not generated: the prompt exceeds max_prompt_tokens
 
 
 @dataclass
@@ -93,14 +96,13 @@ def generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], samp
         for req in requests
     ]
     encoded = [list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids) for ids in encoded]
-    for req, ids in zip(requests, encoded):
-        if len(ids) > max_prompt_tokens:
-            raise ValueError(f"request {req.key}: prompt has {len(ids)} tokens, over the limit of {max_prompt_tokens}")
-    order = sorted(range(len(requests)), key=lambda i: (len(encoded[i]), requests[i].key))
+    results: list[Optional[Generation]] = [
+        Generation("", len(ids), 0, PROMPT_TOO_LONG) if len(ids) > max_prompt_tokens else None for ids in encoded
+    ]
+    order = sorted((i for i, r in enumerate(results) if r is None), key=lambda i: (len(encoded[i]), requests[i].key))
     eos_ids = {tokenizer.eos_token_id}
     config = GenerationConfig(max_new_tokens=sampling.max_new_tokens, do_sample=False,
                               pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    results: list[Optional[Generation]] = [None] * len(requests)
     for start in range(0, len(order), micro_batch_size):
         idx = order[start : start + micro_batch_size]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
@@ -151,7 +153,7 @@ class CausalLMHandler(ModelHandler[GenerationRequest, PredictionResult, LoadedMo
         self._done += len(batch)
         log.info("generated %d sequences (%d so far in this worker): %d tokens in %.1f s, %.0f tokens/s",
                  len(batch), self._done, tokens, seconds, tokens / max(seconds, 1e-9))
-        return [PredictionResult(req, out, self._model_dir) for req, out in zip(batch, outputs)]
+        return [PredictionResult(req, out, self._model_dir) for req, out in zip(batch, outputs, strict=True)]
 
     def batch_elements_kwargs(self):
         # Fixed-size batches: Beam's adaptive default aims at ~1 s batches, which for generation
