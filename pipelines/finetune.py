@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipelines.config import Config
+from pipelines.config import Config, FinetuneConfig
 from pipelines.curate import shards_dir
 from schemas.records import SHARD_ROW
 from transforms.model_io import load_causal_lm, model_sha256, save_atomically
@@ -30,26 +30,30 @@ def training_rows(config: Config, iteration: str) -> list[dict]:
     return rows
 
 
-def main(config: Config, iteration: str) -> dict:
+def build_trainer(model, tokenizer, rows: list[dict], cfg: FinetuneConfig, seed: int, workdir: str):
+    """TRL's SFTTrainer on prompt/completion conversations: chat template applied, loss on the answer only."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    cfg = config.finetune
+    tokenizer.padding_side = "right"
+    args = SFTConfig(
+        output_dir=workdir, num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", max_length=cfg.max_length,
+        completion_only_loss=True, seed=seed, data_seed=seed, save_strategy="no",
+        report_to="none", logging_steps=10, use_cpu=True, dataloader_num_workers=0,
+    )
+    dataset = Dataset.from_list([to_prompt_completion(r) for r in rows])
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def main(config: Config, iteration: str) -> dict:
     generator = config.generator_dir(iteration)
     rows = training_rows(config, iteration)
-    dataset = Dataset.from_list([to_prompt_completion(r) for r in rows])
     model, tokenizer = load_causal_lm(generator)
-    tokenizer.padding_side = "right"
     workdir = tempfile.mkdtemp(prefix="selfsift-sft-")
     try:
-        args = SFTConfig(
-            output_dir=workdir, num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-            per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-            warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", max_length=cfg.max_length,
-            completion_only_loss=True, seed=config.seed, data_seed=config.seed, save_strategy="no",
-            report_to="none", logging_steps=10, use_cpu=True, dataloader_num_workers=0,
-        )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer = build_trainer(model, tokenizer, rows, config.finetune, config.seed, workdir)
         result = trainer.train()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

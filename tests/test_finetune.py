@@ -29,6 +29,20 @@ def test_to_prompt_completion_keeps_roles():
     }
 
 
+def test_loss_covers_the_answer_only(tiny_model_dir, tmp_path):
+    model, tokenizer = load_causal_lm(tiny_model_dir)
+    rows = [shard_row("c1", TRAIN[0], "an answer about it")]
+    cfg = config_module.FinetuneConfig(max_length=128)
+    trainer = finetune.build_trainer(model, tokenizer, rows, cfg, seed=0, workdir=str(tmp_path))
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    supervised = [t for t, label in zip(ids, labels, strict=True) if label != -100]
+    assert tokenizer.decode(supervised).startswith("an answer about it")
+    assert tokenizer.decode(supervised).strip().endswith(tokenizer.eos_token)
+    assert "Write about thing 0." in tokenizer.decode(ids)  # the prompt, via the chat template, is not supervised
+    assert "Write about" not in tokenizer.decode(supervised)
+
+
 def test_finetune_changes_weights_and_saves_a_loadable_model(workdir):
     write_shards(workdir, "iter-001", [shard_row(f"c{i}", p, f"answer number {i}") for i, p in enumerate(TRAIN)])
     with chdir(workdir):
