@@ -80,6 +80,7 @@ def run(argv: list[str]) -> object:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("selfsift").setLevel(logging.INFO)
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from pipelines.config import ConfigError
     from pipelines.validate import ValidationFailed
     from transforms.prompt_reader import PromptFileError
