@@ -148,4 +148,7 @@ def test_plots_show_accuracy_by_iteration(repro):
     root, env, _ = repro
     shown = subprocess.run(["dvc", "plots", "show", "--json"], cwd=root, env=env, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
-    assert "accuracy_by_iteration.csv" in shown.stdout and "prompt_level_strict_acc" in shown.stdout
+    (plot,) = json.loads(shown.stdout)["data"]["accuracy by iteration"]
+    values = plot["content"]["data"]["values"]
+    assert {v["iteration"] for v in values} == {"0", "1", "2"}
+    assert {v["field"] for v in values} >= {"prompt_level_strict_acc", "ood_prompt_level_strict_acc"}
