@@ -34,7 +34,7 @@ def copy_repo(dest: Path) -> None:
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
-    for generated in ("dvc.lock", "metrics"):
+    for generated in ("dvc.lock", "metrics", "reports"):
         path = dest / generated
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
