@@ -234,9 +234,6 @@ CATALOG: tuple[InstructionType, ...] = (
     ),
 )
 
-BY_ID: dict[str, InstructionType] = {t.instruction_id: t for t in CATALOG}
-
-
 def render(instruction: InstructionType, wording: str, kwargs: Kwargs) -> str:
     extra = {}
     if "keywords" in kwargs:

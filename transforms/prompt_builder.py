@@ -10,7 +10,7 @@ import hashlib
 import json
 import random
 
-from transforms.instruction_catalog import BY_ID, CATALOG, InstructionType, compatible, render
+from transforms.instruction_catalog import CATALOG, InstructionType, compatible, render
 
 TOPICS = (
     "the water cycle", "learning a second language", "keeping houseplants alive", "saving money on groceries",
@@ -134,9 +134,3 @@ def build_split(split: str, n: int, seed: int, max_constraints: int = 3) -> list
         })
     return sorted(rows, key=lambda r: r["prompt_id"])
 
-
-def check_known(instruction_ids: list[str]) -> list[str]:
-    """Instruction ids that neither the catalog nor the official checkers know."""
-    from if_verifiable.ifeval import instructions_registry
-
-    return [i for i in instruction_ids if i not in BY_ID and i not in instructions_registry.INSTRUCTION_DICT]
