@@ -15,7 +15,7 @@ from transforms.eval_metrics import accuracies
 from transforms.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
 from transforms.ifeval_verifier import verify
 from transforms.model_io import model_sha256
-from transforms.parquet_io import WriteSortedShards, clear_shards, read_rows
+from transforms.parquet_io import WriteSortedShards, clear_shards, read_rows, read_table
 
 EVAL_SPLITS = {"eval": "", "eval_ood": "ood_"}
 
@@ -48,13 +48,16 @@ def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
                               max_prompt_tokens=config.generate.max_prompt_tokens, dtype=cfg.dtype)
     results_dir = f"data/evals/{name}"
     clear_shards(results_dir)
+    # Greedy decoding in bfloat16 depends slightly on which prompts share a padded batch, so the
+    # prompts enter in a fixed order (the sets are small) rather than as two reads flattened.
+    prompts = sorted((row for split in EVAL_SPLITS
+                      for row in read_table(f"{config.prompts.out_dir}/{split}.parquet").to_pylist()),
+                     key=lambda row: (row["split"], row["prompt_id"]))
 
     def build(p):
-        reads = [p | f"Read_{split}" >> beam.io.ReadFromParquet(f"{config.prompts.out_dir}/{split}.parquet")
-                 for split in EVAL_SPLITS]
         _ = (
-            reads
-            | "AllEvalPrompts" >> beam.Flatten()
+            p
+            | "EvalPrompts" >> beam.Create(prompts, reshuffle=False)
             | "ToRequest" >> beam.Map(to_request)
             | "Generate" >> RunInference(KeyedModelHandler(handler))
             | "Score" >> beam.MapTuple(score)
