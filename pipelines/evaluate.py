@@ -15,7 +15,7 @@ from transforms.eval_metrics import accuracies
 from transforms.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
 from transforms.ifeval_verifier import verify
 from transforms.model_io import model_sha256
-from transforms.parquet_io import WriteSortedShards, clear_shards, read_rows, read_table
+from transforms.parquet_io import WriteSortedShards, clear_shards, read_rows
 
 EVAL_SPLITS = {"eval": "", "eval_ood": "ood_"}
 
@@ -50,8 +50,7 @@ def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
     clear_shards(results_dir)
     # Greedy decoding in bfloat16 depends slightly on which prompts share a padded batch, so the
     # prompts enter in a fixed order (the sets are small) rather than as two reads flattened.
-    prompts = sorted((row for split in EVAL_SPLITS
-                      for row in read_table(f"{config.prompts.out_dir}/{split}.parquet").to_pylist()),
+    prompts = sorted((row for split in EVAL_SPLITS for row in read_rows(f"{config.prompts.out_dir}/{split}.parquet")),
                      key=lambda row: (row["split"], row["prompt_id"]))
 
     def build(p):
