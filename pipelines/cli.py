@@ -61,13 +61,15 @@ def run(argv: list[str]) -> object:
     if args.stage == "judge":
         from pipelines import judge
 
-        return judge.main(config, iteration, extra)
+        manifest = judge.main(config, iteration, extra)
+        print(judge.calibration_table(manifest["calibration"]))
+        return {k: manifest[k] for k in ("rows", "judges")}
     if args.stage == "curate":
         from pipelines import curate
 
         manifest = curate.main(config, iteration, extra)
         print(curate.funnel_table(manifest))
-        return {k: manifest[k] for k in ("rows_in", "rows_out", "rejected")}
+        return {k: manifest[k] for k in ("rows_in", "rows_out", "pairs", "kept_per_instruction_type")}
     if args.stage == "validate":
         from pipelines import validate
 
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("selfsift").setLevel(logging.INFO)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from pipelines.config import ConfigError
+    from pipelines.curate import JudgeRefused
     from pipelines.validate import ValidationFailed
     from transforms.prompt_reader import PromptFileError
 
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         result = run(argv)
-    except (ConfigError, PromptFileError, ValidationFailed, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, JudgeRefused, PromptFileError, ValidationFailed, FileNotFoundError, ValueError) as exc:
         print(f"selfsift: error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("selfsift").info("selfsift %s finished in %.1f s", " ".join(argv), time.perf_counter() - start)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from transforms.judge_names import LLM_JUDGE, REWARD_MODEL, SCORING_JUDGES, VERIFIER
+
 
 class ConfigError(ValueError):
     pass
@@ -63,24 +65,150 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class VerifierConfig:
+    threshold: float = 1.0  # passed: at least this share of the prompt's constraints followed
+
+    def validate(self, where: str) -> None:
+        _require(0 <= self.threshold <= 1, f"{where}.threshold must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class ModelJudgeConfig:
+    enabled: bool = False
+    model: str = ""  # a local folder with a safetensors model
+    threshold: float = 0.5  # passed: score (in [0, 1]) at least this
+    max_input_tokens: int = 1024  # longer inputs are rejected as unscorable, not truncated
+    micro_batch_size: int = 16
+    max_batch_size: int = 64
+    dtype: str = "bfloat16"
+
+    def validate(self, where: str) -> None:
+        _require(not self.enabled or bool(self.model), f"{where}.model must name a model folder when enabled")
+        _require(0 <= self.threshold <= 1, f"{where}.threshold must be in [0, 1]")
+        for name in ("max_input_tokens", "micro_batch_size", "max_batch_size"):
+            _require(getattr(self, name) >= 1, f"{where}.{name} must be at least 1")
+        _require_dtype(self.dtype, where)
+
+
+@dataclass(frozen=True)
+class HeuristicsConfig:
+    min_words: int = 1
+    max_words: int = 400
+    repetition_ngram: int = 3  # word n-grams counted for the repetition share
+    max_repeated_ngram_share: float = 0.3  # share of n-gram occurrences that repeat an earlier one
+    max_prompt_echo: float = 0.8  # share of an answer's words copied from the prompt that makes it an echo
+    drop_truncated: bool = True  # reject answers that hit max_new_tokens
+
+    def validate(self, where: str) -> None:
+        _require(self.min_words >= 1, f"{where}.min_words must be at least 1")
+        _require(self.max_words >= self.min_words, f"{where}.max_words must be >= min_words")
+        _require(self.repetition_ngram >= 1, f"{where}.repetition_ngram must be at least 1")
+        _require(0 < self.max_repeated_ngram_share <= 1, f"{where}.max_repeated_ngram_share must be in (0, 1]")
+        _require(0 < self.max_prompt_echo <= 1, f"{where}.max_prompt_echo must be in (0, 1]")
+
+
+@dataclass(frozen=True)
 class JudgeConfig:
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    llm_judge: ModelJudgeConfig = field(default_factory=ModelJudgeConfig)
+    reward_model: ModelJudgeConfig = field(default_factory=ModelJudgeConfig)
+    heuristics: HeuristicsConfig = field(default_factory=HeuristicsConfig)
     num_shards: int = 4
 
     def validate(self, where: str) -> None:
         _require(self.num_shards >= 1, f"{where}.num_shards must be at least 1")
 
+    def enabled(self) -> list[str]:
+        """The scoring judges that run (the heuristics always run)."""
+        return [VERIFIER] + [name for name in (LLM_JUDGE, REWARD_MODEL) if getattr(self, name).enabled]
+
+    def threshold(self, name: str) -> float:
+        return {VERIFIER: self.verifier.threshold, LLM_JUDGE: self.llm_judge.threshold,
+                REWARD_MODEL: self.reward_model.threshold}[name]
+
+
+@dataclass(frozen=True)
+class NearDedupConfig:
+    enabled: bool = True
+    ngram: int = 5  # word shingles
+    num_perm: int = 128  # MinHash permutations
+    bands: int = 16  # LSH bands; must divide num_perm
+    threshold: float = 0.7  # estimated Jaccard similarity at which two answers are near-duplicates
+
+    def validate(self, where: str) -> None:
+        _require(self.ngram >= 1, f"{where}.ngram must be at least 1")
+        _require(self.bands >= 1 and self.num_perm % self.bands == 0,
+                 f"{where}.bands must be at least 1 and divide num_perm ({self.num_perm})")
+        _require(0 < self.threshold <= 1, f"{where}.threshold must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class SemanticDedupConfig:
+    enabled: bool = False
+    model: str = ".cache/all-minilm-l6-v2"  # sentence embedding model folder (`make embedder`)
+    threshold: float = 0.95  # cosine similarity at which two answers are semantic duplicates
+    scope: str = "within_prompt"  # "within_prompt", or "global" (across prompts too)
+    batch_size: int = 64
+
+    def validate(self, where: str) -> None:
+        _require(-1 <= self.threshold <= 1, f"{where}.threshold must be in [-1, 1]")
+        _require(self.scope in ("within_prompt", "global"), f"{where}.scope must be 'within_prompt' or 'global'")
+        _require(self.batch_size >= 1, f"{where}.batch_size must be at least 1")
+
+
+@dataclass(frozen=True)
+class DecontaminationConfig:
+    enabled: bool = True
+    ngram: int = 13  # word n-grams shared with any eval text
+    extra_eval_files: list[str] = field(default_factory=list)  # .jsonl/.parquet/.txt files of more eval text
+
+    def validate(self, where: str) -> None:
+        _require(self.ngram >= 1, f"{where}.ngram must be at least 1")
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    enabled: bool = True
+    min_margin: float = 0.5  # chosen score minus rejected score
+
+    def validate(self, where: str) -> None:
+        _require(0 <= self.min_margin <= 1, f"{where}.min_margin must be in [0, 1]")
+
 
 @dataclass(frozen=True)
 class CurateConfig:
-    min_score: float = 1.0  # verifier score (share of constraints followed) a candidate needs
-    drop_truncated: bool = True  # reject answers that hit max_new_tokens
-    max_per_prompt: int = 2
+    combine: str = "all_pass"  # "all_pass": every weighted judge passed; "weighted": weighted score >= min_score
+    weights: dict[str, float] = field(default_factory=lambda: {VERIFIER: 1.0})  # judges left out weigh 0
+    min_score: float = 0.5  # for combine: weighted
+    judge_auc_floor: float = 0.6  # refuse a weighted model judge whose ROC AUC vs the verifier is lower
+    allow_low_auc_judges: list[str] = field(default_factory=list)  # use these anyway, on purpose
+    max_per_prompt: int = 2  # best-of-K: a prompt's best this many distinct answers
+    max_per_instruction_type: int = 0  # balance; 0 disables
+    top_fraction: float = 1.0  # then keep the best this share overall
+    near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
+    semantic_dedup: SemanticDedupConfig = field(default_factory=SemanticDedupConfig)
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
     num_shards: int = 2
 
     def validate(self, where: str) -> None:
+        _require(self.combine in ("all_pass", "weighted"), f"{where}.combine must be 'all_pass' or 'weighted'")
+        for name, weight in self.weights.items():
+            _require(name in SCORING_JUDGES,
+                     f"{where}.weights: unknown judge {name!r} (known: {', '.join(SCORING_JUDGES)})")
+            _require(weight >= 0, f"{where}.weights.{name} must be >= 0")
+        _require(any(w > 0 for w in self.weights.values()), f"{where}.weights: at least one judge needs weight > 0")
         _require(0 <= self.min_score <= 1, f"{where}.min_score must be in [0, 1]")
+        _require(0 <= self.judge_auc_floor <= 1, f"{where}.judge_auc_floor must be in [0, 1]")
+        for name in self.allow_low_auc_judges:
+            _require(name in SCORING_JUDGES, f"{where}.allow_low_auc_judges: unknown judge {name!r}")
         _require(self.max_per_prompt >= 1, f"{where}.max_per_prompt must be at least 1")
+        _require(self.max_per_instruction_type >= 0, f"{where}.max_per_instruction_type must be >= 0")
+        _require(0 < self.top_fraction <= 1, f"{where}.top_fraction must be in (0, 1]")
         _require(self.num_shards >= 1, f"{where}.num_shards must be at least 1")
+
+    def gating_judges(self) -> list[str]:
+        return sorted(name for name, weight in self.weights.items() if weight > 0)
 
 
 @dataclass(frozen=True)
@@ -180,6 +308,11 @@ def _coerce(value, typ, where: str):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return {str(k): _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
+    if origin is list:
+        (item_type,) = typing.get_args(typ)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ is float and isinstance(value, str):
@@ -221,6 +354,12 @@ def _validate_iterations(config: Config, where: str) -> None:
         seen.append(name)
 
 
+def _validate_judges(config: Config, where: str) -> None:
+    enabled = config.judge.enabled()
+    for name in config.curate.gating_judges():
+        _require(name in enabled, f"{where}: curate.weights.{name} > 0 but judge.{name} is not enabled")
+
+
 def load(path: str | Path = "params.yaml") -> Config:
     path = Path(path)
     if not path.is_file():
@@ -233,4 +372,5 @@ def load(path: str | Path = "params.yaml") -> Config:
         raise ConfigError(f"{path}: expected a mapping at the top level")
     config = _build(Config, data, str(path))
     _validate_iterations(config, str(path))
+    _validate_judges(config, str(path))
     return config

@@ -1,7 +1,9 @@
-"""Stage `curate` (Beam): kept shards and rejected rows, with a manifest whose counts reconcile."""
+"""Stage `curate` (Beam): kept shards, rejected rows and preference pairs, with a manifest whose
+funnel accounts for every candidate."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import apache_beam as beam
@@ -9,12 +11,31 @@ import apache_beam as beam
 from pipelines.config import Config
 from pipelines.generate import out_dir as candidates_dir
 from pipelines.judge import out_dir as judgments_dir
+from pipelines.judge import report_paths as calibration_paths
 from pipelines.runtime import git_revision, params_hash, run_pipeline
-from schemas.records import REJECTED_ROW, SHARD_ROW
-from transforms.curation import REASONS, Curate, Policy
+from schemas.records import PAIR, REJECTED_ROW, SHARD_ROW
+from transforms.calibration import judges_below_floor
+from transforms.curation import Curate, CurationPlan, Decontamination, JudgePolicy
+from transforms.decontamination import build_index, eval_file_texts
+from transforms.judge_names import MODEL_JUDGES
+from transforms.judging import prompt_text
 from transforms.model_io import model_sha256
-from transforms.parquet_io import (SHARD_GLOB, WriteSortedShards, clear_shards, read_table, shard_entries,
-                                   write_manifest)
+from transforms.near_dedup import MinHashParams
+from transforms.parquet_io import (
+    SHARD_GLOB,
+    WriteSortedShards,
+    clear_shards,
+    read_rows,
+    read_table,
+    shard_entries,
+    write_manifest,
+)
+from transforms.rejections import REASONS, funnel
+from transforms.selection import SelectionPolicy
+
+
+class JudgeRefused(RuntimeError):
+    pass
 
 
 def shards_dir(iteration: str) -> str:
@@ -25,49 +46,113 @@ def rejected_dir(iteration: str) -> str:
     return f"data/rejected/{iteration}"
 
 
-def policy_of(config: Config) -> Policy:
+def pairs_dir(iteration: str) -> str:
+    return f"data/pairs/{iteration}"
+
+
+def judge_policy(config: Config) -> JudgePolicy:
     cfg = config.curate
-    return Policy(cfg.min_score, cfg.drop_truncated, cfg.max_per_prompt)
+    return JudgePolicy(cfg.combine, {n: w for n, w in cfg.weights.items() if w > 0}, cfg.min_score)
+
+
+def check_judges(config: Config, iteration: str) -> None:
+    """Refuses, before anything is written, a gating judge model that disagrees with the verifier."""
+    cfg = config.curate
+    path = calibration_paths(iteration)[0]
+    gating_models = [n for n in cfg.gating_judges() if n in MODEL_JUDGES and n not in cfg.allow_low_auc_judges]
+    if not gating_models:
+        return
+    if not path.is_file():
+        raise JudgeRefused(f"{path}: calibration report not found; run `selfsift judge --iteration {iteration}`")
+    problems = judges_below_floor(json.loads(path.read_text())["judges"], gating_models, cfg.judge_auc_floor)
+    if problems:
+        raise JudgeRefused(
+            f"curate refuses to select with judges that do not agree with the verifier ({path}):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nSet their curate.weights to 0, lower curate.judge_auc_floor, or list them under "
+              "curate.allow_low_auc_judges to use them anyway.")
+
+
+def decontamination_of(config: Config) -> Decontamination | None:
+    cfg = config.curate.decontamination
+    if not cfg.enabled:
+        return None
+    sources = [(f"{name}:{row['prompt_id']}", prompt_text(row))
+               for name in ("eval", "eval_ood") for row in read_rows(f"{config.prompts.out_dir}/{name}.parquet")]
+    for path in cfg.extra_eval_files:
+        sources += eval_file_texts(path)
+    return Decontamination(build_index(sources, cfg.ngram), cfg.ngram)
+
+
+def plan_of(config: Config) -> CurationPlan:
+    cfg = config.curate
+    near = cfg.near_dedup
+    return CurationPlan(
+        judges=judge_policy(config),
+        selection=SelectionPolicy(cfg.max_per_prompt, cfg.max_per_instruction_type, cfg.top_fraction),
+        near_dedup=MinHashParams(near.ngram, near.num_perm, near.bands, near.threshold) if near.enabled else None,
+        decontamination=decontamination_of(config),
+        pairs_min_margin=cfg.pairs.min_margin if cfg.pairs.enabled else None,
+    )
 
 
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
-    kept_dir, rej_dir = shards_dir(iteration), rejected_dir(iteration)
-    clear_shards(kept_dir)
-    clear_shards(rej_dir)
+    check_judges(config, iteration)
+    plan = plan_of(config)
+    kept_dir, rej_dir, pair_dir = shards_dir(iteration), rejected_dir(iteration), pairs_dir(iteration)
+    for directory in (kept_dir, rej_dir, pair_dir):
+        clear_shards(directory)
     num_shards = config.curate.num_shards
 
     def build(p):
         candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{candidates_dir(iteration)}/{SHARD_GLOB}")
         judgments = p | "ReadJudgments" >> beam.io.ReadFromParquet(f"{judgments_dir(iteration)}/{SHARD_GLOB}")
         prompts = p | "ReadPrompts" >> beam.io.ReadFromParquet(f"{config.prompts.out_dir}/train.parquet")
-        curated = (candidates, judgments, prompts) | "Curate" >> Curate(policy_of(config))
+        curated = (candidates, judgments, prompts) | "Curate" >> Curate(plan)
         _ = curated["kept"] | "WriteKept" >> WriteSortedShards(kept_dir, SHARD_ROW, "candidate_id", num_shards)
         _ = curated["rejected"] | "WriteRejected" >> WriteSortedShards(rej_dir, REJECTED_ROW, "candidate_id", num_shards)
+        if "pairs" in curated:
+            _ = curated["pairs"] | "WritePairs" >> WriteSortedShards(pair_dir, PAIR, "pair_id", num_shards)
 
     run_pipeline(build, beam_args)
-    rows_in = read_table(candidates_dir(iteration), None).num_rows
-    reasons = Counter(read_table(rej_dir, None).column("reason").to_pylist())
-    shards = shard_entries(kept_dir)
-    rows_out = sum(s["rows"] for s in shards)
-    if rows_out + sum(reasons.values()) != rows_in:
-        raise RuntimeError(f"curate lost records: {rows_in} candidates in, {rows_out} kept + "
-                           f"{sum(reasons.values())} rejected")
-    generator = config.generator_dir(iteration)
-    manifest = {
-        "stage": "curate", "iteration": iteration, "rows_in": rows_in, "rows_out": rows_out,
-        "rejected": {reason: reasons.get(reason, 0) for reason in REASONS},
-        "policy": policy_of(config).describe(), "shards": shards,
-        "rejected_shards": shard_entries(rej_dir),
-        "params_hash": params_hash(config.generate, config.judge, config.curate, config.seed),
-        "generator_model": generator, "generator_model_sha256": model_sha256(generator),
-        "git_revision": git_revision(),
-    }
+    manifest = build_manifest(config, iteration, plan)
     write_manifest(kept_dir, manifest)
     return manifest
 
 
+def build_manifest(config: Config, iteration: str, plan: CurationPlan) -> dict:
+    kept_dir, rej_dir, pair_dir = shards_dir(iteration), rejected_dir(iteration), pairs_dir(iteration)
+    rows_in = read_table(candidates_dir(iteration), None).num_rows
+    reasons = Counter(read_table(rej_dir, None).column("reason").to_pylist())
+    unknown = sorted(set(reasons) - set(REASONS))
+    if unknown:
+        raise RuntimeError(f"curate wrote rejection reasons outside the funnel: {unknown}")
+    kept = read_table(kept_dir, None)
+    if kept.num_rows + sum(reasons.values()) != rows_in:
+        raise RuntimeError(f"curate lost records: {rows_in} candidates in, {kept.num_rows} kept + "
+                           f"{sum(reasons.values())} rejected")
+    kept_per_type = Counter(t for ids in kept.column("instruction_ids").to_pylist() for t in ids)
+    pair_shards = shard_entries(pair_dir)
+    generator = config.generator_dir(iteration)
+    return {
+        "stage": "curate", "iteration": iteration, "rows_in": rows_in, "rows_out": kept.num_rows,
+        "rejected": {reason: reasons.get(reason, 0) for reason in REASONS},
+        "funnel": funnel(rows_in, reasons),
+        "kept_per_instruction_type": dict(sorted(kept_per_type.items())),
+        "policy": f"{plan.judges.describe()}; {plan.selection.describe()}",
+        "shards": shard_entries(kept_dir), "rejected_shards": shard_entries(rej_dir),
+        "pairs": sum(s["rows"] for s in pair_shards), "pair_shards": pair_shards,
+        "params_hash": params_hash(config.generate, config.judge, config.curate, config.seed),
+        "generator_model": generator, "generator_model_sha256": model_sha256(generator),
+        "git_revision": git_revision(),
+    }
+
+
 def funnel_table(manifest: dict) -> str:
-    lines = [f"{'candidates in':<20}{manifest['rows_in']:>8}"]
-    lines += [f"  rejected {reason:<11}{count:>8}" for reason, count in manifest["rejected"].items() if count]
-    lines.append(f"{'kept':<20}{manifest['rows_out']:>8}")
+    lines = [f"{'step':<18}{'in':>7}{'rejected':>10}{'out':>7}   reasons"]
+    for step in manifest["funnel"]:
+        dropped = {r: n for r, n in step["rejected"].items() if n}
+        lines.append(f"{step['step']:<18}{step['in']:>7}{sum(dropped.values()):>10}{step['out']:>7}   "
+                     + ", ".join(f"{r} {n}" for r, n in dropped.items()))
+    lines.append(f"kept {manifest['rows_out']} of {manifest['rows_in']}; {manifest['pairs']} preference pairs")
     return "\n".join(lines)

@@ -1,6 +1,9 @@
-"""Stage `judge` (Beam): the verifier's judgment of every candidate."""
+"""Stage `judge` (Beam): every enabled judge's judgment of every candidate, and the calibration report."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import apache_beam as beam
 
@@ -8,34 +11,83 @@ from pipelines.config import Config
 from pipelines.generate import out_dir as candidates_dir
 from pipelines.runtime import git_revision, params_hash, run_pipeline
 from schemas.records import JUDGMENT
-from transforms.judging import judge_candidate
-from transforms.parquet_io import SHARD_GLOB, WriteSortedShards, clear_shards, shard_entries, write_manifest
+from transforms.calibration import calibration_report, plot_calibration
+from transforms.heuristics import HEURISTICS
+from transforms.judge_names import LLM_JUDGE, MODEL_JUDGES, REWARD_MODEL
+from transforms.judging import rule_judgments
+from transforms.model_judging import ModelJudge
+from transforms.parquet_io import SHARD_GLOB, WriteSortedShards, clear_shards, read_rows, shard_entries, write_manifest
+from transforms.scoring_models import RatingJudgeHandler, RewardModelHandler
+
+HANDLERS = {LLM_JUDGE: RatingJudgeHandler, REWARD_MODEL: RewardModelHandler}
 
 
 def out_dir(iteration: str) -> str:
     return f"data/judgments/{iteration}"
 
 
+def report_paths(iteration: str) -> tuple[Path, Path]:
+    return Path(f"reports/judges/{iteration}.json"), Path(f"reports/judges/{iteration}.png")
+
+
+def _handler(name: str, cfg):
+    return HANDLERS[name](cfg.model, max_input_tokens=cfg.max_input_tokens, micro_batch_size=cfg.micro_batch_size,
+                          max_batch_size=cfg.max_batch_size, dtype=cfg.dtype)
+
+
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
+    cfg = config.judge
+    model_judges = [name for name in MODEL_JUDGES if name in cfg.enabled()]
     target = out_dir(iteration)
     clear_shards(target)
 
     def build(p):
-        prompts = (
+        prompts = beam.pvalue.AsDict(
             p
             | "ReadPrompts" >> beam.io.ReadFromParquet(f"{config.prompts.out_dir}/train.parquet")
             | "KeyPrompts" >> beam.Map(lambda r: (r["prompt_id"], r))
         )
+        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{candidates_dir(iteration)}/{SHARD_GLOB}")
+        rules = candidates | "VerifierAndHeuristics" >> beam.FlatMap(
+            rule_judgments, prompts=prompts, verifier_threshold=cfg.verifier.threshold, heuristics=cfg.heuristics)
+        models = [
+            candidates | f"Judge_{name}" >> ModelJudge(name, _handler(name, getattr(cfg, name)),
+                                                        cfg.threshold(name), prompts)
+            for name in model_judges
+        ]
         _ = (
-            p
-            | "ReadCandidates" >> beam.io.ReadFromParquet(f"{candidates_dir(iteration)}/{SHARD_GLOB}")
-            | "Verify" >> beam.Map(judge_candidate, prompts=beam.pvalue.AsDict(prompts))
-            | "Write" >> WriteSortedShards(target, JUDGMENT, "candidate_id", config.judge.num_shards)
+            [rules, *models]
+            | "AllJudgments" >> beam.Flatten()
+            | "Write" >> WriteSortedShards(target, JUDGMENT, ("candidate_id", "judge"), cfg.num_shards)
         )
 
     run_pipeline(build, beam_args)
+    report = write_calibration(config, iteration, model_judges)
     shards = shard_entries(target)
-    manifest = {"stage": "judge", "rows": sum(s["rows"] for s in shards), "shards": shards,
-                "judges": ["ifeval_verifier"], "params_hash": params_hash(config.judge), "git_revision": git_revision()}
+    manifest = {"stage": "judge", "iteration": iteration, "rows": sum(s["rows"] for s in shards), "shards": shards,
+                "judges": cfg.enabled() + [h.judge for h in HEURISTICS],
+                "judge_models": {name: getattr(cfg, name).model for name in model_judges},
+                "calibration": report, "params_hash": params_hash(cfg), "git_revision": git_revision()}
     write_manifest(target, manifest)
     return manifest
+
+
+def write_calibration(config: Config, iteration: str, model_judges: list[str]) -> dict:
+    judgments = read_rows(out_dir(iteration))
+    report = calibration_report(judgments, {name: config.judge.threshold(name) for name in model_judges})
+    json_path, png_path = report_paths(iteration)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"iteration": iteration, "label": "ifeval_verifier passed", "judges": report},
+                                    indent=2, sort_keys=True) + "\n")
+    plot_calibration(report, f"{iteration}: judge scores vs the verifier", str(png_path))
+    return report
+
+
+def calibration_table(report: dict) -> str:
+    if not report:
+        return "no judge models enabled: nothing to calibrate"
+    lines = [f"{'judge':<14}{'n':>6}{'passed':>8}{'ROC AUC':>9}{'acc@thr':>9}"]
+    for name, s in sorted(report.items()):
+        lines.append(f"{name:<14}{s['candidates']:>6}{s['verifier_passed']:>8}{str(s['roc_auc']):>9}"
+                     f"{str(s['accuracy_at_threshold']):>9}")
+    return "\n".join(lines)

@@ -31,6 +31,14 @@ def _schema_errors(directory: str) -> list[str]:
     return errors
 
 
+def min_kept_score(config: Config) -> float:
+    """The lowest combined score the judge policy can keep."""
+    weights = {n: w for n, w in config.curate.weights.items() if w > 0}
+    if config.curate.combine == "weighted":
+        return config.curate.min_score
+    return sum(w * config.judge.threshold(n) for n, w in weights.items()) / sum(weights.values())
+
+
 def _run_suite(config: Config, iteration: str) -> list[dict]:
     import great_expectations as gx
 
@@ -40,7 +48,7 @@ def _run_suite(config: Config, iteration: str) -> list[dict]:
     context = gx.get_context(mode="ephemeral")  # the suite below needs an active context
     eval_rows = [r for name in ("eval", "eval_ood") for r in read_table(f"{config.prompts.out_dir}/{name}.parquet").to_pylist()]
     suite = shard_suite(
-        config.curate.min_score, config.curate.drop_truncated,
+        min_kept_score(config), config.judge.heuristics.drop_truncated,
         sorted(r["prompt_id"] for r in eval_rows), sorted(r["messages"][-1]["content"] for r in eval_rows),
     )
     batch = (context.data_sources.add_pandas("shards").add_dataframe_asset(iteration)

@@ -64,6 +64,22 @@ REJECTED_ROW = pa.schema(_CANDIDATE_FIELDS + [
     ("judgments", pa.list_(JUDGMENT_STRUCT)),
     ("score", pa.float32()),
     ("reason", pa.string()),
+    ("reason_detail", pa.string()),
+])
+
+# Preference pairs in TRL's conversational form: `prompt` messages, one-message `chosen` / `rejected`.
+PAIR = pa.schema([
+    ("pair_id", pa.string()),
+    ("prompt_id", pa.string()),
+    ("prompt", pa.list_(MESSAGE)),
+    ("chosen", pa.list_(MESSAGE)),
+    ("rejected", pa.list_(MESSAGE)),
+    ("chosen_candidate_id", pa.string()),
+    ("rejected_candidate_id", pa.string()),
+    ("chosen_score", pa.float32()),
+    ("rejected_score", pa.float32()),
+    ("margin", pa.float32()),
+    ("rejected_reason", pa.string()),
 ])
 
 EVAL_RESULT = pa.schema([

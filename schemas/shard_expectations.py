@@ -18,6 +18,7 @@ def shard_suite(min_score: float, require_finished: bool, eval_prompt_ids: list[
         E.ExpectColumnValuesToBeUnique(column="candidate_id"),
         E.ExpectColumnValuesToBeUnique(column="text_sha256"),
         E.ExpectColumnValuesToBeBetween(column="score", min_value=min_score, max_value=1.0),
+        E.ExpectColumnValuesToBeBetween(column="dedup_cluster_size", min_value=1),
         E.ExpectColumnValuesToNotBeInSet(column="prompt_id", value_set=eval_prompt_ids),
         E.ExpectColumnValuesToNotBeInSet(column="prompt_text", value_set=eval_prompt_texts),
         E.ExpectColumnValuesToBeInSet(column="finish_reason", value_set=["stop"] if require_finished else ["stop", "length"]),

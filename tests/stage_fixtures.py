@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from schemas.records import PROMPT, SHARD_ROW
-from transforms.curation import text_hash
 from transforms.parquet_io import shard_name
+from transforms.text_normalization import text_hash
 
 
 def prompt(pid: str, text: str, split: str) -> dict:

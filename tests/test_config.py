@@ -37,6 +37,15 @@ def test_defaults_and_float_strings(tmp_path):
     ("curate", {"min_score": 1.5}, "curate.min_score must be in [0, 1]"),
     ("curate", {"max_per_prompt": "two"}, "curate.max_per_prompt: expected int"),
     ("finetune", {"data": "everything"}, "finetune.data must be"),
+    ("curate", {"weights": {"oracle": 1.0}}, "curate.weights: unknown judge 'oracle'"),
+    ("curate", {"weights": {"ifeval_verifier": 0.0}}, "at least one judge needs weight > 0"),
+    ("curate", {"weights": {"reward_model": 1.0}}, "curate.weights.reward_model > 0 but judge.reward_model is not enabled"),
+    ("curate", {"combine": "vote"}, "curate.combine must be"),
+    ("curate", {"near_dedup": {"num_perm": 128, "bands": 10}}, "curate.near_dedup.bands must be at least 1 and divide"),
+    ("curate", {"allow_low_auc_judges": "llm_judge"}, "curate.allow_low_auc_judges: expected a list"),
+    ("curate", {"decontamination": {"extra_eval_files": [3]}}, "extra_eval_files[0]: expected str"),
+    ("judge", {"llm_judge": {"enabled": True}}, "judge.llm_judge.model must name a model folder"),
+    ("judge", {"heuristics": {"min_words": 5, "max_words": 2}}, "judge.heuristics.max_words must be >= min_words"),
     ("bogus", {}, "unknown key(s) bogus"),
 ])
 def test_bad_values_are_named(tmp_path, section, values, message):

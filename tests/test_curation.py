@@ -4,93 +4,187 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.curation import Curate, Policy, normalize, screen_reason
+from transforms.curation import Curate, CurationPlan, Decontamination, JudgePolicy, screen_reason
+from transforms.decontamination import build_index
+from transforms.heuristics import HEURISTICS
+from transforms.near_dedup import MinHashParams
+from transforms.rejections import REASONS, funnel
+from transforms.selection import SelectionPolicy
 
 PROMPTS = [
     {"prompt_id": "p1", "messages": [{"role": "user", "content": "one"}], "instruction_ids": ["punctuation:no_comma"], "kwargs": ["{}"]},
     {"prompt_id": "p2", "messages": [{"role": "user", "content": "two"}], "instruction_ids": ["punctuation:no_comma"], "kwargs": ["{}"]},
     {"prompt_id": "p3", "messages": [{"role": "user", "content": "three"}], "instruction_ids": [], "kwargs": []},
 ]
+EVAL_TEXT = "write a limerick about the quiet harbor at dawn and do not use any commas in your reply at all"
 
 
 def candidate(cid, prompt_id, text, finish="stop"):
-    return {"candidate_id": cid, "prompt_id": prompt_id, "text": text, "finish_reason": finish}
+    return {"candidate_id": cid, "prompt_id": prompt_id, "text": text, "finish_reason": finish, "prompt_tokens": 5}
 
 
-def judgment(cid, score, error=None):
+def judgment(cid, judge, score, passed=None, error=None):
     detail = {"error": error} if error else {}
-    return {"candidate_id": cid, "judge": "ifeval_verifier", "score": score, "passed": score == 1.0,
+    return {"candidate_id": cid, "judge": judge, "score": score, "passed": score == 1.0 if passed is None else passed,
             "detail": json.dumps(detail)}
 
 
+def judged(cid, verifier_score, failing=(), error=None, llm_score=None):
+    """The verifier's judgment, every heuristic's (passing unless named in `failing`), optionally an LLM judge's."""
+    out = [judgment(cid, "ifeval_verifier", verifier_score, error=error)]
+    out += [judgment(cid, h.judge, 0.0 if h.judge in failing else 1.0) for h in HEURISTICS]
+    if llm_score is not None:
+        out.append(judgment(cid, "llm_judge", llm_score, passed=llm_score >= 0.5))
+    return out
+
+
+LONG_ANSWER = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma"
 CANDIDATES = [
     candidate("a1", "p1", "good answer"),
-    candidate("a2", "p1", "Good   Answer"),          # duplicate of a1 after normalization
+    candidate("a2", "p1", "Good   Answer"),            # exact duplicate of a1 after normalization
     candidate("a3", "p1", "another good one"),
-    candidate("a4", "p1", "a third good one"),       # over the cap of 2 for p1
-    candidate("b1", "p2", "too weak"),               # below threshold
-    candidate("b2", "p2", "cut off mid", "length"),  # truncated
-    candidate("b3", "p2", "   "),                    # empty
-    candidate("b4", "p2", "checker broke"),          # judge error
-    candidate("b5", "p2", "never judged"),           # no judgment
+    candidate("a4", "p1", "a third good one"),         # over the best-of-2 cap for p1
+    candidate("a5", "p2", LONG_ANSWER),
+    candidate("a6", "p2", LONG_ANSWER + " tau"),       # near-duplicate of a5
+    candidate("b1", "p2", "too weak"),                 # below threshold
+    candidate("b2", "p2", "cut off mid", "length"),    # truncated (heuristic)
+    candidate("b3", "p2", "   "),                      # empty
+    candidate("b4", "p2", "checker broke"),            # judge error
+    candidate("b5", "p2", "never judged"),             # no judgment
+    candidate("b6", "p2", "spam spam spam spam"),      # repetitive (heuristic)
+    candidate("b7", "p2", "Sure: " + EVAL_TEXT),       # contaminated
     candidate("c1", "p3", "no constraints to check"),  # unverifiable
     candidate("c2", "p3", "", "prompt_too_long"),      # never generated
 ]
-JUDGMENTS = [judgment(c, 1.0) for c in ("a1", "a2", "a3", "a4", "b2", "b3", "c1", "c2")] + [
-    judgment("b1", 0.0), judgment("b4", 0.0, error="LookupError: punkt"), judgment("orphan", 1.0)]
-POLICY = Policy(min_score=1.0, drop_truncated=True, max_per_prompt=2)
-EXPECTED = {"a1": None, "a3": None, "a2": "duplicate", "a4": "over_prompt_cap", "b1": "below_threshold",
-            "b2": "truncated", "b3": "empty", "b4": "judge_error", "b5": "unjudged", "c1": "unverifiable",
-            "c2": "prompt_too_long"}
+JUDGMENTS = [j for c in ("a1", "a2", "a3", "c1", "c2", "b7") for j in judged(c, 1.0)] + [
+    *judged("a4", 1.0), *judged("a5", 1.0), *judged("a6", 1.0),
+    *judged("b1", 0.0), *judged("b2", 1.0, failing={"heuristic_truncation"}), *judged("b3", 0.0, failing={"heuristic_empty"}),
+    *judged("b4", 0.0, error="LookupError: punkt"), *judged("b6", 1.0, failing={"heuristic_repetition"}),
+    judgment("orphan", "ifeval_verifier", 1.0)]
+VERIFIER_ONLY = JudgePolicy("all_pass", {"ifeval_verifier": 1.0})
+PLAN = CurationPlan(
+    judges=VERIFIER_ONLY, selection=SelectionPolicy(max_per_prompt=2, max_per_instruction_type=0, top_fraction=1.0),
+    near_dedup=MinHashParams(ngram=3, threshold=0.5), decontamination=Decontamination(build_index([("eval:e1", EVAL_TEXT)], 13), 13),
+    pairs_min_margin=0.5)
+EXPECTED = {"a1": None, "a3": None, "a5": None, "a2": "duplicate", "a6": "near_duplicate",
+            "a4": "over_prompt_cap", "b1": "below_threshold", "b2": "truncated", "b3": "empty", "b4": "judge_error",
+            "b5": "unjudged", "b6": "repetitive", "b7": "contaminated", "c1": "unverifiable", "c2": "prompt_too_long"}
 
 
+def run_curate(p, candidates, judgments, plan=PLAN):
+    return (p | "C" >> beam.Create(candidates), p | "J" >> beam.Create(judgments),
+            p | "P" >> beam.Create(PROMPTS)) | Curate(plan)
 
-def test_every_candidate_kept_or_rejected_once_with_reason():
+
+def ids(pcoll, label):
+    return pcoll | f"Ids{label}" >> beam.Map(lambda r: r["candidate_id"])
+
+
+def test_every_candidate_kept_or_rejected_once_with_its_reason():
     with TestPipeline() as p:
-        out = (p | "C" >> beam.Create(CANDIDATES), p | "J" >> beam.Create(JUDGMENTS),
-               p | "P" >> beam.Create(PROMPTS)) | Curate(POLICY)
-        kept_ids = out["kept"] | "KeptIds" >> beam.Map(lambda r: r["candidate_id"])
+        out = run_curate(p, CANDIDATES, JUDGMENTS)
         rejected = out["rejected"] | "Reasons" >> beam.Map(lambda r: (r["candidate_id"], r["reason"]))
-        assert_that(kept_ids, equal_to([k for k, v in EXPECTED.items() if v is None]), label="kept")
+        assert_that(ids(out["kept"], "kept"), equal_to([k for k, v in EXPECTED.items() if v is None]), label="kept")
         assert_that(rejected, equal_to([(k, v) for k, v in EXPECTED.items() if v]), label="rejected")
 
         def check_kept(rows):
             by_id = {r["candidate_id"]: r for r in rows}
-            assert by_id["a1"]["dedup_cluster_size"] == 2 and by_id["a3"]["dedup_cluster_size"] == 1
-            assert by_id["a1"]["keep_reason"].startswith("passed score>=1.0")
+            assert by_id["a1"]["dedup_cluster_size"] == 2  # a1 stands for itself and its exact duplicate a2
+            assert by_id["a5"]["dedup_cluster_size"] == 2 and by_id["a5"]["dedup_cluster"] == "a5"
+            assert by_id["a1"]["keep_reason"].startswith("passed all of ifeval_verifier")
             assert by_id["a1"]["messages"] == PROMPTS[0]["messages"]
-            assert [j["judge"] for j in by_id["a1"]["judgments"]] == ["ifeval_verifier"]
+            assert len(by_id["a1"]["judgments"]) == 1 + len(HEURISTICS)
+
+        def check_details(rows):
+            detail = {r["candidate_id"]: r["reason_detail"] for r in rows}
+            assert detail["b4"] == "ifeval_verifier: LookupError: punkt"
+            assert detail["b7"] == "shares a 13-gram with eval:e1"
+            assert detail["a6"] == "similar to kept a5"
+            assert detail["b5"] == "no judgment from ifeval_verifier"
 
         assert_that(out["kept"], check_kept, label="kept rows")
+        assert_that(out["rejected"], check_details, label="rejection details")
 
 
-def test_all_fail_keeps_nothing_and_counts_all():
-    judgments = [judgment(c["candidate_id"], 0.0) for c in CANDIDATES]
+def test_every_candidate_fails_keeps_nothing_and_counts_all():
+    judgments = [j for c in CANDIDATES for j in judged(c["candidate_id"], 0.0)]
     with TestPipeline() as p:
-        out = (p | "C" >> beam.Create(CANDIDATES), p | "J" >> beam.Create(judgments),
-               p | "P" >> beam.Create(PROMPTS)) | Curate(POLICY)
+        out = run_curate(p, CANDIDATES, judgments)
         assert_that(out["kept"], equal_to([]), label="kept")
-        count = out["rejected"] | beam.combiners.Count.Globally()
-        assert_that(count, equal_to([len(CANDIDATES)]), label="count")
+        assert_that(out["rejected"] | beam.combiners.Count.Globally(), equal_to([len(CANDIDATES)]), label="count")
+        assert_that(out["pairs"], equal_to([]), label="no pairs without a passing answer")
 
 
-def test_cap_of_one_keeps_best_score_then_smallest_id():
+def test_ties_and_k_of_one_keep_best_score_then_smallest_id():
     cands = [candidate("z9", "p1", "x y"), candidate("z1", "p1", "x z"), candidate("z5", "p1", "x w")]
-    judgments = [judgment("z9", 1.0), judgment("z1", 1.0), judgment("z5", 1.0)]
+    judgments = [j for c in ("z9", "z1", "z5") for j in judged(c, 1.0)]
+    plan = CurationPlan(VERIFIER_ONLY, SelectionPolicy(1, 0, 1.0))
     with TestPipeline() as p:
-        out = (p | "C" >> beam.Create(cands), p | "J" >> beam.Create(judgments),
-               p | "P" >> beam.Create(PROMPTS)) | Curate(Policy(1.0, True, 1))
-        assert_that(out["kept"] | beam.Map(lambda r: r["candidate_id"]), equal_to(["z1"]))
+        out = run_curate(p, cands, judgments, plan)
+        assert_that(ids(out["kept"], "k"), equal_to(["z1"]))
 
 
-def test_threshold_below_one_keeps_partial_scores():
-    row = {"judgments": [judgment("x", 0.5)], "text": "t", "instruction_ids": ["a", "b"],
-           "finish_reason": "stop", "score": 0.5}
-    assert screen_reason(row, Policy(0.5, True, 1)) is None
-    assert screen_reason(row, Policy(0.6, True, 1)) == "below_threshold"
-    assert screen_reason({**row, "finish_reason": "length"}, Policy(0.5, False, 1)) is None
+def test_weighted_policy_combines_judges_and_records_the_rest():
+    cands = [candidate("w1", "p1", "first"), candidate("w2", "p1", "second"), candidate("w3", "p1", "third")]
+    judgments = [*judged("w1", 1.0, llm_score=0.2), *judged("w2", 0.0, llm_score=1.0), *judged("w3", 1.0, llm_score=0.9)]
+    policy = JudgePolicy("weighted", {"ifeval_verifier": 1.0, "llm_judge": 1.0}, min_score=0.7)
+    plan = CurationPlan(policy, SelectionPolicy(5, 0, 1.0))
+    with TestPipeline() as p:
+        out = run_curate(p, cands, judgments, plan)
+        scored = out["kept"] | beam.Map(lambda r: (r["candidate_id"], round(r["score"], 3)))
+        assert_that(scored, equal_to([("w3", 0.95)]), label="kept")  # w1: 0.6, w2: 0.5 are below 0.7
 
 
-def test_normalize():
-    assert normalize("  Hello\n\tWORLD  ") == normalize("hello world") == "hello world"
-    assert normalize("Ｆｕｌｌ") == "full"
+def test_type_cap_keeps_rows_that_carry_a_rare_type_and_top_fraction_cuts_the_rest():
+    prompts = [{"prompt_id": f"q{i}", "messages": [{"role": "user", "content": f"q{i}"}],
+                "instruction_ids": types, "kwargs": ["{}"] * len(types)}
+               for i, types in enumerate([["easy"], ["easy"], ["easy"], ["easy", "rare"]])]
+    cands = [candidate(f"t{i}", f"q{i}", f"answer number {i}") for i in range(4)]
+    judgments = [j for i in range(4) for j in judged(f"t{i}", 1.0)]
+    plan = CurationPlan(VERIFIER_ONLY, SelectionPolicy(1, 2, 0.5))
+    with TestPipeline() as p:
+        out = (p | "C" >> beam.Create(cands), p | "J" >> beam.Create(judgments), p | "P" >> beam.Create(prompts)) \
+            | Curate(plan)
+        reasons = out["rejected"] | beam.Map(lambda r: (r["candidate_id"], r["reason"]))
+        # easy is capped at 2 (t0, t1); t2 is over the cap; t3 still counts because "rare" has room;
+        # then the top half of the 3 balanced rows (ceil 1.5 = 2) stays.
+        assert_that(ids(out["kept"], "k"), equal_to(["t0", "t1"]), label="kept")
+        assert_that(reasons, equal_to([("t2", "over_type_cap"), ("t3", "below_top_fraction")]), label="rejected")
+
+
+def test_preference_pair_is_best_passing_against_worst_scored_with_margin():
+    cands = [candidate("p1a", "p1", "all right"), candidate("p1b", "p1", "half right"),
+             candidate("p1c", "p1", "wrong"), candidate("p1d", "p1", ""),  # empty: never a pair member
+             candidate("p2a", "p2", "lonely answer")]  # a prompt with a single candidate: no pair
+    judgments = [*judged("p1a", 1.0), *judged("p1b", 0.5), *judged("p1c", 0.0),
+                 *judged("p1d", 0.0, failing={"heuristic_empty"}), *judged("p2a", 1.0)]
+    with TestPipeline() as p:
+        out = run_curate(p, cands, judgments)
+        pairs = out["pairs"] | beam.Map(lambda r: (r["chosen_candidate_id"], r["rejected_candidate_id"], r["margin"],
+                                                   r["rejected_reason"], r["chosen"][0]["content"]))
+        assert_that(pairs, equal_to([("p1a", "p1c", 1.0, "below_threshold", "all right")]))
+
+
+def test_pair_margin_is_a_floor():
+    cands = [candidate("m1", "p1", "all right"), candidate("m2", "p1", "half right")]
+    judgments = [*judged("m1", 1.0), *judged("m2", 0.5)]
+    plan = CurationPlan(VERIFIER_ONLY, SelectionPolicy(2, 0, 1.0), pairs_min_margin=0.6)
+    with TestPipeline() as p:
+        assert_that(run_curate(p, cands, judgments, plan)["pairs"], equal_to([]))
+
+
+def test_screen_order_names_the_first_failure():
+    row = {"judgments": [judgment("x", "ifeval_verifier", 0.5, passed=False),
+                         judgment("x", "heuristic_length", 0.0, passed=False)],
+           "text": "t", "instruction_ids": ["a"], "finish_reason": "stop", "score": 0.5, "prompt_tokens": 3,
+           "judges_complete": True, "policy_passed": False}
+    assert screen_reason(row, VERIFIER_ONLY, None)[0] == "length_out_of_bounds"
+    assert screen_reason({**row, "judges_complete": False}, VERIFIER_ONLY, None)[0] == "unjudged"
+
+
+def test_funnel_steps_chain_and_add_up():
+    counts = {"truncated": 5, "below_threshold": 10, "near_duplicate": 2, "over_prompt_cap": 3}
+    steps = funnel(100, counts)
+    assert steps[0]["in"] == 100 and steps[-1]["out"] == 80
+    assert all(a["out"] == b["in"] for a, b in zip(steps, steps[1:]))
+    assert {r for s in steps for r in s["rejected"]} == set(REASONS)

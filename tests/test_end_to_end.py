@@ -19,9 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "prompts": {"train_size": 10, "eval_size": 6, "eval_ood_size": 6},
     "generate": {"candidates_per_prompt": 3, "max_new_tokens": 12, "micro_batch_size": 8, "num_shards": 2},
-    "judge": {"num_shards": 2},
-    # A random model follows no instruction: keep everything so fine-tuning has data.
-    "curate": {"min_score": 0.0, "drop_truncated": False, "max_per_prompt": 2, "num_shards": 2},
+    # A random model follows no instruction: accept any verifier score and any shape so fine-tuning has data.
+    "judge": {"num_shards": 2, "verifier": {"threshold": 0.0},
+              "heuristics": {"drop_truncated": False, "max_repeated_ngram_share": 1.0, "max_prompt_echo": 1.0}},
+    "curate": {"max_per_prompt": 2, "num_shards": 2},
     "finetune": {"epochs": 1, "batch_size": 4, "max_length": 96},
     "evaluate": {"max_new_tokens": 12, "micro_batch_size": 8},
 }
@@ -76,7 +77,23 @@ def test_manifests_reconcile(repro):
         assert len(rejected) == sum(manifest["rejected"].values())
         assert manifest["generator_model"] == ("models/base" if it == "iter-001" else "models/iter-001")
         assert len(manifest["git_revision"]) > 0 and len(manifest["params_hash"]) == 64
-    assert "candidates in" in stdout  # curate prints its funnel
+        steps = manifest["funnel"]
+        assert steps[0]["in"] == manifest["rows_in"] and steps[-1]["out"] == manifest["rows_out"]
+        pairs = read_table(str(root / "data/pairs" / it)).num_rows
+        assert pairs == manifest["pairs"]
+    assert "near dedup" in stdout and "preference pairs" in stdout  # curate prints its funnel
+
+
+def test_judges_and_calibration_reports(repro):
+    root, _, stdout = repro
+    for it in ("iter-001", "iter-002"):
+        judges = set(read_table(str(root / "data/judgments" / it)).column("judge").to_pylist())
+        assert {"ifeval_verifier", "llm_judge", "heuristic_repetition", "heuristic_echo"} <= judges
+        report = json.loads((root / "reports/judges" / f"{it}.json").read_text())
+        stats = report["judges"]["llm_judge"]
+        assert stats["candidates"] + stats["excluded_unscored"] == 10 * 3
+        assert (root / "reports/judges" / f"{it}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "ROC AUC" in stdout  # judge prints its calibration table
 
 
 def test_validation_passed(repro):
@@ -134,6 +151,10 @@ def test_rerun_gives_byte_identical_shards(repro):
         for kind in ("candidates", "judgments", "shards"):
             manifest = json.loads((root / "data" / kind / "iter-001" / "manifest.json").read_text())
             out[kind] = [(s["file"], s["sha256"]) for s in manifest["shards"]]
+            if kind == "shards":
+                out["pairs"] = manifest["pair_shards"]
+                out["rejected"] = manifest["rejected_shards"]
+        out["calibration"] = (root / "reports/judges/iter-001.json").read_text()
         return out
 
     before = hashes()

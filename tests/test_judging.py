@@ -1,18 +1,70 @@
 import json
 
-from transforms.judging import judge_candidate, judgment_error
+import pytest
 
-PROMPTS = {"p1": {"prompt_id": "p1", "messages": [{"role": "user", "content": "Say hi. No commas."}],
+from pipelines.config import HeuristicsConfig
+from transforms.heuristics import HEURISTICS, prompt_echo_share, repeated_ngram_share
+from transforms.judging import judgment_error, rule_judgments
+
+PROMPTS = {"p1": {"prompt_id": "p1", "messages": [{"role": "user", "content": "Say hi to the owls. No commas."}],
                   "instruction_ids": ["punctuation:no_comma"], "kwargs": ["{}"]}}
+DEFAULTS = HeuristicsConfig()
 
 
-def test_judgment_records_per_instruction_detail():
-    j = judge_candidate({"candidate_id": "c1", "prompt_id": "p1", "text": "hi there"}, PROMPTS)
-    assert j["passed"] and j["score"] == 1.0 and j["judge"] == "ifeval_verifier"
-    assert json.loads(j["detail"]) == {"instruction_ids": ["punctuation:no_comma"], "strict": [True], "loose": [True]}
-    assert judgment_error(j) == ""
+def judge(text, finish="stop", config=DEFAULTS, threshold=1.0):
+    candidate = {"candidate_id": "c1", "prompt_id": "p1", "text": text, "finish_reason": finish}
+    return {j["judge"]: j for j in rule_judgments(candidate, PROMPTS, threshold, config)}
+
+
+def test_verifier_and_every_heuristic_judge_each_candidate():
+    out = judge("hi there little owls")
+    assert set(out) == {"ifeval_verifier"} | {h.judge for h in HEURISTICS}
+    v = out["ifeval_verifier"]
+    assert v["passed"] and v["score"] == 1.0
+    assert json.loads(v["detail"]) == {"instruction_ids": ["punctuation:no_comma"], "strict": [True], "loose": [True]}
+    assert all(j["passed"] and 0 <= j["score"] <= 1 and judgment_error(j) == "" for j in out.values())
 
 
 def test_missing_prompt_is_an_error_judgment():
-    j = judge_candidate({"candidate_id": "c1", "prompt_id": "nope", "text": "hi"}, PROMPTS)
+    candidate = {"candidate_id": "c1", "prompt_id": "nope", "text": "hi", "finish_reason": "stop"}
+    (j,) = rule_judgments(candidate, PROMPTS, 1.0, DEFAULTS)
     assert not j["passed"] and "not found" in judgment_error(j)
+
+
+@pytest.mark.parametrize("text, finish, failing", [
+    ("", "stop", "heuristic_empty"),
+    ("Say hi to the owls. No commas.", "stop", "heuristic_echo"),
+    ("hi owls and bats and", "length", "heuristic_truncation"),
+    ("buy now " * 30, "stop", "heuristic_repetition"),
+])
+def test_each_heuristic_fails_its_case(text, finish, failing):
+    out = judge(text, finish)
+    assert not out[failing]["passed"]
+    assert all(j["passed"] for name, j in out.items() if name.startswith("heuristic_") and name != failing
+               and not (failing == "heuristic_empty" and name in ("heuristic_length",)))
+
+
+def test_length_bounds_and_truncation_switch():
+    config = HeuristicsConfig(min_words=3, max_words=5, drop_truncated=False)
+    assert not judge("two words", config=config)["heuristic_length"]["passed"]
+    assert not judge("one two three four five six", config=config)["heuristic_length"]["passed"]
+    assert judge("one two three four", config=config)["heuristic_length"]["passed"]
+    truncated = judge("one two three four", "length", config=config)["heuristic_truncation"]
+    assert truncated["passed"] and truncated["score"] == 0.0  # recorded, but not a failure when allowed
+
+
+def test_repetition_and_echo_shares():
+    assert repeated_ngram_share("a b c a b c", 3) == pytest.approx(1 / 4)
+    assert repeated_ngram_share("one two", 3) == 0.0
+    assert prompt_echo_share("Say hi to the owls", "say HI to the owls please") == 1.0
+    assert prompt_echo_share("owls are lovely birds of the night", "say hi to the owls") == 0.0
+
+
+def test_verifier_threshold_sets_passed():
+    prompts = {"p1": {**PROMPTS["p1"], "instruction_ids": ["punctuation:no_comma", "change_case:english_lowercase"],
+                      "kwargs": ["{}", "{}"]}}
+    candidate = {"candidate_id": "c1", "prompt_id": "p1", "text": "Hi owls", "finish_reason": "stop"}
+    (v, *_), = [rule_judgments(candidate, prompts, 0.5, DEFAULTS)]
+    assert v["score"] == 0.5 and v["passed"]
+    (v, *_), = [rule_judgments(candidate, prompts, 1.0, DEFAULTS)]
+    assert not v["passed"]

@@ -1,148 +1,172 @@
-"""The curation chain: screen by judgments and policy, drop exact duplicates, cap per prompt.
+"""The curation chain as one Beam composite.
 
-Every candidate leaves exactly once: as a kept shard row, or as a rejected row with a reason.
+join -> screen (unscorable, heuristics, decontamination, judge policy) -> exact dedup -> near dedup
+-> selection; preference pairs are drawn from the screened candidates on the side. Every candidate
+leaves exactly once: as a kept row, or as a rejected row with a reason (see `rejections`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import unicodedata
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import apache_beam as beam
 
+from transforms.clusters import preference
+from transforms.decontamination import contamination
+from transforms.heuristics import HEURISTICS, REASON_OF
 from transforms.hf_generation import PROMPT_TOO_LONG
+from transforms.judge_names import VERIFIER
 from transforms.judging import judgment_error
+from transforms.near_dedup import MinHashParams, NearDedup
+from transforms.preference_pairs import preference_pair
+from transforms.rejections import (
+    BELOW_THRESHOLD,
+    CONTAMINATED,
+    DUPLICATE,
+    EMPTY,
+    JUDGE_ERROR,
+    REJECTED,
+    UNJUDGED,
+    UNVERIFIABLE,
+    rejected,
+)
+from transforms.selection import Select, SelectionPolicy
+from transforms.text_normalization import text_hash
 
-REJECTED = "rejected"
-
-# Rejection reasons, in the order the chain applies them.
-UNJUDGED = "unjudged"
-JUDGE_ERROR = "judge_error"
-EMPTY = "empty"
-UNVERIFIABLE = "unverifiable"
-TRUNCATED = "truncated"
-BELOW_THRESHOLD = "below_threshold"
-DUPLICATE = "duplicate"
-OVER_PROMPT_CAP = "over_prompt_cap"
-REASONS = (UNJUDGED, JUDGE_ERROR, PROMPT_TOO_LONG, EMPTY, UNVERIFIABLE, TRUNCATED, BELOW_THRESHOLD, DUPLICATE,
-           OVER_PROMPT_CAP)
+PAIR_POOL = "pair_pool"
 
 
 @dataclass(frozen=True)
-class Policy:
-    min_score: float
-    drop_truncated: bool
-    max_per_prompt: int
+class JudgePolicy:
+    """How the scoring judges' judgments combine: `all_pass` (every weighted judge passed) or
+    `weighted` (the weighted mean score reaches `min_score`). Judges of weight 0 are only recorded."""
+
+    combine: str
+    weights: dict[str, float]
+    min_score: float = 0.5
+
+    def gating(self) -> list[str]:
+        return sorted(name for name, w in self.weights.items() if w > 0)
+
+    def combined_score(self, by_judge: dict[str, dict]) -> float:
+        gating = self.gating()
+        total = sum(self.weights[n] for n in gating)
+        return sum(self.weights[n] * by_judge[n]["score"] for n in gating) / total
+
+    def passes(self, by_judge: dict[str, dict]) -> bool:
+        if self.combine == "all_pass":
+            return all(by_judge[n]["passed"] for n in self.gating())
+        return self.combined_score(by_judge) >= self.min_score
 
     def describe(self) -> str:
-        return f"score>={self.min_score}" + (", not truncated" if self.drop_truncated else "")
+        weights = ", ".join(f"{n}×{self.weights[n]:g}" for n in self.gating())
+        return f"all of {weights} passed" if self.combine == "all_pass" else f"weighted({weights}) >= {self.min_score}"
 
 
-def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(normalize(text).encode()).hexdigest()
+@dataclass(frozen=True)
+class Decontamination:
+    index: dict = field(default_factory=dict)  # n-gram hash -> eval source label
+    ngram: int = 13
 
 
 def _judgment_struct(j: dict) -> dict:
     return {k: j[k] for k in ("judge", "score", "passed", "detail")}
 
 
-def assemble(joined: tuple, prompts: dict) -> dict:
-    """Joins one candidate with its judgments and its prompt's fields."""
+def assemble(joined: tuple, prompts: dict, policy: JudgePolicy) -> dict:
+    """Joins one candidate with its judgments, its prompt's fields and its combined score."""
     candidate_id, grouped = joined
     candidates = list(grouped["candidates"])
     if len(candidates) != 1:
         raise ValueError(f"candidate id {candidate_id} appears {len(candidates)} times in the candidates")
-    candidate = candidates[0]
     judgments = sorted(grouped["judgments"], key=lambda j: j["judge"])
-    prompt = prompts.get(candidate["prompt_id"], {})
+    by_judge = {j["judge"]: j for j in judgments}
+    complete = all(n in by_judge for n in policy.gating())
+    prompt = prompts.get(candidates[0]["prompt_id"], {})
     return {
-        **candidate,
+        **candidates[0],
         "messages": prompt.get("messages", []),
         "instruction_ids": prompt.get("instruction_ids", []),
         "kwargs": prompt.get("kwargs", []),
         "judgments": [_judgment_struct(j) for j in judgments],
-        "score": min((j["score"] for j in judgments), default=0.0),
+        "score": policy.combined_score(by_judge) if complete else 0.0,
+        "policy_passed": complete and policy.passes(by_judge),
+        "judges_complete": complete,
     }
 
 
-def screen_reason(row: dict, policy: Policy) -> str | None:
-    if not row["judgments"]:
-        return UNJUDGED
-    if any(judgment_error(j) for j in row["judgments"]):
-        return JUDGE_ERROR
+def screen_reason(row: dict, policy: JudgePolicy, decontamination: Decontamination | None) -> tuple[str, str] | None:
+    """The first filter a row fails, as (reason, detail), or None when it passes them all."""
+    if not row["judges_complete"]:
+        missing = sorted(set(policy.gating()) - {j["judge"] for j in row["judgments"]})
+        return UNJUDGED, f"no judgment from {', '.join(missing)}"
     if row["finish_reason"] == PROMPT_TOO_LONG:
-        return PROMPT_TOO_LONG
+        return PROMPT_TOO_LONG, f"{row['prompt_tokens']} prompt tokens"
     if not row["text"].strip():
-        return EMPTY
-    if not row["instruction_ids"]:
-        return UNVERIFIABLE
-    if policy.drop_truncated and row["finish_reason"] == "length":
-        return TRUNCATED
-    if row["score"] < policy.min_score:
-        return BELOW_THRESHOLD
+        return EMPTY, ""
+    for j in row["judgments"]:
+        if error := judgment_error(j):
+            return JUDGE_ERROR, f"{j['judge']}: {error}"
+    by_judge = {j["judge"]: j for j in row["judgments"]}
+    for h in HEURISTICS:
+        j = by_judge.get(h.judge)
+        if j is not None and not j["passed"]:
+            return REASON_OF[h.judge], j["detail"]
+    if decontamination and (source := contamination(row["text"], decontamination.index, decontamination.ngram)):
+        return CONTAMINATED, f"shares a {decontamination.ngram}-gram with {source}"
+    if VERIFIER in policy.gating() and not row["instruction_ids"]:
+        return UNVERIFIABLE, "prompt has no verifiable constraints"
+    if not row["policy_passed"]:
+        return BELOW_THRESHOLD, json.dumps({n: by_judge[n]["score"] for n in policy.gating()}, sort_keys=True)
     return None
 
 
-def rejection(row: dict, reason: str) -> dict:
-    drop = ("messages", "instruction_ids", "kwargs")
-    return {**{k: v for k, v in row.items() if k not in drop}, "reason": reason}
+def _clean(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in ("policy_passed", "judges_complete")}
 
 
 class Screen(beam.DoFn):
-    def __init__(self, policy: Policy):
-        self.policy = policy
+    def __init__(self, policy: JudgePolicy, decontamination: Decontamination | None):
+        self.policy, self.decontamination = policy, decontamination
 
     def process(self, row):
-        reason = screen_reason(row, self.policy)
-        if reason:
-            yield beam.pvalue.TaggedOutput(REJECTED, rejection(row, reason))
+        found = screen_reason(row, self.policy, self.decontamination)
+        row = _clean(row)
+        yield beam.pvalue.TaggedOutput(PAIR_POOL, (row["prompt_id"], (row, found[0] if found else None)))
+        if found:
+            yield rejected(row, *found)
         else:
             yield row
 
 
-def _preference(row: dict):
-    return (-row["score"], row["candidate_id"])
-
-
 def keep_one_per_text(digest: str, rows):
     """Keeps the best of rows whose normalized text is identical; the rest are duplicates."""
-    rows = sorted(rows, key=_preference)
-    yield {**rows[0], "text_sha256": digest, "dedup_cluster": digest, "dedup_cluster_size": len(rows)}
+    rows = sorted(rows, key=preference)
+    yield {**rows[0], "text_sha256": digest, "dedup_cluster": rows[0]["candidate_id"], "dedup_cluster_size": len(rows)}
     for row in rows[1:]:
-        yield beam.pvalue.TaggedOutput(REJECTED, rejection(row, DUPLICATE))
+        yield rejected(row, DUPLICATE, f"same text as kept {rows[0]['candidate_id']}")
 
 
-class CapPerPrompt(beam.DoFn):
-    """Keeps a prompt's best `max_per_prompt` rows; the rest are over the cap."""
-
-    def __init__(self, max_per_prompt: int, keep_reason: str):
-        self.max_per_prompt, self.keep_reason = max_per_prompt, keep_reason
-
-    def process(self, keyed):
-        _, rows = keyed
-        rows = sorted(rows, key=_preference)
-        for row in rows[: self.max_per_prompt]:
-            yield {**row, "keep_reason": self.keep_reason}
-        for row in rows[self.max_per_prompt :]:
-            yield beam.pvalue.TaggedOutput(REJECTED, rejection(row, OVER_PROMPT_CAP))
+@dataclass(frozen=True)
+class CurationPlan:
+    judges: JudgePolicy
+    selection: SelectionPolicy
+    near_dedup: MinHashParams | None = None
+    decontamination: Decontamination | None = None
+    pairs_min_margin: float | None = None  # None: no preference pairs
 
 
 class Curate(beam.PTransform):
-    """(candidates, judgments) -> tagged outputs `kept` and `rejected`."""
+    """(candidates, judgments, prompts) -> {"kept", "rejected", "pairs"}."""
 
-    def __init__(self, policy: Policy):
+    def __init__(self, plan: CurationPlan):
         super().__init__()
-        self.policy = policy
+        self.plan = plan
 
     def expand(self, inputs):
         candidates, judgments, prompts = inputs
+        plan = self.plan
         prompts_by_id = beam.pvalue.AsDict(prompts | "KeyPrompts" >> beam.Map(lambda p: (p["prompt_id"], p)))
         joined = (
             {
@@ -151,21 +175,32 @@ class Curate(beam.PTransform):
             }
             | "Join" >> beam.CoGroupByKey()
             | "SkipOrphanJudgments" >> beam.Filter(lambda kv: len(kv[1]["candidates"]) > 0)
-            | "Assemble" >> beam.Map(assemble, prompts=prompts_by_id)
+            | "Assemble" >> beam.Map(assemble, prompts=prompts_by_id, policy=plan.judges)
         )
-        screened = joined | "Screen" >> beam.ParDo(Screen(self.policy)).with_outputs(REJECTED, main="ok")
-        deduped = (
+        screened = joined | "Screen" >> beam.ParDo(Screen(plan.judges, plan.decontamination)).with_outputs(
+            REJECTED, PAIR_POOL, main="ok")
+        exact = (
             screened.ok
             | "KeyByText" >> beam.Map(lambda r: (text_hash(r["text"]), r))
             | "GroupByText" >> beam.GroupByKey()
-            | "KeepOnePerText" >> beam.FlatMapTuple(keep_one_per_text).with_outputs(REJECTED, main="ok")
+            | "KeepOnePerText" >> beam.FlatMapTuple(keep_one_per_text).with_outputs(REJECTED, main="kept")
         )
-        capped = (
-            deduped.ok
-            | "KeyByPrompt" >> beam.Map(lambda r: (r["prompt_id"], r))
-            | "GroupByPrompt" >> beam.GroupByKey()
-            | "CapPerPrompt" >> beam.ParDo(CapPerPrompt(self.policy.max_per_prompt, f"passed {self.policy.describe()}"))
-            .with_outputs(REJECTED, main="ok")
-        )
-        rejected = (screened[REJECTED], deduped[REJECTED], capped[REJECTED]) | "AllRejected" >> beam.Flatten()
-        return {"kept": capped.ok, "rejected": rejected}
+        rejections = [screened[REJECTED], exact[REJECTED]]
+        rows = exact.kept
+        if plan.near_dedup:
+            near = rows | "NearDedup" >> NearDedup(plan.near_dedup)
+            rows = near.kept
+            rejections.append(near[REJECTED])
+        selected, selection_rejections = rows | "Select" >> Select(plan.selection)
+        rejections.append(selection_rejections)
+        keep_reason = f"passed {plan.judges.describe()}; {plan.selection.describe()}"
+        kept = selected | "KeepReason" >> beam.Map(lambda r: {**r, "keep_reason": keep_reason})
+        outputs = {"kept": kept, "rejected": rejections | "AllRejected" >> beam.Flatten()}
+        if plan.pairs_min_margin is not None:
+            outputs["pairs"] = (
+                screened[PAIR_POOL]
+                | "GroupPairPool" >> beam.GroupByKey()
+                | "PreferencePairs" >> beam.FlatMap(
+                    lambda kv, margin: preference_pair(kv[0], kv[1], margin), margin=plan.pairs_min_margin)
+            )
+        return outputs

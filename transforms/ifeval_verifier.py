@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-JUDGE_NAME = "ifeval_verifier"
-
 
 @dataclass(frozen=True)
 class Verdict:

@@ -32,8 +32,24 @@ def model_sha256(model_dir: str | Path) -> str:
 
 def load_causal_lm(model_dir: str | Path, *, dtype: str = "float32"):
     """Returns (model, tokenizer) from a local folder, refusing anything but safetensors."""
+    from transformers import AutoModelForCausalLM
+
+    return _load_local(AutoModelForCausalLM, model_dir, dtype)
+
+
+def load_sequence_classifier(model_dir: str | Path, *, dtype: str = "float32"):
+    """Returns (reward model, tokenizer) from a local folder, refusing anything but safetensors."""
+    from transformers import AutoModelForSequenceClassification
+
+    model, tokenizer = _load_local(AutoModelForSequenceClassification, model_dir, dtype)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id  # needed to find each row's last token
+    return model, tokenizer
+
+
+def _load_local(model_class, model_dir: str | Path, dtype: str):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     model_dir = str(model_dir)
     if not os.path.isdir(model_dir):
@@ -43,7 +59,7 @@ def load_causal_lm(model_dir: str | Path, *, dtype: str = "float32"):
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(
+    model = model_class.from_pretrained(
         model_dir, local_files_only=True, trust_remote_code=False, use_safetensors=True,
         dtype=getattr(torch, dtype),
     )

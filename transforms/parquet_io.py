@@ -45,15 +45,17 @@ def write_atomically(path: str, payload: bytes) -> None:
 
 
 class WriteSortedShards(beam.PTransform):
-    """Writes dict rows as `num_shards` Parquet files sorted by `key`; emits the written paths."""
+    """Writes dict rows as `num_shards` Parquet files sorted by `key` (a column, or a tuple of columns
+    whose first one picks the shard); emits the written paths."""
 
-    def __init__(self, out_dir: str, schema: pa.Schema, key: str, num_shards: int):
+    def __init__(self, out_dir: str, schema: pa.Schema, key: str | tuple[str, ...], num_shards: int):
         super().__init__()
-        self.out_dir, self.schema, self.key, self.num_shards = out_dir, schema, key, num_shards
+        self.out_dir, self.schema, self.num_shards = out_dir, schema, num_shards
+        self.key = (key,) if isinstance(key, str) else tuple(key)
 
     def expand(self, rows):
-        n, key = self.num_shards, self.key
-        keyed = rows | "KeyByShard" >> beam.Map(lambda r: (shard_index(r[key], n), r))
+        n, first = self.num_shards, self.key[0]
+        keyed = rows | "KeyByShard" >> beam.Map(lambda r: (shard_index(r[first], n), r))
         every_shard = rows.pipeline | "EveryShard" >> beam.Create([(i, None) for i in range(n)])
         return (
             (keyed, every_shard)
@@ -63,7 +65,7 @@ class WriteSortedShards(beam.PTransform):
         )
 
     def _write(self, index: int, rows) -> str:
-        kept = sorted((r for r in rows if r is not None), key=lambda r: r[self.key])
+        kept = sorted((r for r in rows if r is not None), key=lambda r: tuple(r[k] for k in self.key))
         path = FileSystems.join(self.out_dir, shard_name(index, self.num_shards))
         write_atomically(path, table_bytes(kept, self.schema))
         return path

@@ -1,0 +1,67 @@
+"""Judge-model handlers on tiny random models: scores in range, unscorable inputs become errors,
+and a batch's scores do not depend on which other requests share it."""
+
+import pytest
+
+from transforms.scoring_models import RatingJudgeHandler, RewardModelHandler, ScoreRequest, normalized_reward
+
+
+@pytest.fixture(scope="module")
+def tiny_reward_model_dir(tmp_path_factory):
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from tests.tiny_model import TOKENIZER_FIXTURE
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_FIXTURE)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id)
+    out = tmp_path_factory.mktemp("reward") / "model"
+    LlamaForSequenceClassification(config).save_pretrained(out, safe_serialization=True)
+    for item in TOKENIZER_FIXTURE.iterdir():
+        shutil.copy(item, out / item.name)
+    return out
+
+
+REQUESTS = [ScoreRequest("a", "Write about owls.", "Owls hoot at night."),
+            ScoreRequest("b", "Write about bats.", "Bats fly."),
+            ScoreRequest("c", "Write about frogs.", "   "),
+            ScoreRequest("d", "Write about moss.", "moss " * 400)]
+
+
+def run(handler_class, model_dir, requests, **kwargs):
+    handler = handler_class(str(model_dir), max_input_tokens=kwargs.get("max_input_tokens", 256),
+                            micro_batch_size=2, max_batch_size=8, dtype="float32")
+    model = handler.load_model()
+    return {r.example.key: r.inference for r in handler.run_inference(requests, model)}
+
+
+@pytest.mark.parametrize("handler_class, fixture", [(RatingJudgeHandler, "tiny_model_dir"),
+                                                     (RewardModelHandler, "tiny_reward_model_dir")])
+def test_scores_in_range_and_unscorable_inputs_are_named(request, handler_class, fixture):
+    model_dir = request.getfixturevalue(fixture)
+    out = run(handler_class, model_dir, REQUESTS)
+    for key in ("a", "b"):
+        assert not out[key].error and 0.0 <= out[key].score <= 1.0
+    assert out["c"].error.startswith("empty answer")
+    assert out["d"].error.startswith("input too long") and out["d"].detail["input_tokens"] > 256
+    alone = run(handler_class, model_dir, [REQUESTS[0]])
+    assert alone["a"].score == pytest.approx(out["a"].score, abs=1e-4)  # padding does not change a score
+
+
+def test_rating_probabilities_are_recorded(tiny_model_dir):
+    out = run(RatingJudgeHandler, tiny_model_dir, REQUESTS[:1])
+    assert sum(out["a"].detail["rating_probabilities"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_reward_normalization():
+    assert normalized_reward([0.0])[0] == 0.5
+    assert normalized_reward([10.0])[0] > 0.99
+    assert normalized_reward([2.0, 2.0])[0] == 0.5
+    assert normalized_reward([-5.0, 5.0])[0] > 0.99
+    with pytest.raises(ValueError, match="1 or 2 output labels"):
+        normalized_reward([1.0, 2.0, 3.0])
