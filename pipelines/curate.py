@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import apache_beam as beam
 
@@ -32,6 +33,7 @@ from transforms.parquet_io import (
 )
 from transforms.rejections import REASONS, funnel
 from transforms.selection import SelectionPolicy
+from transforms.semantic_dedup import SemanticDedupParams
 
 
 class JudgeRefused(RuntimeError):
@@ -86,11 +88,14 @@ def decontamination_of(config: Config) -> Decontamination | None:
 
 def plan_of(config: Config) -> CurationPlan:
     cfg = config.curate
-    near = cfg.near_dedup
+    near, sem = cfg.near_dedup, cfg.semantic_dedup
+    if sem.enabled and not Path(sem.model, "config.json").is_file():
+        raise FileNotFoundError(f"curate.semantic_dedup.model: no model at {sem.model} (run `make embedder`)")
     return CurationPlan(
         judges=judge_policy(config),
         selection=SelectionPolicy(cfg.max_per_prompt, cfg.max_per_instruction_type, cfg.top_fraction),
         near_dedup=MinHashParams(near.ngram, near.num_perm, near.bands, near.threshold) if near.enabled else None,
+        semantic_dedup=SemanticDedupParams(sem.model, sem.threshold, sem.scope, sem.batch_size) if sem.enabled else None,
         decontamination=decontamination_of(config),
         pairs_min_margin=cfg.pairs.min_margin if cfg.pairs.enabled else None,
     )

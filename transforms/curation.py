@@ -1,7 +1,7 @@
 """The curation chain as one Beam composite.
 
 join -> screen (unscorable, heuristics, decontamination, judge policy) -> exact dedup -> near dedup
--> selection; preference pairs are drawn from the screened candidates on the side. Every candidate
+-> semantic dedup (optional) -> selection; preference pairs are drawn from the screened candidates on the side. Every candidate
 leaves exactly once: as a kept row, or as a rejected row with a reason (see `rejections`).
 """
 
@@ -32,6 +32,7 @@ from transforms.rejections import (
     rejected,
 )
 from transforms.selection import Select, SelectionPolicy
+from transforms.semantic_dedup import SemanticDedup, SemanticDedupParams
 from transforms.text_normalization import text_hash
 
 PAIR_POOL = "pair_pool"
@@ -153,6 +154,7 @@ class CurationPlan:
     judges: JudgePolicy
     selection: SelectionPolicy
     near_dedup: MinHashParams | None = None
+    semantic_dedup: SemanticDedupParams | None = None
     decontamination: Decontamination | None = None
     pairs_min_margin: float | None = None  # None: no preference pairs
 
@@ -191,6 +193,10 @@ class Curate(beam.PTransform):
             near = rows | "NearDedup" >> NearDedup(plan.near_dedup)
             rows = near.kept
             rejections.append(near[REJECTED])
+        if plan.semantic_dedup:
+            semantic = rows | "SemanticDedup" >> SemanticDedup(plan.semantic_dedup)
+            rows = semantic.kept
+            rejections.append(semantic[REJECTED])
         selected, selection_rejections = rows | "Select" >> Select(plan.selection)
         rejections.append(selection_rejections)
         keep_reason = f"passed {plan.judges.describe()}; {plan.selection.describe()}"

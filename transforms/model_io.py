@@ -47,6 +47,13 @@ def load_sequence_classifier(model_dir: str | Path, *, dtype: str = "float32"):
     return model, tokenizer
 
 
+def load_encoder(model_dir: str | Path, *, dtype: str = "float32"):
+    """Returns (encoder, tokenizer), e.g. a sentence-embedding model, from a local safetensors folder."""
+    from transformers import AutoModel
+
+    return _load_local(AutoModel, model_dir, dtype)
+
+
 def _load_local(model_class, model_dir: str | Path, dtype: str):
     import torch
     from transformers import AutoTokenizer
