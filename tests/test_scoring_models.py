@@ -6,8 +6,7 @@ import pytest
 from transforms.scoring_models import RatingJudgeHandler, RewardModelHandler, ScoreRequest, normalized_reward
 
 
-@pytest.fixture(scope="module")
-def tiny_reward_model_dir(tmp_path_factory):
+def build_tiny_reward_model(out):
     import shutil
 
     import torch
@@ -20,11 +19,15 @@ def tiny_reward_model_dir(tmp_path_factory):
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, num_labels=1,
                          pad_token_id=tokenizer.pad_token_id)
-    out = tmp_path_factory.mktemp("reward") / "model"
     LlamaForSequenceClassification(config).save_pretrained(out, safe_serialization=True)
     for item in TOKENIZER_FIXTURE.iterdir():
         shutil.copy(item, out / item.name)
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_reward_model_dir(tmp_path_factory):
+    return build_tiny_reward_model(tmp_path_factory.mktemp("reward") / "model")
 
 
 REQUESTS = [ScoreRequest("a", "Write about owls.", "Owls hoot at night."),

@@ -1,0 +1,74 @@
+"""judge then curate on hand-written candidates, with the tiny model as LLM judge and a tiny reward
+model: every judge writes a judgment per candidate, unscorable ones end as counted rejections."""
+
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import config as config_module
+from pipelines import curate, judge
+from schemas.records import CANDIDATE
+from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
+from transforms.parquet_io import read_rows, shard_name
+
+TRAIN = [prompt("t1", "Write about owls.", "train"), prompt("t2", "Write about bats.", "train")]
+
+
+def candidate(cid, p, text, finish="stop"):
+    return {"candidate_id": cid, "prompt_id": p["prompt_id"], "text": text, "model": "m", "model_sha256": "0" * 64,
+            "iteration": 1, "sample_index": 0, "seed": 1, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 32,
+            "prompt_tokens": 5, "completion_tokens": 5, "finish_reason": finish}
+
+
+CANDIDATES = [
+    candidate("c1", TRAIN[0], "Owls hunt at night and see well in the dark"),
+    candidate("c2", TRAIN[0], "Owls have silent wings and sharp eyes"),
+    candidate("c6", TRAIN[0], "Owls, owls, owls"),                 # fails the verifier: pairs with c1
+    candidate("c3", TRAIN[1], ""),                                  # empty
+    candidate("c4", TRAIN[1], "bats " + "echolocate and " * 60),    # over the judges' input limit
+    candidate("c5", TRAIN[1], "Bats are mammals, and they fly"),    # a comma: fails the verifier
+]
+
+
+@pytest.fixture
+def workdir(tmp_path, tiny_model_dir):
+    from tests.test_scoring_models import build_tiny_reward_model
+
+    shutil.copytree(tiny_model_dir, tmp_path / "models/base")
+    build_tiny_reward_model(tmp_path / "models/reward")
+    model_judge = {"enabled": True, "max_input_tokens": 160, "dtype": "float32"}
+    write_params(tmp_path, "unused",
+                 judge={"num_shards": 2, "llm_judge": {**model_judge, "model": "models/base"},
+                        "reward_model": {**model_judge, "model": "models/reward"}},
+                 curate={"num_shards": 1})
+    write_prompt_sets(tmp_path, TRAIN, [prompt("e1", "Write about frogs.", "eval")],
+                      [prompt("o1", "Write about caves.", "eval_ood")])
+    out = tmp_path / "data/candidates/iter-001"
+    out.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(CANDIDATES, schema=CANDIDATE), out / shard_name(0, 1))
+    return tmp_path
+
+
+def test_judge_then_curate_accounts_for_every_candidate(workdir):
+    config = config_module.load(workdir / "params.yaml")
+    with chdir(workdir):
+        judged = judge.main(config, "iter-001", [])
+        manifest = curate.main(config, "iter-001", [])
+        judgments = read_rows("data/judgments/iter-001")
+        rejected = {r["candidate_id"]: (r["reason"], r["reason_detail"]) for r in read_rows("data/rejected/iter-001")}
+        report = json.loads(open("reports/judges/iter-001.json").read())
+    by_judge = {}
+    for j in judgments:
+        by_judge.setdefault(j["judge"], set()).add(j["candidate_id"])
+    assert {"ifeval_verifier", "llm_judge", "reward_model"} <= set(by_judge) == set(judged["judges"])
+    assert all(ids == {c["candidate_id"] for c in CANDIDATES} for ids in by_judge.values())
+    assert rejected["c3"][0] == "empty"
+    assert rejected["c4"][0] == "judge_error" and "input too long" in rejected["c4"][1]
+    assert rejected["c5"][0] == rejected["c6"][0] == "below_threshold"
+    assert manifest["rows_out"] + sum(manifest["rejected"].values()) == len(CANDIDATES)
+    assert manifest["rows_out"] == 2 and manifest["pairs"] == 1
+    assert set(report["judges"]) == {"llm_judge", "reward_model"}
+    assert report["judges"]["llm_judge"]["excluded_unscored"] == 2  # c3 (empty) and c4 (too long)
