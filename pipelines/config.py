@@ -132,7 +132,7 @@ class NearDedupConfig:
     enabled: bool = True
     ngram: int = 5  # word shingles
     num_perm: int = 128  # MinHash permutations
-    bands: int = 16  # LSH bands; must divide num_perm
+    bands: int = 32  # LSH bands of num_perm / bands rows; must divide num_perm
     threshold: float = 0.7  # estimated Jaccard similarity at which two answers are near-duplicates
 
     def validate(self, where: str) -> None:

@@ -10,8 +10,9 @@ from transforms.clusters import connected_components
 from transforms.near_dedup import MinHashParams, NearDedup, NearDuplicateEdges, bucket_pairs, shingles
 
 
-def test_planted_clusters_are_found_with_high_precision_and_recall(tmp_path):
-    docs = planted_corpus(seed=7)
+@pytest.mark.parametrize("seed", range(3))
+def test_planted_clusters_are_found_with_high_precision_and_recall(tmp_path, seed):
+    docs = planted_corpus(seed=seed)
     out = tmp_path / "edges.json"
     with TestPipeline() as p:
         rows = p | beam.Create([{"candidate_id": d.doc_id, "text": d.text} for d in docs])
@@ -55,3 +56,14 @@ def test_one_row_per_cluster_is_kept_with_its_cluster():
         assert_that(kept, equal_to([("x1", "x1", 3), ("x3", "x3", 1)]), label="kept")
         assert_that(out.rejected | "R" >> beam.Map(lambda r: (r["candidate_id"], r["reason"])),
                     equal_to([("x2", "near_duplicate")]), label="rejected")
+
+
+def test_a_huge_bucket_is_compared_as_a_star_not_all_pairs():
+    import numpy as np
+
+    from transforms.near_dedup import MAX_PAIRWISE_BUCKET
+
+    members = [(f"id{i:03d}", np.zeros(8)) for i in range(MAX_PAIRWISE_BUCKET + 6)]
+    pairs = list(bucket_pairs(members, 0.7))
+    assert len(pairs) == len(members) - 1 and all(a == "id000" for a, _ in pairs)
+    assert set(connected_components(pairs).values()) == {"id000"}

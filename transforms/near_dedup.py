@@ -26,13 +26,9 @@ MAX_PAIRWISE_BUCKET = 64
 class MinHashParams:
     ngram: int = 5
     num_perm: int = 128
-    bands: int = 16
+    bands: int = 32
     threshold: float = 0.7
     seed: int = 1
-
-    @property
-    def rows_per_band(self) -> int:
-        return self.num_perm // self.bands
 
 
 def shingles(text: str, n: int) -> set[bytes]:
