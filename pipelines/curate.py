@@ -83,7 +83,8 @@ def decontamination_of(config: Config) -> Decontamination | None:
                for name in ("eval", "eval_ood") for row in read_rows(f"{config.prompts.out_dir}/{name}.parquet")]
     for path in cfg.extra_eval_files:
         sources += eval_file_texts(path)
-    return Decontamination(build_index(sources, cfg.ngram), cfg.ngram)
+    train = [prompt_text(row) for row in read_rows(f"{config.prompts.out_dir}/train.parquet")]
+    return Decontamination(build_index(sources, cfg.ngram, shared_with_training=train), cfg.ngram)
 
 
 def plan_of(config: Config) -> CurationPlan:

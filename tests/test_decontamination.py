@@ -29,6 +29,14 @@ def test_clean_text_and_short_overlaps_are_left_alone(index):
     assert contamination("", index, 13) is None
 
 
+def test_text_the_train_prompts_share_with_eval_is_not_leakage():
+    wording = "your entire response should be in english and in all lowercase letters no capitals allowed"
+    index = build_index([("eval:e1", f"Describe a volcano. {wording.capitalize()}.")], 13,
+                        shared_with_training=[f"Describe a garden. {wording.capitalize()}."])
+    assert contamination(f"Sure. {wording}", index, 13) is None
+    assert contamination("we describe a volcano your entire response should be in english and in all", index, 13) == "eval:e1"
+
+
 def test_extra_eval_files(tmp_path):
     jsonl = tmp_path / "extra.jsonl"
     jsonl.write_text(json.dumps({"key": 1, "prompt": "hello", "messages": [{"role": "user", "content": "hi there"}]})

@@ -19,12 +19,19 @@ def ngram_hashes(text: str, n: int) -> list[int]:
             for i in range(len(tokens) - n + 1)]
 
 
-def build_index(sources: list[tuple[str, str]], n: int) -> dict[int, str]:
-    """(source label, text) pairs -> n-gram hash -> the first source label holding it."""
+def build_index(sources: list[tuple[str, str]], n: int, shared_with_training: list[str] = ()) -> dict[int, str]:
+    """(source label, text) pairs -> n-gram hash -> the first source label holding it.
+
+    N-grams that also occur in `shared_with_training` (the train prompts) are left out: text the
+    training prompts already hold, such as a constraint wording used in both splits, is not eval
+    leakage, and an answer repeating it is the echo heuristic's business.
+    """
+    known = {h for text in shared_with_training for h in ngram_hashes(text, n)}
     index: dict[int, str] = {}
     for label, text in sources:
         for h in ngram_hashes(text, n):
-            index.setdefault(h, label)
+            if h not in known:
+                index.setdefault(h, label)
     return index
 
 
