@@ -41,7 +41,8 @@ def workdir(tmp_path, tiny_model_dir):
     build_tiny_reward_model(tmp_path / "models/reward")
     model_judge = {"enabled": True, "max_input_tokens": 160, "dtype": "float32"}
     write_params(tmp_path, "unused",
-                 judge={"num_shards": 2, "llm_judge": {**model_judge, "model": "models/base"},
+                 judge={"num_shards": 2, "heuristics": {"min_words": 1},
+                        "llm_judge": {**model_judge, "model": "models/base"},
                         "reward_model": {**model_judge, "model": "models/reward"}},
                  curate={"num_shards": 1})
     write_prompt_sets(tmp_path, TRAIN, [prompt("e1", "Write about frogs.", "eval")],
