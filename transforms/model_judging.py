@@ -14,13 +14,12 @@ from transforms.judging import error_judgment, judgment, prompt_text
 from transforms.scoring_models import ScoreRequest
 
 
-def _request(candidate: dict, prompts: dict):
-    prompt = prompts.get(candidate["prompt_id"])
+def _requests(candidate: dict, prompts: dict):
+    cid, prompt = candidate["candidate_id"], prompts.get(candidate["prompt_id"])
     if prompt is None:
-        return beam.pvalue.TaggedOutput("unscorable", (candidate["candidate_id"],
-                                                        f"prompt {candidate['prompt_id']} not found"))
-    cid = candidate["candidate_id"]
-    return cid, ScoreRequest(cid, prompt_text(prompt), candidate["text"])
+        yield beam.pvalue.TaggedOutput("unscorable", (cid, f"prompt {candidate['prompt_id']} not found"))
+    else:
+        yield cid, ScoreRequest(cid, prompt_text(prompt), candidate["text"])
 
 
 def _judgment(judge: str, threshold: float, candidate_id: str, result) -> dict:
@@ -43,8 +42,8 @@ class ModelJudge(beam.PTransform):
 
     def expand(self, candidates):
         judge, threshold = self.judge, self.threshold
-        requests = candidates | "Request" >> beam.FlatMap(
-            lambda c, prompts: [_request(c, prompts)], prompts=self.prompts).with_outputs("unscorable", main="ok")
+        requests = candidates | "Request" >> beam.FlatMap(_requests, prompts=self.prompts).with_outputs(
+            "unscorable", main="ok")
         results, dead_letter = (
             requests.ok | "Score" >> RunInference(KeyedModelHandler(self.handler)).with_exception_handling())
         return (
