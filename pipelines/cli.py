@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from pipelines.config import ConfigError
     from pipelines.curate import JudgeRefused
+    from pipelines.run_guard import StageBusy
     from pipelines.validate import ValidationFailed
     from transforms.prompt_reader import PromptFileError
 
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         result = run(argv)
-    except (ConfigError, JudgeRefused, PromptFileError, ValidationFailed, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, JudgeRefused, PromptFileError, StageBusy, ValidationFailed, FileNotFoundError,
+            ValueError) as exc:
         print(f"selfsift: error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("selfsift").info("selfsift %s finished in %.1f s", " ".join(argv), time.perf_counter() - start)

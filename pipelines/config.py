@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from transforms.judge_names import LLM_JUDGE, REWARD_MODEL, SCORING_JUDGES, VERIFIER
+from transforms.model_io import LoadPolicy
 
 
 class ConfigError(ValueError):
@@ -25,6 +26,9 @@ class BaseModelConfig:
     source: str  # a GGUF file, or a folder holding a transformers model in safetensors
     sha256: str = ""  # expected checksum of a GGUF source; empty skips the check
     path: str = "models/base"
+
+    def validate(self, where: str) -> None:
+        _require_output_path(self.path, f"{where}.path", "models")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class PromptsConfig:
     def validate(self, where: str) -> None:
         for name in ("train_size", "eval_size", "eval_ood_size", "max_constraints"):
             _require(getattr(self, name) >= 1, f"{where}.{name} must be at least 1")
+        _require_output_path(self.out_dir, f"{where}.out_dir", "data")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class GenerateConfig:
     max_batch_size: int = 64
     max_prompt_tokens: int = 1024
     num_shards: int = 4
+    resumable: bool = True  # one Beam run per shard, so a crash loses at most the unfinished shards
     dtype: str = "bfloat16"  # inference weights: bfloat16 generates ~1.8x faster than float32 here
 
     def validate(self, where: str) -> None:
@@ -244,6 +250,15 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    trust_remote_code: bool = False  # run Python code shipped inside a model folder (auto_map)
+    allow_pickle_checkpoints: bool = False  # load .bin/.pt checkpoints, which can run code when read
+
+    def load_policy(self) -> LoadPolicy:
+        return LoadPolicy(trust_remote_code=self.trust_remote_code, allow_pickle=self.allow_pickle_checkpoints)
+
+
+@dataclass(frozen=True)
 class IterationConfig:
     generator: str  # "base", or the name of an earlier iteration whose model generates this one
 
@@ -258,6 +273,7 @@ class Config:
     curate: CurateConfig = field(default_factory=CurateConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     iterations: dict[str, IterationConfig] = field(default_factory=dict)
 
     def iteration_name(self, iteration: str | int) -> str:
@@ -291,6 +307,13 @@ def iteration_number(name: str) -> int:
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _require_output_path(path: str, where: str, root: str) -> None:
+    """Outputs stay inside the project: a relative path under `root`, without `..`."""
+    parts = Path(path).parts
+    _require(not Path(path).is_absolute() and ".." not in parts and len(parts) >= 2 and parts[0] == root,
+             f"{where}: {path!r} must be a relative path inside {root}/ (no absolute paths, no '..')")
 
 
 def _require_dtype(dtype: str, where: str) -> None:

@@ -13,8 +13,10 @@ from pipelines.config import Config
 from pipelines.generate import out_dir as candidates_dir
 from pipelines.judge import out_dir as judgments_dir
 from pipelines.judge import report_paths as calibration_paths
+from pipelines.run_guard import guarded
 from pipelines.runtime import git_revision, params_hash, run_pipeline
 from schemas.records import PAIR, REJECTED_ROW, SHARD_ROW
+from transforms import faults
 from transforms.calibration import judges_below_floor
 from transforms.curation import Curate, CurationPlan, Decontamination, JudgePolicy
 from transforms.decontamination import build_index, eval_file_texts
@@ -96,13 +98,19 @@ def plan_of(config: Config) -> CurationPlan:
         judges=judge_policy(config),
         selection=SelectionPolicy(cfg.max_per_prompt, cfg.max_per_instruction_type, cfg.top_fraction),
         near_dedup=MinHashParams(near.ngram, near.num_perm, near.bands, near.threshold) if near.enabled else None,
-        semantic_dedup=SemanticDedupParams(sem.model, sem.threshold, sem.scope, sem.batch_size) if sem.enabled else None,
+        semantic_dedup=SemanticDedupParams(sem.model, sem.threshold, sem.scope, sem.batch_size,
+                                           load_policy=config.security.load_policy()) if sem.enabled else None,
         decontamination=decontamination_of(config),
         pairs_min_margin=cfg.pairs.min_margin if cfg.pairs.enabled else None,
     )
 
 
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
+    with guarded("curate", iteration):
+        return _curate(config, iteration, beam_args)
+
+
+def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
     check_judges(config, iteration)
     plan = plan_of(config)
     kept_dir, rej_dir, pair_dir = shards_dir(iteration), rejected_dir(iteration), pairs_dir(iteration)
@@ -122,6 +130,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
 
     run_pipeline(build, beam_args)
     manifest = build_manifest(config, iteration, plan)
+    faults.reached("before_manifest")
     write_manifest(kept_dir, manifest)
     return manifest
 

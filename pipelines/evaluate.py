@@ -45,7 +45,8 @@ def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
     name, model_dir = model_for(config, iteration)
     handler = CausalLMHandler(model_dir, SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens),
                               micro_batch_size=cfg.micro_batch_size, max_batch_size=cfg.max_batch_size,
-                              max_prompt_tokens=config.generate.max_prompt_tokens, dtype=cfg.dtype)
+                              max_prompt_tokens=config.generate.max_prompt_tokens, dtype=cfg.dtype,
+                              load_policy=config.security.load_policy())
     results_dir = f"data/evals/{name}"
     clear_shards(results_dir)
     # Greedy decoding in bfloat16 depends slightly on which prompts share a padded batch, so the

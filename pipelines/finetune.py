@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipelines.config import Config, FinetuneConfig
 from pipelines.curate import shards_dir
+from pipelines.run_guard import guarded
 from schemas.records import SHARD_ROW
 from transforms.model_io import load_causal_lm, model_sha256, save_atomically
 from transforms.parquet_io import read_rows
@@ -48,9 +49,14 @@ def build_trainer(model, tokenizer, rows: list[dict], cfg: FinetuneConfig, seed:
 
 
 def main(config: Config, iteration: str) -> dict:
+    with guarded("finetune", iteration):
+        return _finetune(config, iteration)
+
+
+def _finetune(config: Config, iteration: str) -> dict:
     generator = config.generator_dir(iteration)
     rows = training_rows(config, iteration)
-    model, tokenizer = load_causal_lm(generator)
+    model, tokenizer = load_causal_lm(generator, policy=config.security.load_policy())
     workdir = tempfile.mkdtemp(prefix="selfsift-sft-")
     try:
         trainer = build_trainer(model, tokenizer, rows, config.finetune, config.seed, workdir)
@@ -58,9 +64,12 @@ def main(config: Config, iteration: str) -> dict:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     tokenizer.padding_side = "left"
-    out = config.model_dir(iteration)
-    save_atomically(trainer.model, tokenizer, out)
     summary = {"iteration": iteration, "base": generator, "rows": len(rows), "train_loss": result.training_loss,
-               "steps": result.global_step, "weights_sha256": model_sha256(out)}
-    (Path(out) / "selfsift_model.json").write_text(json.dumps(summary, indent=2) + "\n")
+               "steps": result.global_step}
+
+    def write_summary(folder: Path) -> None:
+        summary["weights_sha256"] = model_sha256(folder)
+        (folder / "selfsift_model.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    save_atomically(trainer.model, tokenizer, config.model_dir(iteration), finish=write_summary)
     return summary

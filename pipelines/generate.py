@@ -1,17 +1,31 @@
-"""Stage `generate` (Beam): K sampled candidates per train prompt from the previous iteration's model."""
+"""Stage `generate` (Beam): K sampled candidates per train prompt from the previous iteration's model.
+
+A prompt's candidates all go to the shard its prompt_id hashes to. With `generate.resumable`, each
+shard is its own Beam run and is recorded when complete, so a rerun after a crash regenerates only
+the shards that were not finished (see pipelines/resume.py).
+"""
 
 from __future__ import annotations
+
+import logging
+import sys
+import time
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipelines.config import Config, iteration_number
-from pipelines.runtime import git_revision, params_hash, run_pipeline
+from pipelines.resume import ShardProgress
+from pipelines.run_guard import guarded
+from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
 from schemas.records import CANDIDATE
+from transforms import candidates, faults, hf_generation, parquet_io
 from transforms.candidates import Lineage, expand_prompt, to_candidate
 from transforms.hf_generation import CausalLMHandler, SamplingParams
-from transforms.model_io import model_sha256
-from transforms.parquet_io import WriteSortedShards, clear_shards, shard_entries, write_manifest
+from transforms.model_io import model_sha256, sha256_file
+from transforms.parquet_io import WriteSortedShards, clear_shards, shard_entries, shard_index, shard_name, write_manifest
+
+log = logging.getLogger("selfsift")
 
 
 def out_dir(iteration: str) -> str:
@@ -21,31 +35,52 @@ def out_dir(iteration: str) -> str:
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.generate
     model_dir = config.generator_dir(iteration)
+    prompts_file = f"{config.prompts.out_dir}/train.parquet"
     sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens)
     lineage = Lineage(model=model_dir, model_sha256=model_sha256(model_dir), iteration=iteration_number(iteration),
                       seed=config.seed, sampling=sampling)
     handler = CausalLMHandler(model_dir, sampling, micro_batch_size=cfg.micro_batch_size,
                               max_batch_size=cfg.max_batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
-                              dtype=cfg.dtype)
-    target = out_dir(iteration)
-    clear_shards(target)
+                              dtype=cfg.dtype, load_policy=config.security.load_policy())
+    target, n = out_dir(iteration), cfg.num_shards
 
-    def build(p):
-        _ = (
-            p
-            | "ReadPrompts" >> beam.io.ReadFromParquet(f"{config.prompts.out_dir}/train.parquet")
-            | "Expand" >> beam.FlatMap(expand_prompt, k=cfg.candidates_per_prompt, lineage=lineage)
-            | "Generate" >> RunInference(KeyedModelHandler(handler))
-            | "ToCandidate" >> beam.MapTuple(lambda meta, result: to_candidate(meta, result.inference, lineage))
-            | "Write" >> WriteSortedShards(target, CANDIDATE, "candidate_id", cfg.num_shards)
-        )
+    def build(shards: list[int]):
+        def pipeline(p):
+            _ = (
+                p
+                | "ReadPrompts" >> beam.io.ReadFromParquet(prompts_file)
+                | "OnlyTheseShards" >> beam.Filter(lambda r: shard_index(r["prompt_id"], n) in shards)
+                | "Expand" >> beam.FlatMap(expand_prompt, k=cfg.candidates_per_prompt, lineage=lineage)
+                | "Generate" >> RunInference(KeyedModelHandler(handler))
+                | "ToCandidate" >> beam.MapTuple(lambda meta, result: to_candidate(meta, result.inference, lineage))
+                | "Write" >> WriteSortedShards(target, CANDIDATE, ("prompt_id", "candidate_id"), n, only=shards)
+            )
+        return pipeline
 
-    run_pipeline(build, beam_args)
-    shards = shard_entries(target)
-    manifest = {
-        "stage": "generate", "iteration": lineage.iteration, "rows": sum(s["rows"] for s in shards),
-        "shards": shards, "model": model_dir, "model_sha256": lineage.model_sha256,
-        "params_hash": params_hash(cfg, config.seed), "git_revision": git_revision(),
-    }
-    write_manifest(target, manifest)
+    name = f"generate@{iteration}"
+    with guarded("generate", iteration):
+        fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, sha256_file(prompts_file), n,
+                                  code_fingerprint(sys.modules[__name__], candidates, hf_generation, parquet_io))
+        progress = ShardProgress(name, target, fingerprint)
+        reused = progress.reusable()
+        clear_shards(target, keep=set(reused))
+        if reused:
+            log.info("%s: resuming; %d of %d shards (%d candidates) were completed and verified by sha256 and are "
+                     "reused, saving about %.1f s of generation", name, len(reused), n,
+                     sum(e["rows"] for e in reused.values()), sum(e["seconds"] for e in reused.values()))
+        pending = [i for i in range(n) if shard_name(i, n) not in reused]
+        for shards in ([[i] for i in pending] if cfg.resumable else [pending] if pending else []):
+            start = time.perf_counter()
+            run_pipeline(build(shards), beam_args)
+            for i in shards:
+                progress.record(shard_name(i, n), (time.perf_counter() - start) / len(shards))
+        faults.reached("before_manifest")
+        shard_list = shard_entries(target)
+        manifest = {
+            "stage": "generate", "iteration": lineage.iteration, "rows": sum(s["rows"] for s in shard_list),
+            "shards": shard_list, "model": model_dir, "model_sha256": lineage.model_sha256,
+            "params_hash": params_hash(cfg, config.seed), "git_revision": git_revision(),
+        }
+        write_manifest(target, manifest)
+        progress.clear()
     return manifest

@@ -9,14 +9,24 @@ import apache_beam as beam
 
 from pipelines.config import Config
 from pipelines.generate import out_dir as candidates_dir
+from pipelines.run_guard import guarded
 from pipelines.runtime import git_revision, params_hash, run_pipeline
 from schemas.records import JUDGMENT
+from transforms import faults
 from transforms.calibration import calibration_report, plot_calibration
 from transforms.heuristics import HEURISTICS
 from transforms.judge_names import LLM_JUDGE, MODEL_JUDGES, REWARD_MODEL
 from transforms.judging import rule_judgments
+from transforms.model_io import check_loadable
 from transforms.model_judging import ModelJudge
-from transforms.parquet_io import SHARD_GLOB, WriteSortedShards, clear_shards, read_rows, shard_entries, write_manifest
+from transforms.parquet_io import (
+    SHARD_GLOB,
+    WriteSortedShards,
+    clear_shards,
+    read_rows,
+    shard_entries,
+    write_manifest,
+)
 from transforms.scoring_models import RatingJudgeHandler, RewardModelHandler
 
 HANDLERS = {LLM_JUDGE: RatingJudgeHandler, REWARD_MODEL: RewardModelHandler}
@@ -30,14 +40,25 @@ def report_paths(iteration: str) -> tuple[Path, Path]:
     return Path(f"reports/judges/{iteration}.json"), Path(f"reports/judges/{iteration}.png")
 
 
-def _handler(name: str, cfg):
+def _handler(name: str, config: Config):
+    cfg, policy = getattr(config.judge, name), config.security.load_policy()
+    try:
+        check_loadable(cfg.model, policy)  # here, with the param named, rather than inside a Beam worker
+    except (FileNotFoundError, ValueError) as exc:
+        raise type(exc)(f"judge.{name}.model: {exc}") from exc
     return HANDLERS[name](cfg.model, max_input_tokens=cfg.max_input_tokens, micro_batch_size=cfg.micro_batch_size,
-                          max_batch_size=cfg.max_batch_size, dtype=cfg.dtype)
+                          max_batch_size=cfg.max_batch_size, dtype=cfg.dtype, load_policy=policy)
 
 
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
+    with guarded("judge", iteration):
+        return _judge(config, iteration, beam_args)
+
+
+def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.judge
     model_judges = [name for name in MODEL_JUDGES if name in cfg.enabled()]
+    handlers = {name: _handler(name, config) for name in model_judges}
     target = out_dir(iteration)
     clear_shards(target)
 
@@ -51,8 +72,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
         rules = candidates | "VerifierAndHeuristics" >> beam.FlatMap(
             rule_judgments, prompts=prompts, verifier_threshold=cfg.verifier.threshold, heuristics=cfg.heuristics)
         models = [
-            candidates | f"Judge_{name}" >> ModelJudge(name, _handler(name, getattr(cfg, name)),
-                                                        cfg.threshold(name), prompts)
+            candidates | f"Judge_{name}" >> ModelJudge(name, handlers[name], cfg.threshold(name), prompts)
             for name in model_judges
         ]
         _ = (
@@ -63,6 +83,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
 
     run_pipeline(build, beam_args)
     report = write_calibration(config, iteration, model_judges)
+    faults.reached("before_manifest")
     shards = shard_entries(target)
     manifest = {"stage": "judge", "iteration": iteration, "rows": sum(s["rows"] for s in shards), "shards": shards,
                 "judges": cfg.enabled() + [h.judge for h in HEURISTICS],
@@ -77,10 +98,19 @@ def write_calibration(config: Config, iteration: str, model_judges: list[str]) -
     report = calibration_report(judgments, {name: config.judge.threshold(name) for name in model_judges})
     json_path, png_path = report_paths(iteration)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({"iteration": iteration, "label": "ifeval_verifier passed", "judges": report},
-                                    indent=2, sort_keys=True) + "\n")
-    plot_calibration(report, f"{iteration}: judge scores vs the verifier", str(png_path))
+    payload = json.dumps({"iteration": iteration, "label": "ifeval_verifier passed", "judges": report},
+                         indent=2, sort_keys=True) + "\n"
+    _replace(json_path, lambda tmp: tmp.write_text(payload))
+    _replace(png_path, lambda tmp: plot_calibration(report, f"{iteration}: judge scores vs the verifier", str(tmp)))
     return report
+
+
+def _replace(path: Path, write) -> None:
+    """Writes through a fixed temporary name, so a killed run leaves no half report and no litter."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    write(tmp)
+    faults.reached("mid_write")
+    tmp.replace(path)
 
 
 def calibration_table(report: dict) -> str:

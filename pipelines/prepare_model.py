@@ -14,17 +14,17 @@ def main(config: Config) -> str:
     source = Path(cfg.source)
     if not source.exists():
         raise FileNotFoundError(f"base_model.source: {source} does not exist (run `make model` to fetch the default)")
+    def write_summary(folder: Path) -> None:
+        summary = {"source": str(source), "source_sha256": cfg.sha256 or None, "weights_sha256": model_sha256(folder)}
+        (folder / "selfsift_model.json").write_text(json.dumps(summary, indent=2) + "\n")
+
     if source.is_file():
         if cfg.sha256:
             actual = sha256_file(source)
             if actual != cfg.sha256:
                 raise ValueError(f"base_model.source: {source} has sha256 {actual}, expected {cfg.sha256}")
-        convert_gguf(source, cfg.path)
+        convert_gguf(source, cfg.path, finish=write_summary)
     else:
-        model, tokenizer = load_causal_lm(source)
-        save_atomically(model, tokenizer, cfg.path)
-    digest = model_sha256(cfg.path)
-    (Path(cfg.path) / "selfsift_model.json").write_text(
-        json.dumps({"source": str(source), "source_sha256": cfg.sha256 or None, "weights_sha256": digest},
-                   indent=2) + "\n")
-    return digest
+        model, tokenizer = load_causal_lm(source, policy=config.security.load_policy())
+        save_atomically(model, tokenizer, cfg.path, finish=write_summary)
+    return model_sha256(cfg.path)

@@ -30,3 +30,16 @@ def git_revision() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def code_fingerprint(*modules) -> str:
+    """Hash of the given modules' source files and the library versions that shape their output."""
+    import importlib.metadata
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    for package in ("torch", "transformers", "apache-beam", "pyarrow"):
+        digest.update(f"{package}=={importlib.metadata.version(package)}".encode())
+    return digest.hexdigest()

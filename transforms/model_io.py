@@ -1,14 +1,29 @@
-"""Loading and saving causal LMs: local paths only, safetensors only, no remote code."""
+"""Loading and saving models: local paths only; safetensors and no custom code unless the params
+(`security.*`, carried here as a LoadPolicy) explicitly allow pickle checkpoints or remote code."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-WEIGHTS = "model.safetensors"
+from transforms import faults
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+@dataclass(frozen=True)
+class LoadPolicy:
+    trust_remote_code: bool = False  # run Python code shipped in a model folder (config.json auto_map)
+    allow_pickle: bool = False  # load pickle checkpoints (.bin, .pt, ...), which can run code when read
+
+
+class ModelRefused(ValueError):
+    pass
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -19,70 +34,103 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def pickle_checkpoints(model_dir: str | Path) -> list[Path]:
+    return sorted(p for p in Path(model_dir).iterdir() if p.suffix in PICKLE_SUFFIXES)
+
+
 def model_sha256(model_dir: str | Path) -> str:
     """Hash of a model folder's weights: identifies the model revision in every record."""
-    weights = sorted(Path(model_dir).glob("*.safetensors"))
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"model folder not found: {model_dir}")
+    weights = sorted(Path(model_dir).glob("*.safetensors")) or pickle_checkpoints(model_dir)
     if not weights:
-        raise FileNotFoundError(f"{model_dir}: no .safetensors weights (pickle checkpoints are not loaded)")
+        raise FileNotFoundError(f"{model_dir}: no model weights (.safetensors) found")
     digest = hashlib.sha256()
     for w in weights:
         digest.update(sha256_file(w).encode())
     return digest.hexdigest()
 
 
-def load_causal_lm(model_dir: str | Path, *, dtype: str = "float32"):
-    """Returns (model, tokenizer) from a local folder, refusing anything but safetensors."""
+def load_causal_lm(model_dir: str | Path, *, dtype: str = "float32", policy: LoadPolicy = LoadPolicy()):
+    """Returns (model, tokenizer) from a local folder."""
     from transformers import AutoModelForCausalLM
 
-    return _load_local(AutoModelForCausalLM, model_dir, dtype)
+    return _load_local(AutoModelForCausalLM, model_dir, dtype, policy)
 
 
-def load_sequence_classifier(model_dir: str | Path, *, dtype: str = "float32"):
-    """Returns (reward model, tokenizer) from a local folder, refusing anything but safetensors."""
+def load_sequence_classifier(model_dir: str | Path, *, dtype: str = "float32", policy: LoadPolicy = LoadPolicy()):
+    """Returns (reward model, tokenizer) from a local folder."""
     from transformers import AutoModelForSequenceClassification
 
-    model, tokenizer = _load_local(AutoModelForSequenceClassification, model_dir, dtype)
+    model, tokenizer = _load_local(AutoModelForSequenceClassification, model_dir, dtype, policy)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id  # needed to find each row's last token
     return model, tokenizer
 
 
-def load_encoder(model_dir: str | Path, *, dtype: str = "float32"):
-    """Returns (encoder, tokenizer), e.g. a sentence-embedding model, from a local safetensors folder."""
+def load_encoder(model_dir: str | Path, *, dtype: str = "float32", policy: LoadPolicy = LoadPolicy()):
+    """Returns (encoder, tokenizer), e.g. a sentence-embedding model, from a local folder."""
     from transformers import AutoModel
 
-    return _load_local(AutoModel, model_dir, dtype)
+    return _load_local(AutoModel, model_dir, dtype, policy)
 
 
-def _load_local(model_class, model_dir: str | Path, dtype: str):
+def check_loadable(model_dir: str | Path, policy: LoadPolicy) -> bool:
+    """Refuses a folder that needs what the policy does not allow; returns whether it is safetensors."""
+    model_sha256(model_dir)  # fails clearly when the folder or its weights are missing
+    custom = {}
+    for name in ("config.json", "tokenizer_config.json"):
+        path = Path(model_dir, name)
+        if path.is_file():
+            custom.update(json.loads(path.read_text()).get("auto_map") or {})
+    if custom and not policy.trust_remote_code:
+        raise ModelRefused(f"{model_dir}: the model asks to run its own Python code (auto_map: "
+                           f"{', '.join(sorted(custom))}); it is not run unless params.yaml sets "
+                           f"security.trust_remote_code: true, which you should do only for code you have read")
+    if any(Path(model_dir).glob("*.safetensors")):
+        return True
+    if not policy.allow_pickle:
+        names = ", ".join(p.name for p in pickle_checkpoints(model_dir))
+        raise ModelRefused(f"{model_dir}: only pickle checkpoints ({names}), which can run code when loaded; convert "
+                           f"them to safetensors, or set security.allow_pickle_checkpoints: true if you trust them")
+    return False
+
+
+def _load_local(model_class, model_dir: str | Path, dtype: str, policy: LoadPolicy):
     import torch
     from transformers import AutoTokenizer
 
     model_dir = str(model_dir)
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"model folder not found: {model_dir}")
-    model_sha256(model_dir)  # fails clearly when no safetensors are present
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+    safetensors = check_loadable(model_dir, policy)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True,
+                                              trust_remote_code=policy.trust_remote_code)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = model_class.from_pretrained(
-        model_dir, local_files_only=True, trust_remote_code=False, use_safetensors=True,
+        model_dir, local_files_only=True, trust_remote_code=policy.trust_remote_code, use_safetensors=safetensors,
         dtype=getattr(torch, dtype),
     )
     model.eval()
     return model, tokenizer
 
 
-def save_atomically(model, tokenizer, out_dir: str | Path) -> None:
-    """Saves weights and tokenizer to a sibling temp folder, then renames it into place."""
+def save_atomically(model, tokenizer, out_dir: str | Path, finish=None) -> None:
+    """Saves weights and tokenizer to a sibling temp folder, calls `finish(folder)` to add files such
+    as a summary, then renames the folder into place: a killed save never leaves a half model."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         os.chmod(staging, 0o755)
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        if finish is not None:
+            faults.reached("before_manifest")
+            finish(staging)
+        faults.reached("mid_write")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
@@ -91,7 +139,7 @@ def save_atomically(model, tokenizer, out_dir: str | Path) -> None:
         raise
 
 
-def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> None:
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path, finish=None) -> None:
     """Dequantizes a GGUF checkpoint into a fresh float32 model saved as safetensors.
 
     A GGUF-loaded model refuses save_pretrained, so its weights move into a model built from the
@@ -110,4 +158,4 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> None:
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
-    save_atomically(fresh, tokenizer, out_dir)
+    save_atomically(fresh, tokenizer, out_dir, finish)

@@ -18,7 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from transforms import faults
+
 SHARD_GLOB = "part-*-of-*.parquet"
+TEMP_PREFIX = ".tmp-"
 
 
 def shard_name(index: int, count: int) -> str:
@@ -36,9 +39,10 @@ def table_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
 
 
 def write_atomically(path: str, payload: bytes) -> None:
-    tmp = FileSystems.join(FileSystems.split(path)[0], f".tmp-{uuid.uuid4().hex}-{FileSystems.split(path)[1]}")
+    tmp = FileSystems.join(FileSystems.split(path)[0], f"{TEMP_PREFIX}{uuid.uuid4().hex}-{FileSystems.split(path)[1]}")
     with FileSystems.create(tmp) as f:
         f.write(payload)
+    faults.reached("mid_write")
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])
@@ -46,17 +50,20 @@ def write_atomically(path: str, payload: bytes) -> None:
 
 class WriteSortedShards(beam.PTransform):
     """Writes dict rows as `num_shards` Parquet files sorted by `key` (a column, or a tuple of columns
-    whose first one picks the shard); emits the written paths."""
+    whose first one picks the shard); emits the written paths. `only` limits the shard indices
+    written (its rows must all belong to them), so shards can be produced by separate runs."""
 
-    def __init__(self, out_dir: str, schema: pa.Schema, key: str | tuple[str, ...], num_shards: int):
+    def __init__(self, out_dir: str, schema: pa.Schema, key: str | tuple[str, ...], num_shards: int,
+                 only: list[int] | None = None):
         super().__init__()
         self.out_dir, self.schema, self.num_shards = out_dir, schema, num_shards
         self.key = (key,) if isinstance(key, str) else tuple(key)
+        self.indices = list(range(num_shards)) if only is None else sorted(only)
 
     def expand(self, rows):
         n, first = self.num_shards, self.key[0]
         keyed = rows | "KeyByShard" >> beam.Map(lambda r: (shard_index(r[first], n), r))
-        every_shard = rows.pipeline | "EveryShard" >> beam.Create([(i, None) for i in range(n)])
+        every_shard = rows.pipeline | "EveryShard" >> beam.Create([(i, None) for i in self.indices])
         return (
             (keyed, every_shard)
             | "Merge" >> beam.Flatten()
@@ -65,6 +72,9 @@ class WriteSortedShards(beam.PTransform):
         )
 
     def _write(self, index: int, rows) -> str:
+        if index not in self.indices:
+            raise ValueError(f"{self.out_dir}: a row belongs to shard {index}, outside the shards {self.indices} "
+                             f"this run writes")
         kept = sorted((r for r in rows if r is not None), key=lambda r: tuple(r[k] for k in self.key))
         path = FileSystems.join(self.out_dir, shard_name(index, self.num_shards))
         write_atomically(path, table_bytes(kept, self.schema))
@@ -91,25 +101,29 @@ def read_rows(directory_or_file: str, schema: pa.Schema | None = None) -> list[d
     return read_table(directory_or_file, schema).to_pylist()
 
 
+def shard_entry(path: str) -> dict:
+    """Name, row count and sha256 of one shard, for a manifest."""
+    with FileSystems.open(path) as f:
+        payload = f.read()
+    return {
+        "file": FileSystems.split(path)[1],
+        "rows": pq.ParquetFile(io.BytesIO(payload)).metadata.num_rows,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+
+
 def shard_entries(directory: str) -> list[dict]:
-    """Name, row count and sha256 of each shard, for a manifest."""
-    entries = []
-    for p in list_shards(directory):
-        with FileSystems.open(p) as f:
-            payload = f.read()
-        entries.append({
-            "file": FileSystems.split(p)[1],
-            "rows": pq.ParquetFile(io.BytesIO(payload)).metadata.num_rows,
-            "sha256": hashlib.sha256(payload).hexdigest(),
-        })
-    return entries
+    return [shard_entry(p) for p in list_shards(directory)]
 
 
-def clear_shards(directory: str) -> None:
-    """Removes shards and manifest of an earlier run, so a rerun cannot mix old and new shards."""
+def clear_shards(directory: str, keep: set[str] = frozenset()) -> None:
+    """Removes the shards, manifest and temporary files of an earlier run (all but the shard files
+    named in `keep`), so a rerun cannot mix old and new shards."""
     if not FileSystems.exists(directory):
         FileSystems.mkdirs(directory)
-    stale = list_shards(directory)
+    temporary = FileSystems.match([FileSystems.join(directory, f"{TEMP_PREFIX}*")])[0].metadata_list
+    stale = [p for p in list_shards(directory) if FileSystems.split(p)[1] not in keep]
+    stale += [m.path for m in temporary]
     manifest = FileSystems.join(directory, "manifest.json")
     if FileSystems.exists(manifest):
         stale.append(manifest)

@@ -60,8 +60,11 @@ def _forward_in_micro_batches(model, tokenizer, encoded: dict[int, list[int]], m
 
 class _ScoringHandler(ModelHandler[ScoreRequest, PredictionResult, LoadedScorer]):
     def __init__(self, model_dir: str, *, max_input_tokens: int, micro_batch_size: int, max_batch_size: int,
-                 dtype: str):
+                 dtype: str, load_policy=None):
+        from transforms.model_io import LoadPolicy
+
         super().__init__()
+        self._load_policy = load_policy or LoadPolicy()
         self._model_dir = model_dir
         self._max_input_tokens = max_input_tokens
         self._micro_batch_size = micro_batch_size
@@ -110,7 +113,7 @@ class RatingJudgeHandler(_ScoringHandler):
     def load_model(self) -> LoadedScorer:
         from transforms.model_io import load_causal_lm
 
-        model, tokenizer = load_causal_lm(self._model_dir, dtype=self._dtype)
+        model, tokenizer = load_causal_lm(self._model_dir, dtype=self._dtype, policy=self._load_policy)
         rating_token_ids(tokenizer)  # fails at load, not mid-batch, when a rating is not one token
         return LoadedScorer(model, tokenizer)
 
@@ -132,7 +135,7 @@ class RewardModelHandler(_ScoringHandler):
     def load_model(self) -> LoadedScorer:
         from transforms.model_io import load_sequence_classifier
 
-        return LoadedScorer(*load_sequence_classifier(self._model_dir, dtype=self._dtype))
+        return LoadedScorer(*load_sequence_classifier(self._model_dir, dtype=self._dtype, policy=self._load_policy))
 
     def encode(self, tokenizer, request: ScoreRequest) -> list[int]:
         messages = [{"role": "user", "content": request.prompt}, {"role": "assistant", "content": request.response}]

@@ -26,6 +26,7 @@ class SemanticDedupParams:
     scope: str  # "within_prompt" or "global"
     batch_size: int = 64
     max_tokens: int = 256  # longer answers are embedded from their first max_tokens tokens
+    load_policy: Any = None  # a model_io.LoadPolicy; None is the safe default
 
 
 @dataclass
@@ -35,14 +36,15 @@ class LoadedEncoder:
 
 
 class SentenceEmbeddingHandler(ModelHandler[str, PredictionResult, LoadedEncoder]):
-    def __init__(self, model_dir: str, batch_size: int, max_tokens: int):
+    def __init__(self, model_dir: str, batch_size: int, max_tokens: int, load_policy=None):
         super().__init__()
         self._model_dir, self._batch_size, self._max_tokens = model_dir, batch_size, max_tokens
+        self._load_policy = load_policy
 
     def load_model(self) -> LoadedEncoder:
-        from transforms.model_io import load_encoder
+        from transforms.model_io import LoadPolicy, load_encoder
 
-        return LoadedEncoder(*load_encoder(self._model_dir))
+        return LoadedEncoder(*load_encoder(self._model_dir, policy=self._load_policy or LoadPolicy()))
 
     def run_inference(self, batch: Sequence[str], model: LoadedEncoder, inference_args=None):
         import torch
@@ -84,7 +86,7 @@ class SemanticDedup(beam.PTransform):
 
     def expand(self, rows):
         params = self.params
-        handler = SentenceEmbeddingHandler(params.model_dir, params.batch_size, params.max_tokens)
+        handler = SentenceEmbeddingHandler(params.model_dir, params.batch_size, params.max_tokens, params.load_policy)
         embedded = (
             rows
             | "KeyText" >> beam.Map(lambda r: ((r["prompt_id"], r["candidate_id"]), r["text"]))
