@@ -37,7 +37,11 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     model_dir = config.generator_dir(iteration)
     prompts_file = f"{config.prompts.out_dir}/train.parquet"
     sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens)
-    lineage = Lineage(model=model_dir, model_sha256=model_sha256(model_dir), iteration=iteration_number(iteration),
+    try:
+        weights_sha256 = model_sha256(model_dir)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"iterations.{iteration}.generator: {exc}") from exc
+    lineage = Lineage(model=model_dir, model_sha256=weights_sha256, iteration=iteration_number(iteration),
                       seed=config.seed, sampling=sampling)
     handler = CausalLMHandler(model_dir, sampling, micro_batch_size=cfg.micro_batch_size,
                               max_batch_size=cfg.max_batch_size, max_prompt_tokens=cfg.max_prompt_tokens,

@@ -2,22 +2,34 @@
 
 Each record needs `prompt` (a string) or `messages` (a list of {role, content}); it may carry
 `prompt_id`, `instruction_ids` and `kwargs` (a list of objects, or of JSON strings, one per id).
+Text may mix any scripts, but control characters (other than tab and newline) and the invisible
+bidirectional-override characters that can hide text from a reviewer are refused.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 from transforms.prompt_builder import prompt_id_for
 
 ROLES = ("system", "user", "assistant")
+ALLOWED_CONTROLS = "\t\n\r"
+BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class PromptFileError(ValueError):
     def __init__(self, path, line: int | None, reason: str):
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {reason}")
+
+
+def _check_text(text: str, field: str, path, line) -> None:
+    for offset, char in enumerate(text):
+        if (unicodedata.category(char) == "Cc" and char not in ALLOWED_CONTROLS) or char in BIDI_CONTROLS:
+            raise PromptFileError(path, line, f"{field} contains the control character U+{ord(char):04X} at "
+                                              f"offset {offset}; remove it")
 
 
 def _messages(record: dict, path, line) -> list[dict]:
@@ -32,12 +44,15 @@ def _messages(record: dict, path, line) -> list[dict]:
             raise PromptFileError(path, line, "the last message must be the user's")
         if not msgs[-1]["content"].strip():
             raise PromptFileError(path, line, "the user message is empty")
+        for i, m in enumerate(msgs):
+            _check_text(m["content"], f"messages[{i}].content", path, line)
         return [{"role": m["role"], "content": m["content"]} for m in msgs]
     if "prompt" in record:
         if not isinstance(record["prompt"], str):
             raise PromptFileError(path, line, f"'prompt' must be a string, got {type(record['prompt']).__name__}")
         if not record["prompt"].strip():
             raise PromptFileError(path, line, "'prompt' is empty")
+        _check_text(record["prompt"], "'prompt'", path, line)
         return [{"role": "user", "content": record["prompt"]}]
     raise PromptFileError(path, line, "needs a 'prompt' or 'messages' field")
 
@@ -80,6 +95,8 @@ def _to_prompt(record, path, line, split: str, source: str) -> dict:
         prompt_id = prompt_id_for(split, json.dumps(messages, sort_keys=True))
     elif not isinstance(prompt_id, str) or not prompt_id.strip():
         raise PromptFileError(path, line, "'prompt_id' must be a non-empty string")
+    else:
+        _check_text(prompt_id, "'prompt_id'", path, line)
     return {"prompt_id": prompt_id, "messages": messages, "instruction_ids": ids, "kwargs": kwargs,
             "source": source, "split": split}
 
