@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup model embedder repro test clean
+.PHONY: setup model embedder repro test audit clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,13 @@ repro: $(STAMP) $(GGUF)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Dependency audit against PyPI's advisory data (needs pypi.org; --strict fails if a package cannot be checked).
+audit: $(STAMP)
+	$(PY) -m pip install --quiet 'pip-audit==2.10.1'
+	mkdir -p .cache
+	$(PY) -m pip freeze --exclude-editable | grep -v '^pip-audit==' > .cache/requirements-frozen.txt
+	$(VENV)/bin/pip-audit --strict --no-deps --progress-spinner off -r .cache/requirements-frozen.txt
 
 clean:
 	rm -rf $(VENV) .cache

@@ -9,13 +9,14 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipelines.config import Config, iteration_name
+from pipelines.run_guard import guarded
 from pipelines.runtime import run_pipeline
 from schemas.records import EVAL_RESULT
 from transforms.eval_metrics import accuracies
 from transforms.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
 from transforms.ifeval_verifier import verify
 from transforms.model_io import model_sha256
-from transforms.parquet_io import WriteSortedShards, clear_shards, read_rows
+from transforms.parquet_io import WriteSortedShards, clear_shards, read_rows, write_atomically
 
 EVAL_SPLITS = {"eval": "", "eval_ood": "ood_"}
 
@@ -41,8 +42,13 @@ def model_for(config: Config, iteration: int | str) -> tuple[str, str]:
 
 
 def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
-    cfg = config.evaluate
     name, model_dir = model_for(config, iteration)
+    with guarded("evaluate", name):
+        return _evaluate(config, name, model_dir, beam_args)
+
+
+def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -> dict:
+    cfg = config.evaluate
     handler = CausalLMHandler(model_dir, SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens),
                               micro_batch_size=cfg.micro_batch_size, max_batch_size=cfg.max_batch_size,
                               max_prompt_tokens=config.generate.max_prompt_tokens, dtype=cfg.dtype,
@@ -70,7 +76,6 @@ def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
     for split, prefix in EVAL_SPLITS.items():
         for key, value in accuracies([r for r in rows if r["split"] == split]).items():
             metrics[prefix + key] = value
-    path = Path(f"metrics/{name}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    Path("metrics").mkdir(exist_ok=True)
+    write_atomically(f"metrics/{name}.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
     return metrics

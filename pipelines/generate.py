@@ -73,11 +73,14 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
                      "reused, saving about %.1f s of generation", name, len(reused), n,
                      sum(e["rows"] for e in reused.values()), sum(e["seconds"] for e in reused.values()))
         pending = [i for i in range(n) if shard_name(i, n) not in reused]
-        for shards in ([[i] for i in pending] if cfg.resumable else [pending] if pending else []):
+        runs = [[i] for i in pending] if cfg.resumable else [pending] if pending else []
+        for shards in runs:
             start = time.perf_counter()
             run_pipeline(build(shards), beam_args)
+            seconds = time.perf_counter() - start
             for i in shards:
-                progress.record(shard_name(i, n), (time.perf_counter() - start) / len(shards))
+                progress.record(shard_name(i, n), seconds / len(shards))
+            log.info("%s: shard(s) %s of %d done in %.1f s", name, shards, n, seconds)
         faults.reached("before_manifest")
         shard_list = shard_entries(target)
         manifest = {

@@ -49,8 +49,8 @@ def guarded(stage: str, iteration: str):
                             f"finish or stop it, then run again") from None
         interrupted = _read(marker) if marker.exists() else {}
         if interrupted:
-            log.warning("%s: the previous run (pid %s, started %s) was interrupted before it finished; "
-                        "its unfinished outputs are discarded", name, interrupted.get("pid"), interrupted.get("started"))
+            log.warning("%s: the previous run (pid %s, started %s) was interrupted before it finished; running "
+                        "again", name, interrupted.get("pid"), interrupted.get("started"))
         marker.write_text(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
         faults.set_stage(stage)
         faults.reached("start")
