@@ -11,7 +11,7 @@ from pipelines.config import Config
 from pipelines.curate import shards_dir
 from schemas.records import SHARD_ROW
 from schemas.shard_expectations import shard_suite
-from transforms.parquet_io import list_shards, read_table
+from transforms.parquet_io import list_shards, read_table, write_atomically
 
 
 class ValidationFailed(RuntimeError):
@@ -85,7 +85,7 @@ def main(config: Config, iteration: str) -> dict:
     report = {"iteration": iteration, "success": passed, "schema_errors": schema_errors, "expectations": results}
     path = report_path(iteration)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_atomically(str(path), (json.dumps(report, indent=2) + "\n").encode())
     if not passed:
         details = "\n".join(f"  - {e}" for e in schema_errors) or summarize_failures(results)
         raise ValidationFailed(f"validation of {shards_dir(iteration)} failed ({path}):\n{details}")
