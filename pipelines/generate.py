@@ -19,7 +19,7 @@ from pipelines.resume import ShardProgress
 from pipelines.run_guard import guarded
 from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
 from schemas.records import CANDIDATE
-from transforms import candidates, faults, hf_generation, parquet_io
+from transforms import candidates, faults, hf_generation, parquet_io, vllm_generation
 from transforms.candidates import Lineage, expand_prompt, to_candidate
 from transforms.hf_generation import CausalLMHandler, SamplingParams
 from transforms.model_io import model_sha256, sha256_file
@@ -30,6 +30,18 @@ log = logging.getLogger("selfsift")
 
 def out_dir(iteration: str) -> str:
     return f"data/candidates/{iteration}"
+
+
+def generation_handler(config: Config, model_dir: str, sampling: SamplingParams):
+    cfg = config.generate
+    if cfg.backend == "vllm":
+        from transforms.vllm_generation import VLLMGenerationHandler
+
+        return VLLMGenerationHandler(model_dir, sampling, max_batch_size=cfg.max_batch_size,
+                                     server_kwargs=cfg.vllm_server_kwargs)
+    return CausalLMHandler(model_dir, sampling, micro_batch_size=cfg.micro_batch_size,
+                           max_batch_size=cfg.max_batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
+                           dtype=cfg.dtype, load_policy=config.security.load_policy())
 
 
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
@@ -43,9 +55,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
         raise FileNotFoundError(f"iterations.{iteration}.generator: {exc}") from exc
     lineage = Lineage(model=model_dir, model_sha256=weights_sha256, iteration=iteration_number(iteration),
                       seed=config.seed, sampling=sampling)
-    handler = CausalLMHandler(model_dir, sampling, micro_batch_size=cfg.micro_batch_size,
-                              max_batch_size=cfg.max_batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
-                              dtype=cfg.dtype, load_policy=config.security.load_policy())
+    handler = generation_handler(config, model_dir, sampling)
     target, n = out_dir(iteration), cfg.num_shards
 
     def build(shards: list[int]):
@@ -64,7 +74,8 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     name = f"generate@{iteration}"
     with guarded("generate", iteration):
         fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, sha256_file(prompts_file), n,
-                                  code_fingerprint(sys.modules[__name__], candidates, hf_generation, parquet_io))
+                                  code_fingerprint(sys.modules[__name__], candidates, hf_generation, parquet_io,
+                                                   vllm_generation))
         progress = ShardProgress(name, target, fingerprint)
         reused = progress.reusable()
         clear_shards(target, keep=set(reused))

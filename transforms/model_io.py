@@ -26,6 +26,32 @@ class ModelRefused(ValueError):
     pass
 
 
+_LOCAL_COPIES: dict[str, str] = {}
+
+
+def local_model_dir(model_dir: str | Path) -> str:
+    """The model folder on local disk: a local path as it is; a remote one (gs://, s3://, ...) is
+    copied once per process through Beam's FileSystems, so Dataflow workers read models from GCS."""
+    model_dir = str(model_dir)
+    if "://" not in model_dir:
+        return model_dir
+    if model_dir not in _LOCAL_COPIES:
+        from apache_beam.io.filesystem import CompressionTypes
+        from apache_beam.io.filesystems import FileSystems
+
+        files = FileSystems.match([FileSystems.join(model_dir, "*")])[0].metadata_list
+        if not files:
+            raise FileNotFoundError(f"model folder not found: {model_dir}")
+        target = tempfile.mkdtemp(prefix="selfsift-model-")
+        for entry in files:  # model folders are flat
+            name = FileSystems.split(entry.path)[1]
+            with FileSystems.open(entry.path, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
+                    open(os.path.join(target, name), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        _LOCAL_COPIES[model_dir] = target
+    return _LOCAL_COPIES[model_dir]
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -40,6 +66,7 @@ def pickle_checkpoints(model_dir: str | Path) -> list[Path]:
 
 def model_sha256(model_dir: str | Path) -> str:
     """Hash of a model folder's weights: identifies the model revision in every record."""
+    model_dir = local_model_dir(model_dir)
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"model folder not found: {model_dir}")
     weights = sorted(Path(model_dir).glob("*.safetensors")) or pickle_checkpoints(model_dir)
@@ -77,6 +104,7 @@ def load_encoder(model_dir: str | Path, *, dtype: str = "float32", policy: LoadP
 
 def check_loadable(model_dir: str | Path, policy: LoadPolicy) -> bool:
     """Refuses a folder that needs what the policy does not allow; returns whether it is safetensors."""
+    model_dir = local_model_dir(model_dir)
     model_sha256(model_dir)  # fails clearly when the folder or its weights are missing
     custom = {}
     for name in ("config.json", "tokenizer_config.json"):
@@ -100,7 +128,7 @@ def _load_local(model_class, model_dir: str | Path, dtype: str, policy: LoadPoli
     import torch
     from transformers import AutoTokenizer
 
-    model_dir = str(model_dir)
+    model_dir = local_model_dir(model_dir)
     safetensors = check_loadable(model_dir, policy)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True,
                                               trust_remote_code=policy.trust_remote_code)
