@@ -25,6 +25,12 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(stage, help=text)
         sp.add_argument("--iteration", required=True, help="iteration number (1) or name (iter-001)")
     sub.add_parser("summarize", help="collect metrics/iter-*.json into reports/accuracy_by_iteration.csv")
+    pub = sub.add_parser("publish", help="build the Hugging Face Hub dataset folder and upload it")
+    pub.add_argument("--iteration", default="all", help="iteration number or name, or 'all' (default)")
+    pub.add_argument("--repo-id", help="ORG/NAME on the Hub (default: publish.repo_id in params)")
+    pub.add_argument("--private", action=argparse.BooleanOptionalAction, default=None,
+                     help="create the repo private (default: publish.private in params)")
+    pub.add_argument("--dry-run", action="store_true", help="only build the folder; upload nothing")
     return parser
 
 
@@ -49,6 +55,10 @@ def run(argv: list[str]) -> object:
         from pipelines import prompts
 
         return prompts.main(config)
+    if args.stage == "publish":
+        from pipelines import publish
+
+        return publish.main(config, args.iteration, args.repo_id, args.private, args.dry_run)
     if args.stage == "evaluate":
         from pipelines import evaluate
 

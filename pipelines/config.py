@@ -221,6 +221,19 @@ class CurateConfig:
 
 
 @dataclass(frozen=True)
+class ValidateConfig:
+    severity: dict[str, str] = field(default_factory=dict)  # expectation id -> "fail" | "warn"; unlisted: fail
+
+    def validate(self, where: str) -> None:
+        from schemas.expectations import EXPECTATION_IDS, SEVERITIES
+
+        for expectation_id, level in self.severity.items():
+            _require(expectation_id in EXPECTATION_IDS, f"{where}.severity: unknown expectation {expectation_id!r} "
+                                                        f"(see schemas/expectations.py)")
+            _require(level in SEVERITIES, f"{where}.severity.{expectation_id} must be 'fail' or 'warn'")
+
+
+@dataclass(frozen=True)
 class FinetuneConfig:
     data: str = "iteration"  # "iteration": this iteration's shards; "all": every iteration's so far
     epochs: float = 2.0
@@ -252,6 +265,24 @@ class EvaluateConfig:
         _require_dtype(self.dtype, where)
 
 
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    repo_id: str = ""  # ORG/NAME of the Hub dataset; `selfsift publish --repo-id` overrides it
+    private: bool = True
+    license: str = "apache-2.0"  # of the generated data; SmolLM2 is Apache-2.0
+    folder: str = "publish"  # where the Hub-ready folder is built
+
+    def validate(self, where: str) -> None:
+        _require(not self.repo_id or (bool(_REPO_ID.match(self.repo_id)) and ".." not in self.repo_id
+                                      and "--" not in self.repo_id),
+                 f"{where}.repo_id: {self.repo_id!r} is not a Hub repo id (ORG/NAME)")
+        _require(bool(self.license), f"{where}.license must name a license")
+        _require_output_path(self.folder, f"{where}.folder", self.folder.split("/")[0], nested=False)
+
+
 @dataclass(frozen=True)
 class SecurityConfig:
     trust_remote_code: bool = False  # run Python code shipped inside a model folder (auto_map)
@@ -274,8 +305,10 @@ class Config:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     iterations: dict[str, IterationConfig] = field(default_factory=dict)
 
@@ -312,10 +345,12 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _require_output_path(path: str, where: str, root: str) -> None:
-    """Outputs stay inside the project: a relative path under `root`, without `..`."""
+def _require_output_path(path: str, where: str, root: str, nested: bool = True) -> None:
+    """Outputs stay inside the project: a relative path under `root` (or `root` itself when not
+    nested), without `..`."""
     parts = Path(path).parts
-    _require(not Path(path).is_absolute() and ".." not in parts and len(parts) >= 2 and parts[0] == root,
+    _require(bool(parts) and not Path(path).is_absolute() and ".." not in parts and parts[0] == root
+             and (len(parts) >= 2 or not nested),
              f"{where}: {path!r} must be a relative path inside {root}/ (no absolute paths, no '..')")
 
 
@@ -364,7 +399,7 @@ def _build(cls, data: dict, where: str):
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: missing required key {f.name!r}")
     obj = cls(**kwargs)
-    if hasattr(obj, "validate"):
+    if callable(getattr(cls, "validate", None)):
         obj.validate(where)
     return obj
 

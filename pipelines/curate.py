@@ -105,17 +105,9 @@ def plan_of(config: Config) -> CurationPlan:
     )
 
 
-def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
-    with guarded("curate", iteration):
-        return _curate(config, iteration, beam_args)
-
-
-def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
-    check_judges(config, iteration)
-    plan = plan_of(config)
+def graph(config: Config, iteration: str, plan: CurationPlan):
+    """The Beam graph of this stage, as a function that adds it to a pipeline."""
     kept_dir, rej_dir, pair_dir = shards_dir(iteration), rejected_dir(iteration), pairs_dir(iteration)
-    for directory in (kept_dir, rej_dir, pair_dir):
-        clear_shards(directory)
     num_shards = config.curate.num_shards
 
     def build(p):
@@ -128,7 +120,21 @@ def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
         if "pairs" in curated:
             _ = curated["pairs"] | "WritePairs" >> WriteSortedShards(pair_dir, PAIR, "pair_id", num_shards)
 
-    run_pipeline(build, beam_args)
+    return build
+
+
+def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
+    with guarded("curate", iteration):
+        return _curate(config, iteration, beam_args)
+
+
+def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
+    check_judges(config, iteration)
+    plan = plan_of(config)
+    kept_dir, rej_dir, pair_dir = shards_dir(iteration), rejected_dir(iteration), pairs_dir(iteration)
+    for directory in (kept_dir, rej_dir, pair_dir):
+        clear_shards(directory)
+    run_pipeline(graph(config, iteration, plan), beam_args)
     manifest = build_manifest(config, iteration, plan)
     faults.reached("before_manifest")
     write_manifest(kept_dir, manifest)

@@ -47,14 +47,17 @@ def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
         return _evaluate(config, name, model_dir, beam_args)
 
 
-def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -> dict:
+def results_dir(name: str) -> str:
+    return f"data/evals/{name}"
+
+
+def graph(config: Config, name: str, model_dir: str):
+    """The Beam graph of this stage, as a function that adds it to a pipeline."""
     cfg = config.evaluate
     handler = CausalLMHandler(model_dir, SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens),
                               micro_batch_size=cfg.micro_batch_size, max_batch_size=cfg.max_batch_size,
                               max_prompt_tokens=config.generate.max_prompt_tokens, dtype=cfg.dtype,
                               load_policy=config.security.load_policy())
-    results_dir = f"data/evals/{name}"
-    clear_shards(results_dir)
     # Greedy decoding in bfloat16 depends slightly on which prompts share a padded batch, so the
     # prompts enter in a fixed order (the sets are small) rather than as two reads flattened.
     prompts = sorted((row for split in EVAL_SPLITS for row in read_rows(f"{config.prompts.out_dir}/{split}.parquet")),
@@ -67,11 +70,16 @@ def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -
             | "ToRequest" >> beam.Map(to_request)
             | "Generate" >> RunInference(KeyedModelHandler(handler))
             | "Score" >> beam.MapTuple(score)
-            | "Write" >> WriteSortedShards(results_dir, EVAL_RESULT, "prompt_id", 1)
+            | "Write" >> WriteSortedShards(results_dir(name), EVAL_RESULT, "prompt_id", 1)
         )
 
-    run_pipeline(build, beam_args)
-    rows = read_rows(results_dir)
+    return build
+
+
+def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -> dict:
+    clear_shards(results_dir(name))
+    run_pipeline(graph(config, name, model_dir), beam_args)
+    rows = read_rows(results_dir(name))
     metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir)}
     for split, prefix in EVAL_SPLITS.items():
         for key, value in accuracies([r for r in rows if r["split"] == split]).items():

@@ -31,6 +31,12 @@ def training_rows(config: Config, iteration: str) -> list[dict]:
     return rows
 
 
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def build_trainer(model, tokenizer, rows: list[dict], cfg: FinetuneConfig, seed: int, workdir: str):
     """TRL's SFTTrainer on prompt/completion conversations: chat template applied, loss on the answer only."""
     from datasets import Dataset
@@ -42,7 +48,7 @@ def build_trainer(model, tokenizer, rows: list[dict], cfg: FinetuneConfig, seed:
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", max_length=cfg.max_length,
         completion_only_loss=True, seed=seed, data_seed=seed, save_strategy="no",
-        report_to="none", logging_steps=10, use_cpu=True, dataloader_num_workers=0,
+        report_to="none", logging_steps=10, use_cpu=not _has_gpu(), dataloader_num_workers=0,
     )
     dataset = Dataset.from_list([to_prompt_completion(r) for r in rows])
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)

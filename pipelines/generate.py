@@ -44,33 +44,40 @@ def generation_handler(config: Config, model_dir: str, sampling: SamplingParams)
                            dtype=cfg.dtype, load_policy=config.security.load_policy())
 
 
-def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
-    cfg = config.generate
-    model_dir = config.generator_dir(iteration)
-    prompts_file = f"{config.prompts.out_dir}/train.parquet"
-    sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens)
+def lineage_of(config: Config, iteration: str) -> Lineage:
+    cfg, model_dir = config.generate, config.generator_dir(iteration)
     try:
         weights_sha256 = model_sha256(model_dir)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"iterations.{iteration}.generator: {exc}") from exc
-    lineage = Lineage(model=model_dir, model_sha256=weights_sha256, iteration=iteration_number(iteration),
-                      seed=config.seed, sampling=sampling)
-    handler = generation_handler(config, model_dir, sampling)
+    return Lineage(model=model_dir, model_sha256=weights_sha256, iteration=iteration_number(iteration),
+                   seed=config.seed, sampling=SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens))
+
+
+def graph(config: Config, iteration: str, lineage: Lineage, shards: list[int]):
+    """The Beam graph generating the given shards, as a function that adds it to a pipeline."""
+    cfg, n, target = config.generate, config.generate.num_shards, out_dir(iteration)
+    handler = generation_handler(config, lineage.model, lineage.sampling)
+
+    def build(p):
+        _ = (
+            p
+            | "ReadPrompts" >> beam.io.ReadFromParquet(f"{config.prompts.out_dir}/train.parquet")
+            | "OnlyTheseShards" >> beam.Filter(lambda r: shard_index(r["prompt_id"], n) in shards)
+            | "Expand" >> beam.FlatMap(expand_prompt, k=cfg.candidates_per_prompt, lineage=lineage)
+            | "Generate" >> RunInference(KeyedModelHandler(handler))
+            | "ToCandidate" >> beam.MapTuple(lambda meta, result: to_candidate(meta, result.inference, lineage))
+            | "Write" >> WriteSortedShards(target, CANDIDATE, ("prompt_id", "candidate_id"), n, only=shards)
+        )
+
+    return build
+
+
+def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
+    cfg = config.generate
+    prompts_file = f"{config.prompts.out_dir}/train.parquet"
+    lineage = lineage_of(config, iteration)
     target, n = out_dir(iteration), cfg.num_shards
-
-    def build(shards: list[int]):
-        def pipeline(p):
-            _ = (
-                p
-                | "ReadPrompts" >> beam.io.ReadFromParquet(prompts_file)
-                | "OnlyTheseShards" >> beam.Filter(lambda r: shard_index(r["prompt_id"], n) in shards)
-                | "Expand" >> beam.FlatMap(expand_prompt, k=cfg.candidates_per_prompt, lineage=lineage)
-                | "Generate" >> RunInference(KeyedModelHandler(handler))
-                | "ToCandidate" >> beam.MapTuple(lambda meta, result: to_candidate(meta, result.inference, lineage))
-                | "Write" >> WriteSortedShards(target, CANDIDATE, ("prompt_id", "candidate_id"), n, only=shards)
-            )
-        return pipeline
-
     name = f"generate@{iteration}"
     with guarded("generate", iteration):
         fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, sha256_file(prompts_file), n,
@@ -87,7 +94,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
         runs = [[i] for i in pending] if cfg.resumable else [pending] if pending else []
         for shards in runs:
             start = time.perf_counter()
-            run_pipeline(build(shards), beam_args)
+            run_pipeline(graph(config, iteration, lineage, shards), beam_args)
             seconds = time.perf_counter() - start
             for i in shards:
                 progress.record(shard_name(i, n), seconds / len(shards))
@@ -96,7 +103,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
         shard_list = shard_entries(target)
         manifest = {
             "stage": "generate", "iteration": lineage.iteration, "rows": sum(s["rows"] for s in shard_list),
-            "shards": shard_list, "model": model_dir, "model_sha256": lineage.model_sha256,
+            "shards": shard_list, "model": lineage.model, "model_sha256": lineage.model_sha256,
             "params_hash": params_hash(cfg, config.seed), "git_revision": git_revision(),
         }
         write_manifest(target, manifest)

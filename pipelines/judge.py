@@ -50,17 +50,11 @@ def _handler(name: str, config: Config):
                           max_batch_size=cfg.max_batch_size, dtype=cfg.dtype, load_policy=policy)
 
 
-def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
-    with guarded("judge", iteration):
-        return _judge(config, iteration, beam_args)
-
-
-def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
+def graph(config: Config, iteration: str):
+    """The Beam graph of this stage, as a function that adds it to a pipeline."""
     cfg = config.judge
-    model_judges = [name for name in MODEL_JUDGES if name in cfg.enabled()]
-    handlers = {name: _handler(name, config) for name in model_judges}
+    handlers = {name: _handler(name, config) for name in MODEL_JUDGES if name in cfg.enabled()}
     target = out_dir(iteration)
-    clear_shards(target)
 
     def build(p):
         prompts = beam.pvalue.AsDict(
@@ -72,8 +66,8 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
         rules = candidates | "VerifierAndHeuristics" >> beam.FlatMap(
             rule_judgments, prompts=prompts, verifier_threshold=cfg.verifier.threshold, heuristics=cfg.heuristics)
         models = [
-            candidates | f"Judge_{name}" >> ModelJudge(name, handlers[name], cfg.threshold(name), prompts)
-            for name in model_judges
+            candidates | f"Judge_{name}" >> ModelJudge(name, handler, cfg.threshold(name), prompts)
+            for name, handler in handlers.items()
         ]
         _ = (
             [rules, *models]
@@ -81,6 +75,20 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
             | "Write" >> WriteSortedShards(target, JUDGMENT, ("candidate_id", "judge"), cfg.num_shards)
         )
 
+    return build
+
+
+def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
+    with guarded("judge", iteration):
+        return _judge(config, iteration, beam_args)
+
+
+def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
+    cfg = config.judge
+    model_judges = [name for name in MODEL_JUDGES if name in cfg.enabled()]
+    build = graph(config, iteration)
+    target = out_dir(iteration)
+    clear_shards(target)
     run_pipeline(build, beam_args)
     report = write_calibration(config, iteration, model_judges)
     faults.reached("before_manifest")

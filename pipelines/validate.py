@@ -1,17 +1,28 @@
-"""Stage `validate`: schema check and the Great Expectations suite over an iteration's shards."""
+"""Stage `validate`: the Great Expectations suites (schemas/expectations.py) over an iteration's
+prompts, candidates, judgments, shards and pairs, before anything is trained on them.
+
+Writes a summary to `reports/validation/iter-N.json` and Great Expectations' HTML Data Docs to
+`reports/validation/iter-N/`. An expectation with severity `fail` that does not hold stops the
+loop, naming the expectation, the column and example rows; one with `warn` is reported only.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.config import Config
-from pipelines.curate import shards_dir
-from schemas.records import SHARD_ROW
-from schemas.shard_expectations import shard_suite
+from pipelines.config import Config, iteration_number
+from pipelines.curate import pairs_dir, shards_dir
+from pipelines.generate import out_dir as candidates_dir
+from pipelines.judge import out_dir as judgments_dir
+from schemas.expectations import SuiteInputs, suites
+from schemas.records import CANDIDATE, JUDGMENT, PAIR, PROMPT, SHARD_ROW
 from transforms.parquet_io import list_shards, read_table, write_atomically
+
+log = logging.getLogger("selfsift")
 
 
 class ValidationFailed(RuntimeError):
@@ -22,13 +33,8 @@ def report_path(iteration: str) -> Path:
     return Path(f"reports/validation/{iteration}.json")
 
 
-def _schema_errors(directory: str) -> list[str]:
-    errors = []
-    for path in list_shards(directory):
-        schema = pq.read_schema(path)
-        if not schema.equals(SHARD_ROW, check_metadata=False):
-            errors.append(f"{path}: schema differs from schemas.records.SHARD_ROW")
-    return errors
+def docs_dir(iteration: str) -> Path:
+    return Path(f"reports/validation/{iteration}")
 
 
 def min_kept_score(config: Config) -> float:
@@ -39,54 +45,116 @@ def min_kept_score(config: Config) -> float:
     return sum(w * config.judge.threshold(n) for n, w in weights.items()) / sum(weights.values())
 
 
-def _run_suite(config: Config, iteration: str) -> list[dict]:
-    import great_expectations as gx
+def _sources(config: Config, iteration: str) -> dict:
+    """{record type: (folder or file, schema)} of what this iteration validates."""
+    return {
+        "prompts": (f"{config.prompts.out_dir}/train.parquet", PROMPT),
+        "candidates": (candidates_dir(iteration), CANDIDATE),
+        "judgments": (judgments_dir(iteration), JUDGMENT),
+        "shards": (shards_dir(iteration), SHARD_ROW),
+        "pairs": (pairs_dir(iteration), PAIR),
+    }
 
-    table = read_table(shards_dir(iteration), SHARD_ROW)
-    frame = table.to_pandas()
-    frame["prompt_text"] = [m[-1]["content"] if len(m) else None for m in frame["messages"]]
-    context = gx.get_context(mode="ephemeral")  # the suite below needs an active context
-    eval_rows = [r for name in ("eval", "eval_ood") for r in read_table(f"{config.prompts.out_dir}/{name}.parquet").to_pylist()]
-    suite = shard_suite(
-        min_kept_score(config), config.judge.heuristics.drop_truncated,
-        sorted(r["prompt_id"] for r in eval_rows), sorted(r["messages"][-1]["content"] for r in eval_rows),
+
+def _schema_errors(sources: dict) -> list[str]:
+    errors = []
+    for name, (location, schema) in sources.items():
+        paths = [location] if location.endswith(".parquet") else list_shards(location)
+        for path in paths:
+            if not pq.read_schema(path).equals(schema, check_metadata=False):
+                errors.append(f"{path}: schema differs from schemas.records.{name}")
+    return errors
+
+
+def suite_inputs(config: Config, iteration: str) -> SuiteInputs:
+    evals = [r for split in ("eval", "eval_ood") for r in read_table(f"{config.prompts.out_dir}/{split}.parquet").to_pylist()]
+    judges = json.loads(Path(judgments_dir(iteration), "manifest.json").read_text())["judges"]
+    return SuiteInputs(
+        iteration=iteration_number(iteration),
+        train_prompts=read_table(f"{config.prompts.out_dir}/train.parquet").num_rows,
+        candidates_per_prompt=config.generate.candidates_per_prompt,
+        max_new_tokens=config.generate.max_new_tokens,
+        judges=tuple(judges),
+        min_score=min_kept_score(config),
+        require_finished=config.judge.heuristics.drop_truncated,
+        pair_min_margin=config.curate.pairs.min_margin,
+        eval_prompt_ids=tuple(sorted(r["prompt_id"] for r in evals)),
+        eval_prompt_texts=tuple(sorted(r["messages"][-1]["content"] for r in evals)),
     )
-    batch = (context.data_sources.add_pandas("shards").add_dataframe_asset(iteration)
-             .add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame}))
-    result = batch.validate(suite, result_format="SUMMARY")
-    return [
-        {
-            "expectation": r.expectation_config.type,
-            "column": r.expectation_config.kwargs.get("column"),
-            "success": bool(r.success),
-            "unexpected_count": r.result.get("unexpected_count"),
-            "examples": [str(v)[:80] for v in (r.result.get("partial_unexpected_list") or [])[:3]],
-            "observed": str(r.result.get("observed_value"))[:200] if "observed_value" in r.result else None,
-        }
-        for r in result.results
-    ]
 
 
-def summarize_failures(results: list[dict]) -> str:
-    lines = []
-    for r in results:
-        if r["success"]:
-            continue
-        what = r["expectation"] + (f" on column {r['column']!r}" if r["column"] else "")
-        detail = f"{r['unexpected_count']} rows, e.g. {r['examples']}" if r["unexpected_count"] else f"observed {r['observed']}"
-        lines.append(f"  - {what}: {detail}")
-    return "\n".join(lines)
+def _frame(location: str, schema):
+    frame = read_table(location, schema).to_pandas()
+    if "messages" in frame:
+        frame["prompt_text"] = [m[-1]["content"] if len(m) else None for m in frame["messages"]]
+    return frame
+
+
+def _run_suites(config: Config, iteration: str, sources: dict) -> dict[str, list[dict]]:
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    context = gx.get_context(mode="ephemeral")
+    context.add_data_docs_site(site_name="selfsift", site_config={
+        "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                          "base_directory": str(docs_dir(iteration).resolve())}})
+    source = context.data_sources.add_pandas("selfsift")
+    results = {}
+    for name, suite in suites(suite_inputs(config, iteration), config.validate.severity).items():
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(iteration)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(data=batch, suite=context.suites.add(suite), name=f"{iteration}-{name}"))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"{iteration}-{name}", validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="data_docs", site_names=["selfsift"])],
+            result_format={"result_format": "SUMMARY"}))
+        frame = _frame(*sources[name])
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
+        results[name] = [_summary(r) for v in run.run_results.values() for r in v.results]
+    return results
+
+
+def _summary(r) -> dict:
+    config = r.expectation_config
+    severity = "warn" if config.severity.value == "warning" else "fail"
+    return {
+        "id": config.meta["id"], "expectation": config.type, "severity": severity,
+        "column": config.kwargs.get("column") or config.kwargs.get("column_list") or config.kwargs.get("column_A"),
+        "success": bool(r.success), "unexpected_count": r.result.get("unexpected_count"),
+        "examples": [str(v)[:80] for v in (r.result.get("partial_unexpected_list") or [])[:3]],
+        "observed": str(r.result.get("observed_value"))[:200] if "observed_value" in r.result else None,
+    }
+
+
+def describe(r: dict) -> str:
+    what = f"{r['id']} ({r['expectation']}" + (f" on column {r['column']!r}" if r["column"] else "") + ")"
+    detail = (f"{r['unexpected_count']} rows, e.g. {r['examples']}" if r["unexpected_count"]
+              else f"observed {r['observed']}")
+    return f"  - {what}: {detail}"
 
 
 def main(config: Config, iteration: str) -> dict:
-    schema_errors = _schema_errors(shards_dir(iteration))
-    results = [] if schema_errors else _run_suite(config, iteration)
-    passed = not schema_errors and all(r["success"] for r in results)
-    report = {"iteration": iteration, "success": passed, "schema_errors": schema_errors, "expectations": results}
+    sources = _sources(config, iteration)
+    schema_errors = _schema_errors(sources)
+    results = {} if schema_errors else _run_suites(config, iteration, sources)
+    flat = [r for rs in results.values() for r in rs]
+    failed = [r for r in flat if not r["success"] and r["severity"] == "fail"]
+    warnings = [r for r in flat if not r["success"] and r["severity"] == "warn"]
+    passed = not schema_errors and not failed
+    report = {
+        "iteration": iteration, "success": passed, "schema_errors": schema_errors,
+        "summary": {name: {"expectations": len(rs), "failed": sum(not r["success"] for r in rs)}
+                    for name, rs in results.items()},
+        "failed": [r["id"] for r in failed], "warnings": [r["id"] for r in warnings],
+        "data_docs": str(docs_dir(iteration) / "index.html"), "suites": results,
+    }
     path = report_path(iteration)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(str(path), (json.dumps(report, indent=2) + "\n").encode())
+    for r in warnings:
+        log.warning("validation warning for %s:\n%s", iteration, describe(r))
     if not passed:
-        details = "\n".join(f"  - {e}" for e in schema_errors) or summarize_failures(results)
-        raise ValidationFailed(f"validation of {shards_dir(iteration)} failed ({path}):\n{details}")
+        details = "\n".join(f"  - {e}" for e in schema_errors) or "\n".join(describe(r) for r in failed)
+        raise ValidationFailed(f"validation of {iteration} failed ({path}; Data Docs: {report['data_docs']}):\n{details}")
     return report

@@ -1,59 +1,109 @@
 import json
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines import config as config_module
 from pipelines import validate
+from schemas.records import CANDIDATE, JUDGMENT, PAIR
 from tests.stage_fixtures import chdir, prompt, shard_row, write_params, write_prompt_sets, write_shards
+from transforms.parquet_io import shard_name
 
 TRAIN = [prompt("t1", "Write about owls.", "train"), prompt("t2", "Write about bats.", "train")]
 EVAL = [prompt("e1", "Write about frogs.", "eval")]
 OOD = [prompt("o1", "Write about caves.", "eval_ood")]
+CANDIDATE_KEYS = CANDIDATE.names
+
+
+def write_table(root, kind, rows, schema):
+    out = root / "data" / kind / "iter-001"
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / shard_name(0, 1))
+
+
+def write_iteration(root, shards, candidates=None, judgments=None, pairs=()):
+    """Candidates and judgments consistent with the train prompts (one candidate each), unless given."""
+    if candidates is None:
+        candidates = [{k: v for k, v in shard_row(f"c{i}", p, f"answer {i}").items() if k in CANDIDATE_KEYS}
+                      for i, p in enumerate(TRAIN)]
+    if judgments is None:
+        judgments = [{"candidate_id": c["candidate_id"], "judge": "ifeval_verifier", "score": 1.0, "passed": True,
+                      "detail": "{}"} for c in candidates]
+    write_table(root, "candidates", candidates, CANDIDATE)
+    write_table(root, "judgments", judgments, JUDGMENT)
+    (root / "data/judgments/iter-001/manifest.json").write_text(json.dumps({"judges": ["ifeval_verifier"]}))
+    write_table(root, "pairs", list(pairs), PAIR)
+    write_shards(root, "iter-001", shards)
 
 
 @pytest.fixture
 def workdir(tmp_path):
-    write_params(tmp_path, "unused")
+    write_params(tmp_path, "unused", generate={"candidates_per_prompt": 1})
     write_prompt_sets(tmp_path, TRAIN, EVAL, OOD)
     return tmp_path
 
 
-def run(workdir, rows):
-    write_shards(workdir, "iter-001", rows)
+def run(workdir, rows, **parts):
+    write_iteration(workdir, rows, **parts)
     with chdir(workdir):
-        config = config_module.load("params.yaml")
-        return validate.main(config, "iter-001")
+        return validate.main(config_module.load("params.yaml"), "iter-001")
 
 
-def test_clean_shards_pass_and_report_is_written(workdir):
+def test_clean_iteration_passes_with_a_report_and_data_docs(workdir):
     report = run(workdir, [shard_row("c1", TRAIN[0], "owls hoot"), shard_row("c2", TRAIN[1], "bats fly")])
     assert report["success"]
     saved = json.loads((workdir / "reports/validation/iter-001.json").read_text())
-    assert saved["success"] and all(e["success"] for e in saved["expectations"])
+    assert set(saved["suites"]) == {"prompts", "candidates", "judgments", "shards", "pairs"}
+    assert saved["success"] and saved["failed"] == [] and all(s["failed"] == 0 for s in saved["summary"].values())
+    docs = workdir / "reports/validation/iter-001"
+    assert (docs / "index.html").is_file()
+    pages = list((docs / "validations").rglob("*.html"))
+    assert len(pages) == 5 and any("shards" in p.read_text() for p in pages)
 
 
-@pytest.mark.parametrize("rows, expectation, column", [
+@pytest.mark.parametrize("rows, expectation_id, column", [
     (lambda: [shard_row("c1", TRAIN[0], "same"), shard_row("c1", TRAIN[1], "other")],
-     "expect_column_values_to_be_unique", "candidate_id"),
+     "shards.candidate_id_unique", "candidate_id"),
     (lambda: [shard_row("c1", TRAIN[0], "same text"), shard_row("c2", TRAIN[1], "Same  text")],
-     "expect_column_values_to_be_unique", "text_sha256"),
-    (lambda: [shard_row("c1", TRAIN[0], "weak", score=0.5)], "expect_column_values_to_be_between", "score"),
-    (lambda: [shard_row("c1", EVAL[0], "leaked")], "expect_column_values_to_not_be_in_set", "prompt_id"),
-    (lambda: [shard_row("c1", TRAIN[0], "cut", finish="length")], "expect_column_values_to_be_in_set", "finish_reason"),
-    (lambda: [], "expect_table_row_count_to_be_between", None),
+     "shards.text_unique", "text_sha256"),
+    (lambda: [shard_row("c1", TRAIN[0], "weak", score=0.5)], "shards.min_score", "score"),
+    (lambda: [shard_row("c1", EVAL[0], "leaked")], "shards.not_eval_prompt_id", "prompt_id"),
+    (lambda: [shard_row("c1", TRAIN[0], "cut", finish="length")], "shards.finished", "finish_reason"),
+    (lambda: [], "shards.row_count", None),
 ])
-def test_violation_fails_with_readable_summary(workdir, rows, expectation, column):
+def test_violation_fails_naming_expectation_column_and_rows(workdir, rows, expectation_id, column):
     with pytest.raises(validate.ValidationFailed) as err:
         run(workdir, rows())
     message = str(err.value)
-    assert expectation in message
+    assert expectation_id in message
     if column:
         assert f"column {column!r}" in message
     saved = json.loads((workdir / "reports/validation/iter-001.json").read_text())
-    assert not saved["success"]
+    assert not saved["success"] and expectation_id in saved["failed"]
 
 
 def test_eval_text_under_another_id_is_caught(workdir):
     disguised = {**EVAL[0], "prompt_id": "t9"}
-    with pytest.raises(validate.ValidationFailed, match="prompt_text"):
+    with pytest.raises(validate.ValidationFailed, match="shards.not_eval_prompt_text.*prompt_text"):
         run(workdir, [shard_row("c1", disguised, "leaked again")])
+
+
+def test_a_lost_candidate_and_a_missing_judgment_are_caught(workdir):
+    one = [{k: v for k, v in shard_row("c0", TRAIN[0], "answer").items() if k in CANDIDATE_KEYS}]
+    with pytest.raises(validate.ValidationFailed) as err:
+        run(workdir, [shard_row("c0", TRAIN[0], "answer")], candidates=one, judgments=[])
+    assert "candidates.row_count" in str(err.value) and "judgments.row_count" in str(err.value)
+
+
+def test_warn_severity_reports_without_stopping(workdir):
+    write_params(workdir, "unused", generate={"candidates_per_prompt": 1},
+                 validate={"severity": {"shards.text_unique": "warn"}})
+    report = run(workdir, [shard_row("c1", TRAIN[0], "same text"), shard_row("c2", TRAIN[1], "Same  text")])
+    assert report["success"] and report["warnings"] == ["shards.text_unique"]
+
+
+def test_unknown_expectation_in_params_is_named(workdir):
+    write_params(workdir, "unused", validate={"severity": {"shards.vibes": "fail"}})
+    with pytest.raises(config_module.ConfigError, match="validate.severity: unknown expectation 'shards.vibes'"):
+        config_module.load(workdir / "params.yaml")

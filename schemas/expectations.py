@@ -1,0 +1,111 @@
+"""Great Expectations suites, one per record type: prompts, candidates, judgments, shards, pairs.
+
+Every expectation carries a stable id (`meta.id`, listed in EXPECTATION_IDS); params.yaml
+`validate.severity` marks each `fail` (stops the loop before fine-tuning) or `warn` (reported only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.records import SHARD_ROW
+
+EXPECTATION_IDS = (
+    "prompts.row_count", "prompts.prompt_id_not_null", "prompts.prompt_id_unique", "prompts.split_is_train",
+    "prompts.not_eval_prompt",
+    "candidates.row_count", "candidates.candidate_id_unique", "candidates.text_not_null",
+    "candidates.finish_reason_known", "candidates.completion_tokens_within_limit", "candidates.iteration_matches",
+    "judgments.row_count", "judgments.one_per_candidate_and_judge", "judgments.judge_known",
+    "judgments.score_in_unit_interval",
+    "shards.row_count", "shards.columns", "shards.text_not_null", "shards.candidate_id_unique", "shards.text_unique",
+    "shards.min_score", "shards.dedup_cluster_size", "shards.not_eval_prompt_id", "shards.not_eval_prompt_text",
+    "shards.finished",
+    "pairs.pair_id_unique", "pairs.margin_at_least_min", "pairs.chosen_scores_higher", "pairs.not_eval_prompt_id",
+)
+SEVERITIES = {"fail": "critical", "warn": "warning"}  # params.yaml word -> Great Expectations' FailureSeverity
+
+
+@dataclass(frozen=True)
+class SuiteInputs:
+    """What the suites check the data against, from params and the earlier stages' manifests."""
+
+    iteration: int
+    train_prompts: int
+    candidates_per_prompt: int
+    max_new_tokens: int
+    judges: tuple[str, ...]
+    min_score: float
+    require_finished: bool
+    pair_min_margin: float
+    eval_prompt_ids: tuple[str, ...]
+    eval_prompt_texts: tuple[str, ...]
+
+
+def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
+    """{record type: ExpectationSuite}; `severity` maps expectation ids to 'fail' or 'warn' (default fail)."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    i = inputs
+    n_candidates = i.train_prompts * i.candidates_per_prompt
+    specs = {
+        "prompts": {
+            "prompts.row_count": E.ExpectTableRowCountToEqual(value=i.train_prompts),
+            "prompts.prompt_id_not_null": E.ExpectColumnValuesToNotBeNull(column="prompt_id"),
+            "prompts.prompt_id_unique": E.ExpectColumnValuesToBeUnique(column="prompt_id"),
+            "prompts.split_is_train": E.ExpectColumnValuesToBeInSet(column="split", value_set=["train"]),
+            "prompts.not_eval_prompt": E.ExpectColumnValuesToNotBeInSet(column="prompt_text",
+                                                                        value_set=list(i.eval_prompt_texts)),
+        },
+        "candidates": {
+            "candidates.row_count": E.ExpectTableRowCountToEqual(value=n_candidates),
+            "candidates.candidate_id_unique": E.ExpectColumnValuesToBeUnique(column="candidate_id"),
+            "candidates.text_not_null": E.ExpectColumnValuesToNotBeNull(column="text"),
+            "candidates.finish_reason_known": E.ExpectColumnValuesToBeInSet(
+                column="finish_reason", value_set=["stop", "length", "prompt_too_long"]),
+            "candidates.completion_tokens_within_limit": E.ExpectColumnValuesToBeBetween(
+                column="completion_tokens", min_value=0, max_value=i.max_new_tokens),
+            "candidates.iteration_matches": E.ExpectColumnValuesToBeInSet(column="iteration", value_set=[i.iteration]),
+        },
+        "judgments": {
+            "judgments.row_count": E.ExpectTableRowCountToEqual(value=n_candidates * len(i.judges)),
+            "judgments.one_per_candidate_and_judge": E.ExpectCompoundColumnsToBeUnique(
+                column_list=["candidate_id", "judge"]),
+            "judgments.judge_known": E.ExpectColumnValuesToBeInSet(column="judge", value_set=list(i.judges)),
+            "judgments.score_in_unit_interval": E.ExpectColumnValuesToBeBetween(column="score", min_value=0.0,
+                                                                                max_value=1.0),
+        },
+        "shards": {
+            "shards.row_count": E.ExpectTableRowCountToBeBetween(min_value=1),
+            "shards.columns": E.ExpectTableColumnsToMatchOrderedList(column_list=SHARD_ROW.names + ["prompt_text"]),
+            "shards.text_not_null": E.ExpectColumnValuesToNotBeNull(column="text"),
+            "shards.candidate_id_unique": E.ExpectColumnValuesToBeUnique(column="candidate_id"),
+            "shards.text_unique": E.ExpectColumnValuesToBeUnique(column="text_sha256"),
+            "shards.min_score": E.ExpectColumnValuesToBeBetween(column="score", min_value=i.min_score, max_value=1.0),
+            "shards.dedup_cluster_size": E.ExpectColumnValuesToBeBetween(column="dedup_cluster_size", min_value=1),
+            "shards.not_eval_prompt_id": E.ExpectColumnValuesToNotBeInSet(column="prompt_id",
+                                                                          value_set=list(i.eval_prompt_ids)),
+            "shards.not_eval_prompt_text": E.ExpectColumnValuesToNotBeInSet(column="prompt_text",
+                                                                            value_set=list(i.eval_prompt_texts)),
+            "shards.finished": E.ExpectColumnValuesToBeInSet(
+                column="finish_reason", value_set=["stop"] if i.require_finished else ["stop", "length"]),
+        },
+        "pairs": {
+            "pairs.pair_id_unique": E.ExpectColumnValuesToBeUnique(column="pair_id"),
+            "pairs.margin_at_least_min": E.ExpectColumnValuesToBeBetween(column="margin", min_value=i.pair_min_margin,
+                                                                         max_value=1.0),
+            "pairs.chosen_scores_higher": E.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="chosen_score", column_B="rejected_score"),
+            "pairs.not_eval_prompt_id": E.ExpectColumnValuesToNotBeInSet(column="prompt_id",
+                                                                         value_set=list(i.eval_prompt_ids)),
+        },
+    }
+    out = {}
+    for name, expectations in specs.items():
+        suite = gx.ExpectationSuite(name=f"selfsift_{name}")
+        for expectation_id, expectation in expectations.items():
+            expectation.meta = {"id": expectation_id}
+            expectation.severity = SEVERITIES[severity.get(expectation_id, "fail")]
+            suite.add_expectation(expectation)
+        out[name] = suite
+    return out

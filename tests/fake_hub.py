@@ -1,0 +1,120 @@
+"""A loopback stand-in for the Hugging Face Hub's HTTP API: just enough for `create_repo`,
+`dataset_info` and `upload_folder` over the LFS protocol, recording every request it receives."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeHub:
+    def __init__(self, existing_card: dict | None = None):
+        self.requests: list[dict] = []  # method, path, headers, body
+        self.lfs_objects: dict[str, bytes] = {}  # sha256 -> uploaded bytes
+        self.commits: list[list[dict]] = []  # NDJSON lines of each commit
+        self.existing_card = existing_card  # cardData of a repo that already exists, or None
+        self.created: list[dict] = []
+        self.validated: list[dict] = []  # README.md contents sent to /api/validate-yaml
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+
+    def committed_files(self) -> dict[str, bytes]:
+        """path -> content of every file of every commit (LFS files resolved to their uploaded bytes)."""
+        files = {}
+        for lines in self.commits:
+            for line in lines:
+                if line["key"] == "file":
+                    files[line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+                elif line["key"] == "lfsFile":
+                    files[line["value"]["path"]] = self.lfs_objects[line["value"]["oid"]]
+        return files
+
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _body(self) -> bytes:
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _reply(self, status: int, payload=None, headers: dict | None = None):
+                data = b"" if payload is None else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _record(self, body: bytes):
+                hub.requests.append({"method": self.command, "path": self.path,
+                                     "headers": {k.lower(): v for k, v in self.headers.items()},
+                                     "body": body})
+
+            def do_GET(self):  # noqa: N802
+                self._record(b"")
+                if self.path.startswith("/api/datasets/"):
+                    repo = self.path.split("?")[0][len("/api/datasets/"):]
+                    if hub.existing_card is None:
+                        self._reply(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+                    else:
+                        self._reply(200, {"id": repo, "sha": "0" * 40, "private": True,
+                                          "cardData": hub.existing_card, "siblings": []})
+                    return
+                self._reply(404, {"error": "not found"})
+
+            def do_POST(self):  # noqa: N802
+                body = self._body()
+                self._record(body)
+                path = self.path.split("?")[0]
+                if path == "/api/repos/create":
+                    payload = json.loads(body)
+                    hub.created.append(payload)
+                    repo = f"{payload.get('organization')}/{payload['name']}"
+                    self._reply(200, {"url": f"{hub.url}/datasets/{repo}", "name": repo})
+                elif path == "/api/validate-yaml":  # the Hub checks README.md metadata before a commit
+                    hub.validated.append(json.loads(body))
+                    self._reply(200, {"errors": [], "warnings": []})
+                elif "/preupload/" in path:
+                    files = json.loads(body)["files"]
+                    self._reply(200, {"files": [{"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(".parquet")
+                                                 else "regular", "shouldIgnore": False} for f in files]})
+                elif path.endswith(".git/info/lfs/objects/batch"):
+                    objects = json.loads(body)["objects"]
+                    self._reply(200, {"transfer": "basic", "objects": [
+                        {"oid": o["oid"], "size": o["size"], "authenticated": True,
+                         "actions": {"upload": {"href": f"{hub.url}/lfs-upload/{o['oid']}"}}} for o in objects]})
+                elif "/commit/" in path:
+                    hub.commits.append([json.loads(line) for line in body.decode().splitlines() if line.strip()])
+                    repo = path[len("/api/datasets/"):].split("/commit/")[0]
+                    self._reply(200, {"commitUrl": f"{hub.url}/datasets/{repo}/commit/{'1' * 40}",
+                                      "commitOid": "1" * 40, "pullRequestUrl": None})
+                else:
+                    self._reply(404, {"error": f"unexpected POST {path}"})
+
+            def do_PUT(self):  # noqa: N802
+                body = self._body()
+                self._record(body)
+                oid = self.path.rsplit("/", 1)[-1]
+                if hashlib.sha256(body).hexdigest() != oid:
+                    self._reply(400, {"error": "sha256 mismatch"})
+                    return
+                hub.lfs_objects[oid] = body
+                self._reply(200, {})
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
