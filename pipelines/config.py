@@ -284,6 +284,17 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    # "" keeps data and models in the project folder (what DVC tracks). A URL such as
+    # gs://bucket/selfsift puts them there instead, for stages run on Dataflow (README).
+    root: str = ""
+
+    def validate(self, where: str) -> None:
+        _require(not self.root or ("://" in self.root and ".." not in self.root.split("/")),
+                 f"{where}.root: {self.root!r} must be empty (the project folder) or a URL such as gs://bucket/path")
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     trust_remote_code: bool = False  # run Python code shipped inside a model folder (auto_map)
     allow_pickle_checkpoints: bool = False  # load .bin/.pt checkpoints, which can run code when read
@@ -309,6 +320,7 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     iterations: dict[str, IterationConfig] = field(default_factory=dict)
 
@@ -319,8 +331,15 @@ class Config:
                               f"(listed: {', '.join(self.iterations) or 'none'})")
         return name
 
+    def at_root(self, path: str) -> str:
+        """A project-relative data or model path, under storage.root when one is set."""
+        return f"{self.storage.root.rstrip('/')}/{path}" if self.storage.root else path
+
+    def prompts_file(self, split: str) -> str:
+        return self.at_root(f"{self.prompts.out_dir}/{split}.parquet")
+
     def model_dir(self, name: str) -> str:
-        return self.base_model.path if name == "base" else f"models/{name}"
+        return self.at_root(self.base_model.path if name == "base" else f"models/{name}")
 
     def generator_dir(self, iteration: str) -> str:
         return self.model_dir(self.iterations[iteration].generator)

@@ -42,16 +42,16 @@ class JudgeRefused(RuntimeError):
     pass
 
 
-def shards_dir(iteration: str) -> str:
-    return f"data/shards/{iteration}"
+def shards_dir(config: Config, iteration: str) -> str:
+    return config.at_root(f"data/shards/{iteration}")
 
 
-def rejected_dir(iteration: str) -> str:
-    return f"data/rejected/{iteration}"
+def rejected_dir(config: Config, iteration: str) -> str:
+    return config.at_root(f"data/rejected/{iteration}")
 
 
-def pairs_dir(iteration: str) -> str:
-    return f"data/pairs/{iteration}"
+def pairs_dir(config: Config, iteration: str) -> str:
+    return config.at_root(f"data/pairs/{iteration}")
 
 
 def judge_policy(config: Config) -> JudgePolicy:
@@ -82,10 +82,10 @@ def decontamination_of(config: Config) -> Decontamination | None:
     if not cfg.enabled:
         return None
     sources = [(f"{name}:{row['prompt_id']}", prompt_text(row))
-               for name in ("eval", "eval_ood") for row in read_rows(f"{config.prompts.out_dir}/{name}.parquet")]
+               for name in ("eval", "eval_ood") for row in read_rows(config.prompts_file(name))]
     for path in cfg.extra_eval_files:
         sources += eval_file_texts(path)
-    train = [prompt_text(row) for row in read_rows(f"{config.prompts.out_dir}/train.parquet")]
+    train = [prompt_text(row) for row in read_rows(config.prompts_file("train"))]
     return Decontamination(build_index(sources, cfg.ngram, shared_with_training=train), cfg.ngram)
 
 
@@ -107,13 +107,13 @@ def plan_of(config: Config) -> CurationPlan:
 
 def graph(config: Config, iteration: str, plan: CurationPlan):
     """The Beam graph of this stage, as a function that adds it to a pipeline."""
-    kept_dir, rej_dir, pair_dir = shards_dir(iteration), rejected_dir(iteration), pairs_dir(iteration)
+    kept_dir, rej_dir, pair_dir = shards_dir(config, iteration), rejected_dir(config, iteration), pairs_dir(config, iteration)
     num_shards = config.curate.num_shards
 
     def build(p):
-        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{candidates_dir(iteration)}/{SHARD_GLOB}")
-        judgments = p | "ReadJudgments" >> beam.io.ReadFromParquet(f"{judgments_dir(iteration)}/{SHARD_GLOB}")
-        prompts = p | "ReadPrompts" >> beam.io.ReadFromParquet(f"{config.prompts.out_dir}/train.parquet")
+        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{candidates_dir(config, iteration)}/{SHARD_GLOB}")
+        judgments = p | "ReadJudgments" >> beam.io.ReadFromParquet(f"{judgments_dir(config, iteration)}/{SHARD_GLOB}")
+        prompts = p | "ReadPrompts" >> beam.io.ReadFromParquet(config.prompts_file("train"))
         curated = (candidates, judgments, prompts) | "Curate" >> Curate(plan)
         _ = curated["kept"] | "WriteKept" >> WriteSortedShards(kept_dir, SHARD_ROW, "candidate_id", num_shards)
         _ = curated["rejected"] | "WriteRejected" >> WriteSortedShards(rej_dir, REJECTED_ROW, "candidate_id", num_shards)
@@ -131,7 +131,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
 def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
     check_judges(config, iteration)
     plan = plan_of(config)
-    kept_dir, rej_dir, pair_dir = shards_dir(iteration), rejected_dir(iteration), pairs_dir(iteration)
+    kept_dir, rej_dir, pair_dir = shards_dir(config, iteration), rejected_dir(config, iteration), pairs_dir(config, iteration)
     for directory in (kept_dir, rej_dir, pair_dir):
         clear_shards(directory)
     run_pipeline(graph(config, iteration, plan), beam_args)
@@ -142,8 +142,8 @@ def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
 
 
 def build_manifest(config: Config, iteration: str, plan: CurationPlan) -> dict:
-    kept_dir, rej_dir, pair_dir = shards_dir(iteration), rejected_dir(iteration), pairs_dir(iteration)
-    rows_in = read_table(candidates_dir(iteration), None).num_rows
+    kept_dir, rej_dir, pair_dir = shards_dir(config, iteration), rejected_dir(config, iteration), pairs_dir(config, iteration)
+    rows_in = read_table(candidates_dir(config, iteration), None).num_rows
     reasons = Counter(read_table(rej_dir, None).column("reason").to_pylist())
     unknown = sorted(set(reasons) - set(REASONS))
     if unknown:

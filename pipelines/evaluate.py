@@ -36,7 +36,7 @@ def score(prompt: dict, result) -> dict:
 def model_for(config: Config, iteration: int | str) -> tuple[str, str]:
     name = iteration_name(iteration)
     if name == "iter-000":
-        return name, config.base_model.path
+        return name, config.model_dir("base")
     config.iteration_name(name)
     return name, config.model_dir(name)
 
@@ -47,8 +47,8 @@ def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
         return _evaluate(config, name, model_dir, beam_args)
 
 
-def results_dir(name: str) -> str:
-    return f"data/evals/{name}"
+def results_dir(config: Config, name: str) -> str:
+    return config.at_root(f"data/evals/{name}")
 
 
 def graph(config: Config, name: str, model_dir: str):
@@ -60,7 +60,7 @@ def graph(config: Config, name: str, model_dir: str):
                               load_policy=config.security.load_policy())
     # Greedy decoding in bfloat16 depends slightly on which prompts share a padded batch, so the
     # prompts enter in a fixed order (the sets are small) rather than as two reads flattened.
-    prompts = sorted((row for split in EVAL_SPLITS for row in read_rows(f"{config.prompts.out_dir}/{split}.parquet")),
+    prompts = sorted((row for split in EVAL_SPLITS for row in read_rows(config.prompts_file(split))),
                      key=lambda row: (row["split"], row["prompt_id"]))
 
     def build(p):
@@ -70,16 +70,16 @@ def graph(config: Config, name: str, model_dir: str):
             | "ToRequest" >> beam.Map(to_request)
             | "Generate" >> RunInference(KeyedModelHandler(handler))
             | "Score" >> beam.MapTuple(score)
-            | "Write" >> WriteSortedShards(results_dir(name), EVAL_RESULT, "prompt_id", 1)
+            | "Write" >> WriteSortedShards(results_dir(config, name), EVAL_RESULT, "prompt_id", 1)
         )
 
     return build
 
 
 def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -> dict:
-    clear_shards(results_dir(name))
+    clear_shards(results_dir(config, name))
     run_pipeline(graph(config, name, model_dir), beam_args)
-    rows = read_rows(results_dir(name))
+    rows = read_rows(results_dir(config, name))
     metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir)}
     for split, prefix in EVAL_SPLITS.items():
         for key, value in accuracies([r for r in rows if r["split"] == split]).items():

@@ -7,7 +7,9 @@ and trains on this iteration's shards (`finetune.data: iteration`) or on every i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,7 +26,7 @@ from transforms.sft_data import to_prompt_completion
 def training_rows(config: Config, iteration: str) -> list[dict]:
     names = list(config.iterations)
     wanted = names[: names.index(iteration) + 1] if config.finetune.data == "all" else [iteration]
-    rows = [row for name in wanted for row in read_rows(shards_dir(name), SHARD_ROW)]
+    rows = [row for name in wanted for row in read_rows(shards_dir(config, name), SHARD_ROW)]
     if not rows:
         raise ValueError(f"{iteration}: the curated shards hold no rows, so there is nothing to fine-tune on; "
                          f"see data/shards/{iteration}/manifest.json for where the candidates went")
@@ -54,8 +56,13 @@ def build_trainer(model, tokenizer, rows: list[dict], cfg: FinetuneConfig, seed:
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 
 
+def is_main_process() -> bool:
+    """False in the extra processes `accelerate launch` starts; they train but do not lock or save."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def main(config: Config, iteration: str) -> dict:
-    with guarded("finetune", iteration):
+    with guarded("finetune", iteration) if is_main_process() else contextlib.nullcontext():
         return _finetune(config, iteration)
 
 
@@ -77,5 +84,6 @@ def _finetune(config: Config, iteration: str) -> dict:
         summary["weights_sha256"] = model_sha256(folder)
         (folder / "selfsift_model.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    save_atomically(trainer.model, tokenizer, config.model_dir(iteration), finish=write_summary)
+    if is_main_process():
+        save_atomically(trainer.model, tokenizer, config.model_dir(iteration), finish=write_summary)
     return summary

@@ -22,14 +22,22 @@ from schemas.records import CANDIDATE
 from transforms import candidates, faults, hf_generation, parquet_io, vllm_generation
 from transforms.candidates import Lineage, expand_prompt, to_candidate
 from transforms.hf_generation import CausalLMHandler, SamplingParams
-from transforms.model_io import model_sha256, sha256_file
-from transforms.parquet_io import WriteSortedShards, clear_shards, shard_entries, shard_index, shard_name, write_manifest
+from transforms.model_io import model_sha256
+from transforms.parquet_io import (
+    WriteSortedShards,
+    clear_shards,
+    file_sha256,
+    shard_entries,
+    shard_index,
+    shard_name,
+    write_manifest,
+)
 
 log = logging.getLogger("selfsift")
 
 
-def out_dir(iteration: str) -> str:
-    return f"data/candidates/{iteration}"
+def out_dir(config: Config, iteration: str) -> str:
+    return config.at_root(f"data/candidates/{iteration}")
 
 
 def generation_handler(config: Config, model_dir: str, sampling: SamplingParams):
@@ -56,13 +64,13 @@ def lineage_of(config: Config, iteration: str) -> Lineage:
 
 def graph(config: Config, iteration: str, lineage: Lineage, shards: list[int]):
     """The Beam graph generating the given shards, as a function that adds it to a pipeline."""
-    cfg, n, target = config.generate, config.generate.num_shards, out_dir(iteration)
+    cfg, n, target = config.generate, config.generate.num_shards, out_dir(config, iteration)
     handler = generation_handler(config, lineage.model, lineage.sampling)
 
     def build(p):
         _ = (
             p
-            | "ReadPrompts" >> beam.io.ReadFromParquet(f"{config.prompts.out_dir}/train.parquet")
+            | "ReadPrompts" >> beam.io.ReadFromParquet(config.prompts_file("train"))
             | "OnlyTheseShards" >> beam.Filter(lambda r: shard_index(r["prompt_id"], n) in shards)
             | "Expand" >> beam.FlatMap(expand_prompt, k=cfg.candidates_per_prompt, lineage=lineage)
             | "Generate" >> RunInference(KeyedModelHandler(handler))
@@ -75,12 +83,12 @@ def graph(config: Config, iteration: str, lineage: Lineage, shards: list[int]):
 
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.generate
-    prompts_file = f"{config.prompts.out_dir}/train.parquet"
+    prompts_file = config.prompts_file("train")
     lineage = lineage_of(config, iteration)
-    target, n = out_dir(iteration), cfg.num_shards
+    target, n = out_dir(config, iteration), cfg.num_shards
     name = f"generate@{iteration}"
     with guarded("generate", iteration):
-        fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, sha256_file(prompts_file), n,
+        fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, file_sha256(prompts_file), n,
                                   code_fingerprint(sys.modules[__name__], candidates, hf_generation, parquet_io,
                                                    vllm_generation))
         progress = ShardProgress(name, target, fingerprint)

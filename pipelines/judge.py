@@ -32,8 +32,8 @@ from transforms.scoring_models import RatingJudgeHandler, RewardModelHandler
 HANDLERS = {LLM_JUDGE: RatingJudgeHandler, REWARD_MODEL: RewardModelHandler}
 
 
-def out_dir(iteration: str) -> str:
-    return f"data/judgments/{iteration}"
+def out_dir(config: Config, iteration: str) -> str:
+    return config.at_root(f"data/judgments/{iteration}")
 
 
 def report_paths(iteration: str) -> tuple[Path, Path]:
@@ -54,15 +54,15 @@ def graph(config: Config, iteration: str):
     """The Beam graph of this stage, as a function that adds it to a pipeline."""
     cfg = config.judge
     handlers = {name: _handler(name, config) for name in MODEL_JUDGES if name in cfg.enabled()}
-    target = out_dir(iteration)
+    target = out_dir(config, iteration)
 
     def build(p):
         prompts = beam.pvalue.AsDict(
             p
-            | "ReadPrompts" >> beam.io.ReadFromParquet(f"{config.prompts.out_dir}/train.parquet")
+            | "ReadPrompts" >> beam.io.ReadFromParquet(config.prompts_file("train"))
             | "KeyPrompts" >> beam.Map(lambda r: (r["prompt_id"], r))
         )
-        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{candidates_dir(iteration)}/{SHARD_GLOB}")
+        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{candidates_dir(config, iteration)}/{SHARD_GLOB}")
         rules = candidates | "VerifierAndHeuristics" >> beam.FlatMap(
             rule_judgments, prompts=prompts, verifier_threshold=cfg.verifier.threshold, heuristics=cfg.heuristics)
         models = [
@@ -87,7 +87,7 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.judge
     model_judges = [name for name in MODEL_JUDGES if name in cfg.enabled()]
     build = graph(config, iteration)
-    target = out_dir(iteration)
+    target = out_dir(config, iteration)
     clear_shards(target)
     run_pipeline(build, beam_args)
     report = write_calibration(config, iteration, model_judges)
@@ -102,7 +102,7 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
 
 
 def write_calibration(config: Config, iteration: str, model_judges: list[str]) -> dict:
-    judgments = read_rows(out_dir(iteration))
+    judgments = read_rows(out_dir(config, iteration))
     report = calibration_report(judgments, {name: config.judge.threshold(name) for name in model_judges})
     json_path, png_path = report_paths(iteration)
     json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ def main(config: Config) -> str:
             actual = sha256_file(source)
             if actual != cfg.sha256:
                 raise ValueError(f"base_model.source: {source} has sha256 {actual}, expected {cfg.sha256}")
-        convert_gguf(source, cfg.path, finish=write_summary)
+        convert_gguf(source, config.model_dir("base"), finish=write_summary)
     else:
         model, tokenizer = load_causal_lm(source, policy=config.security.load_policy())
-        save_atomically(model, tokenizer, cfg.path, finish=write_summary)
-    return model_sha256(cfg.path)
+        save_atomically(model, tokenizer, config.model_dir("base"), finish=write_summary)
+    return model_sha256(config.model_dir("base"))

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import Config
 from schemas.records import PROMPT
+from transforms.parquet_io import table_bytes, write_atomically
 from transforms.prompt_builder import build_split
 from transforms.prompt_reader import read_prompt_file
 
 
-def write_prompts(rows: list[dict], path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    pq.write_table(pa.Table.from_pylist(rows, schema=PROMPT), tmp, compression="zstd")
-    tmp.replace(path)
+def write_prompts(rows: list[dict], path: str) -> None:
+    write_atomically(path, table_bytes(rows, PROMPT))
 
 
 def main(config: Config) -> dict[str, int]:
@@ -34,8 +30,9 @@ def main(config: Config) -> dict[str, int]:
     leaked = [p["prompt_id"] for p in train if p["messages"][-1]["content"] in eval_texts]
     if leaked:
         raise ValueError(f"{len(leaked)} train prompts are also eval prompts (first: {leaked[0]}); remove them")
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = config.at_root(cfg.out_dir)
+    if not FileSystems.exists(out):
+        FileSystems.mkdirs(out)
     for name, rows in splits.items():
-        write_prompts(rows, out / f"{name}.parquet")
+        write_prompts(rows, config.prompts_file(name))
     return {name: len(rows) for name, rows in splits.items()}

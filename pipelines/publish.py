@@ -22,7 +22,7 @@ from pipelines.judge import report_paths as calibration_paths
 from pipelines.validate import report_path as validation_path
 from schemas.records import PAIR, SHARD_ROW
 from transforms.dataset_card import card_text, features_yaml
-from transforms.parquet_io import list_shards
+from transforms.parquet_io import list_shards, read_bytes, read_json
 
 log = logging.getLogger("selfsift")
 
@@ -32,7 +32,7 @@ class PublishError(ValueError):
 
 
 def curated_iterations(config: Config) -> list[str]:
-    return [it for it in config.iterations if Path(shards_dir(it), "manifest.json").is_file()]
+    return [it for it in config.iterations if read_json(f"{shards_dir(config, it)}/manifest.json") is not None]
 
 
 def iterations_to_publish(config: Config, which: str) -> list[str]:
@@ -63,17 +63,12 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def _read_json(path) -> dict | None:
-    path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def iteration_facts(config: Config, iteration: str) -> dict:
     """What the card says about one iteration: rows, funnel, calibration, validation, lineage."""
-    manifest = json.loads(Path(shards_dir(iteration), "manifest.json").read_text())
-    calibration = _read_json(calibration_paths(iteration)[0]) or {"judges": {}}
-    validation = _read_json(validation_path(iteration)) or {}
-    trained = _read_json(Path(config.model_dir(iteration), "selfsift_model.json"))
+    manifest = read_json(f"{shards_dir(config, iteration)}/manifest.json")
+    calibration = read_json(str(calibration_paths(iteration)[0])) or {"judges": {}}
+    validation = read_json(str(validation_path(iteration))) or {}
+    trained = read_json(f"{config.model_dir(iteration)}/selfsift_model.json")
     return {
         "rows": manifest["rows_out"], "candidates": manifest["rows_in"], "pairs": manifest["pairs"],
         "funnel": manifest["funnel"], "rejected": manifest["rejected"], "policy": manifest["policy"],
@@ -123,10 +118,11 @@ def build_folder(config: Config, iterations: list[str], repo_id: str, out: str |
     try:
         facts = {it: iteration_facts(config, it) for it in iterations}
         for it in iterations:
-            for source, target in ((shards_dir(it), staging / "data" / it), (pairs_dir(it), staging / "pairs" / it)):
+            for source, target in ((shards_dir(config, it), staging / "data" / it),
+                                   (pairs_dir(config, it), staging / "pairs" / it)):
                 target.mkdir(parents=True)
                 for shard in list_shards(source):
-                    shutil.copyfile(shard, target / Path(shard).name)
+                    (target / shard.rsplit("/", 1)[-1]).write_bytes(read_bytes(shard))
         metadata = card_metadata(iterations, facts, config.publish.license)
         card = DatasetCard(f"---\n{DatasetCardData(**metadata).to_yaml()}\n---\n\n"
                            + card_text(repo_id, iterations, facts))

@@ -2,12 +2,13 @@
 prompts, candidates, judgments, shards and pairs, before anything is trained on them.
 
 Writes a summary to `reports/validation/iter-N.json` and Great Expectations' HTML Data Docs to
-`reports/validation/iter-N/`. An expectation with severity `fail` that does not hold stops the
+`reports/data_docs/iter-N/`. An expectation with severity `fail` that does not hold stops the
 loop, naming the expectation, the column and example rows; one with `warn` is reported only.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
@@ -20,7 +21,7 @@ from pipelines.generate import out_dir as candidates_dir
 from pipelines.judge import out_dir as judgments_dir
 from schemas.expectations import SuiteInputs, suites
 from schemas.records import CANDIDATE, JUDGMENT, PAIR, PROMPT, SHARD_ROW
-from transforms.parquet_io import list_shards, read_table, write_atomically
+from transforms.parquet_io import list_shards, read_bytes, read_json, read_table, write_atomically
 
 log = logging.getLogger("selfsift")
 
@@ -34,7 +35,7 @@ def report_path(iteration: str) -> Path:
 
 
 def docs_dir(iteration: str) -> Path:
-    return Path(f"reports/validation/{iteration}")
+    return Path(f"reports/data_docs/{iteration}")
 
 
 def min_kept_score(config: Config) -> float:
@@ -48,11 +49,11 @@ def min_kept_score(config: Config) -> float:
 def _sources(config: Config, iteration: str) -> dict:
     """{record type: (folder or file, schema)} of what this iteration validates."""
     return {
-        "prompts": (f"{config.prompts.out_dir}/train.parquet", PROMPT),
-        "candidates": (candidates_dir(iteration), CANDIDATE),
-        "judgments": (judgments_dir(iteration), JUDGMENT),
-        "shards": (shards_dir(iteration), SHARD_ROW),
-        "pairs": (pairs_dir(iteration), PAIR),
+        "prompts": (config.prompts_file("train"), PROMPT),
+        "candidates": (candidates_dir(config, iteration), CANDIDATE),
+        "judgments": (judgments_dir(config, iteration), JUDGMENT),
+        "shards": (shards_dir(config, iteration), SHARD_ROW),
+        "pairs": (pairs_dir(config, iteration), PAIR),
     }
 
 
@@ -61,17 +62,17 @@ def _schema_errors(sources: dict) -> list[str]:
     for name, (location, schema) in sources.items():
         paths = [location] if location.endswith(".parquet") else list_shards(location)
         for path in paths:
-            if not pq.read_schema(path).equals(schema, check_metadata=False):
+            if not pq.read_schema(io.BytesIO(read_bytes(path))).equals(schema, check_metadata=False):
                 errors.append(f"{path}: schema differs from schemas.records.{name}")
     return errors
 
 
 def suite_inputs(config: Config, iteration: str) -> SuiteInputs:
-    evals = [r for split in ("eval", "eval_ood") for r in read_table(f"{config.prompts.out_dir}/{split}.parquet").to_pylist()]
-    judges = json.loads(Path(judgments_dir(iteration), "manifest.json").read_text())["judges"]
+    evals = [r for split in ("eval", "eval_ood") for r in read_table(config.prompts_file(split)).to_pylist()]
+    judges = read_json(f"{judgments_dir(config, iteration)}/manifest.json")["judges"]
     return SuiteInputs(
         iteration=iteration_number(iteration),
-        train_prompts=read_table(f"{config.prompts.out_dir}/train.parquet").num_rows,
+        train_prompts=read_table(config.prompts_file("train")).num_rows,
         candidates_per_prompt=config.generate.candidates_per_prompt,
         max_new_tokens=config.generate.max_new_tokens,
         judges=tuple(judges),

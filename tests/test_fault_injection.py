@@ -28,7 +28,7 @@ KILL_POINTS = [
 ]
 PLANTED_TOKEN = "hf_selfsiftPlantedToken0123456789abcdefXYZ"  # must never appear in any output
 OUTPUTS = ("data", "models", "metrics", "reports", "dvc.lock")
-DATA_DOCS = "reports/validation/iter-001"  # Great Expectations' HTML is stamped with its run time
+DATA_DOCS = "reports/data_docs/iter-001"  # Great Expectations' HTML is stamped with its run time
 
 
 def without_data_docs(lock: bytes) -> str:
@@ -51,7 +51,7 @@ def output_hashes(root: Path) -> dict[str, str]:
         path = root / name
         for f in sorted([path] if path.is_file() else path.rglob("*")):
             name = str(f.relative_to(root))
-            if f.is_file() and not name.startswith(DATA_DOCS + "/"):
+            if f.is_file() and not name.startswith(DATA_DOCS + "/") and f.name != ".gitignore":  # DVC's, not ours
                 payload = without_data_docs(f.read_bytes()).encode() if name == "dvc.lock" else f.read_bytes()
                 hashes[name] = hashlib.sha256(payload).hexdigest()
     return hashes

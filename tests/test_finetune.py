@@ -1,5 +1,9 @@
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +14,7 @@ from tests.stage_fixtures import chdir, prompt, shard_row, write_params, write_s
 from transforms.model_io import load_causal_lm
 from transforms.sft_data import to_prompt_completion
 
+REPO = Path(__file__).resolve().parents[1]
 TRAIN = [prompt(f"t{i}", f"Write about thing {i}.", "train") for i in range(6)]
 
 
@@ -64,3 +69,21 @@ def test_no_rows_is_a_clear_error(workdir):
         with pytest.raises(ValueError, match="nothing to fine-tune on"):
             finetune.main(config, "iter-001")
     assert not (workdir / "models/iter-001").exists()
+
+
+def test_runs_unchanged_as_two_distributed_processes(workdir):
+    """The multi-GPU path on 2 CPU processes (gloo instead of NCCL): `accelerate launch --multi_gpu` starts
+    its processes with torch.distributed.run, as torchrun does here. Each process trains on its share of
+    the rows; only the main one locks and saves."""
+    write_shards(workdir, "iter-001", [shard_row(f"c{i}", p, f"answer number {i}") for i, p in enumerate(TRAIN)])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    launch = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+              "-m", "pipelines.cli", "finetune", "--iteration", "1"]
+    result = subprocess.run(launch, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((workdir / "models/iter-001/selfsift_model.json").read_text())
+    assert summary["rows"] == len(TRAIN)
+    assert summary["steps"] == 2  # 6 rows, batch 2 per process, 2 processes: 2 steps (3 on one process)
+    before, _ = load_causal_lm(workdir / "models/base")
+    after, _ = load_causal_lm(workdir / "models/iter-001")
+    assert any(not torch.equal(p, before.state_dict()[n]) for n, p in after.state_dict().items())

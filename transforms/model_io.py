@@ -145,7 +145,16 @@ def _load_local(model_class, model_dir: str | Path, dtype: str, policy: LoadPoli
 
 def save_atomically(model, tokenizer, out_dir: str | Path, finish=None) -> None:
     """Saves weights and tokenizer to a sibling temp folder, calls `finish(folder)` to add files such
-    as a summary, then renames the folder into place: a killed save never leaves a half model."""
+    as a summary, then renames the folder into place: a killed save never leaves a half model.
+    A remote folder (gs://...) is saved locally first and uploaded file by file, summary last."""
+    if "://" in str(out_dir):
+        local = Path(tempfile.mkdtemp(prefix="selfsift-save-"))
+        try:
+            save_atomically(model, tokenizer, local / "model", finish)
+            _upload_model(local / "model", str(out_dir))
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
+        return
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.parent.glob(f".{out_dir.name}.*"):  # left by a save that was killed
@@ -165,6 +174,15 @@ def save_atomically(model, tokenizer, out_dir: str | Path, finish=None) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _upload_model(local: Path, remote: str) -> None:
+    from transforms.parquet_io import write_atomically
+
+    # A reader that finds the summary (written by `finish`) finds a complete model.
+    for path in sorted(local.iterdir(), key=lambda p: p.name == "selfsift_model.json"):
+        write_atomically(f"{remote.rstrip('/')}/{path.name}", path.read_bytes())
+    _LOCAL_COPIES.pop(remote, None)
 
 
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path, finish=None) -> None:

@@ -81,6 +81,20 @@ class WriteSortedShards(beam.PTransform):
         return path
 
 
+def read_bytes(path: str) -> bytes:
+    with FileSystems.open(path) as f:
+        return f.read()
+
+
+def file_sha256(path: str) -> str:
+    return hashlib.sha256(read_bytes(path)).hexdigest()
+
+
+def read_json(path: str) -> dict | None:
+    """A JSON file's content, or None when there is no such file."""
+    return json.loads(read_bytes(path)) if FileSystems.exists(path) else None
+
+
 def list_shards(directory: str) -> list[str]:
     match = FileSystems.match([FileSystems.join(directory, SHARD_GLOB)])[0]
     return sorted(m.path for m in match.metadata_list)
@@ -92,8 +106,7 @@ def read_table(directory_or_file: str, schema: pa.Schema | None = None) -> pa.Ta
         raise FileNotFoundError(f"no Parquet shards under {directory_or_file}")
     tables = []
     for p in paths:
-        with FileSystems.open(p) as f:
-            tables.append(pq.read_table(io.BytesIO(f.read()), schema=schema))
+        tables.append(pq.read_table(io.BytesIO(read_bytes(p)), schema=schema))
     return pa.concat_tables(tables)
 
 
@@ -103,8 +116,7 @@ def read_rows(directory_or_file: str, schema: pa.Schema | None = None) -> list[d
 
 def shard_entry(path: str) -> dict:
     """Name, row count and sha256 of one shard, for a manifest."""
-    with FileSystems.open(path) as f:
-        payload = f.read()
+    payload = read_bytes(path)
     return {
         "file": FileSystems.split(path)[1],
         "rows": pq.ParquetFile(io.BytesIO(payload)).metadata.num_rows,

@@ -1,0 +1,41 @@
+"""With `storage.root` set to a remote URL, every stage reads and writes its data and models there,
+through Beam's FileSystems, and nothing lands in the project folder but reports and metrics. A
+filesystem with its own scheme (tests/fake_remote_fs.py) stands in for gs://."""
+
+import json
+
+from pipelines.cli import main
+from tests.fake_remote_fs import PREFIX
+from tests.stage_fixtures import chdir, write_params
+from tests.tiny_repo import TINY
+from transforms.parquet_io import read_table
+
+STAGES = [["prepare-model"], ["prompts"], ["generate", "--iteration", "1"], ["judge", "--iteration", "1"],
+          ["curate", "--iteration", "1"], ["validate", "--iteration", "1"], ["finetune", "--iteration", "1"],
+          ["evaluate", "--iteration", "1"], ["publish", "--iteration", "1", "--dry-run"]]
+
+
+def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys):
+    project, store = tmp_path / "project", tmp_path / "bucket"
+    project.mkdir()
+    root = f"{PREFIX}{store}/selfsift"
+    overrides = {**TINY, "judge": {**TINY["judge"], "llm_judge": {"enabled": True, "model": f"{root}/models/base"}}}
+    write_params(project, str(tiny_model_dir), storage={"root": root}, iterations={"iter-001": {"generator": "base"}},
+                 publish={"repo_id": "selfsift-test/remote"}, **overrides)
+    with chdir(project):
+        for argv in STAGES:
+            code = main(argv)
+            assert code == 0, (argv, capsys.readouterr().err[-3000:])
+
+    remote = store / "selfsift"
+    assert read_table(f"{root}/data/candidates/iter-001").num_rows == 10 * 3
+    for kind in ("candidates", "judgments", "shards"):
+        assert json.loads((remote / "data" / kind / "iter-001" / "manifest.json").read_text())["shards"]
+    for model in ("base", "iter-001"):
+        assert (remote / "models" / model / "model.safetensors").is_file()
+        assert json.loads((remote / "models" / model / "selfsift_model.json").read_text())["weights_sha256"]
+    assert (remote / "data/evals/iter-001").is_dir() and (remote / "data/prompts/train.parquet").is_file()
+    assert not (project / "data").exists() and not (project / "models").exists()
+    assert json.loads((project / "reports/validation/iter-001.json").read_text())["success"]
+    assert json.loads((project / "metrics/iter-001.json").read_text())["n_prompts"] == 6
+    assert (project / "publish/data/iter-001").is_dir()
