@@ -178,14 +178,18 @@ def _as_list(value) -> list:
 
 def upload(folder: Path, repo_id: str, private: bool, token: str) -> str:
     from huggingface_hub import DatasetCard, HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     api = HfApi(token=token)
     metadata = DatasetCard.load(folder / "README.md").data.to_dict()
-    existed = check_remote_schema(api, repo_id, metadata)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
-                               commit_message="selfsift publish: " + ", ".join(json.loads(
-                                   (folder / "selfsift_manifest.json").read_text())["iterations"]))
+    iterations = ", ".join(json.loads((folder / "selfsift_manifest.json").read_text())["iterations"])
+    try:
+        existed = check_remote_schema(api, repo_id, metadata)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
+                                   commit_message=f"selfsift publish: {iterations}")
+    except (HfHubHTTPError, OfflineModeIsEnabled) as exc:  # their messages carry no token
+        raise PublishError(f"upload of {folder} to {repo_id} failed (the folder is kept): {exc}") from exc
     log.info("published %s to %s (%s repo)", folder, repo_id, "existing" if existed else "new")
     return commit.commit_url
 

@@ -137,3 +137,11 @@ def test_existing_repo_with_another_schema_is_refused(project):
     assert "already exists with a different schema for config 'default'" in result.stderr, result.stderr[-2000:]
     assert hub.commits == [] and hub.created == []
     assert TOKEN not in result.stdout + result.stderr
+
+
+def test_a_hub_that_refuses_the_commit_fails_cleanly_and_keeps_the_folder(project):
+    with FakeHub() as hub:
+        result = publish(project, env_extra={"HF_ENDPOINT": hub.url + "/nowhere", "HF_TOKEN": TOKEN})
+    assert result.returncode == 2 and "upload of publish to selfsift-test/ifeval-demo failed" in result.stderr
+    assert "Traceback" not in result.stderr and TOKEN not in result.stdout + result.stderr
+    assert (project / "publish/README.md").is_file()
