@@ -2,7 +2,7 @@
 prompts, candidates, judgments, shards and pairs, before anything is trained on them.
 
 Writes a summary to `reports/validation/iter-N.json` and Great Expectations' HTML Data Docs to
-`reports/data_docs/iter-N/`. An expectation with severity `fail` that does not hold stops the
+`reports/validation/iter-N/`. An expectation with severity `fail` that does not hold stops the
 loop, naming the expectation, the column and example rows; one with `warn` is reported only.
 """
 
@@ -35,7 +35,7 @@ def report_path(iteration: str) -> Path:
 
 
 def docs_dir(iteration: str) -> Path:
-    return Path(f"reports/data_docs/{iteration}")
+    return Path(f"reports/validation/{iteration}")
 
 
 def min_kept_score(config: Config) -> float:

@@ -28,13 +28,16 @@ KILL_POINTS = [
 ]
 PLANTED_TOKEN = "hf_selfsiftPlantedToken0123456789abcdefXYZ"  # must never appear in any output
 OUTPUTS = ("data", "models", "metrics", "reports", "dvc.lock")
-DATA_DOCS = "reports/data_docs/iter-001"  # Great Expectations' HTML is stamped with its run time
+DATA_DOCS = "reports/validation/iter-001"  # Great Expectations' HTML is stamped with its run time
 
 
 def without_data_docs(lock: bytes) -> str:
+    """dvc.lock without the hashes that cover the Data Docs: validate's output, and publish's
+    dependency on the reports/validation folder that holds them."""
     stages = yaml.safe_load(lock)["stages"]
     for stage in stages.values():
         stage["outs"] = [o for o in stage.get("outs", []) if o["path"] != DATA_DOCS]
+        stage["deps"] = [d for d in stage.get("deps", []) if d["path"] != "reports/validation"]
     return yaml.safe_dump(stages)
 
 

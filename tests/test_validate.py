@@ -56,7 +56,7 @@ def test_clean_iteration_passes_with_a_report_and_data_docs(workdir):
     saved = json.loads((workdir / "reports/validation/iter-001.json").read_text())
     assert set(saved["suites"]) == {"prompts", "candidates", "judgments", "shards", "pairs"}
     assert saved["success"] and saved["failed"] == [] and all(s["failed"] == 0 for s in saved["summary"].values())
-    docs = workdir / "reports/data_docs/iter-001"
+    docs = workdir / "reports/validation/iter-001"
     assert (docs / "index.html").is_file()
     pages = list((docs / "validations").rglob("*.html"))
     assert len(pages) == 5 and any("shards" in p.read_text() for p in pages)
