@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -95,6 +96,7 @@ def _run_suites(config: Config, iteration: str, sources: dict) -> dict[str, list
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
+    shutil.rmtree(docs_dir(iteration), ignore_errors=True)  # pages of an earlier run would stay in the index
     context = gx.get_context(mode="ephemeral")
     context.add_data_docs_site(site_name="selfsift", site_config={
         "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
