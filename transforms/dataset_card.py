@@ -22,7 +22,7 @@ def card_text(repo_id: str, iterations: list[str], facts: dict) -> str:
     lines = [
         f"# {repo_id}",
         "",
-        "Self-filtered synthetic instruction-following data made by [selfsift](https://github.com/selfsift/selfsift):",
+        "Self-filtered synthetic instruction-following data made by selfsift:",
         "a language model answered prompts carrying verifiable IFEval constraints, judges (the official IFEval",
         "checkers, heuristic filters and, where enabled, judge models) scored every answer, and only answers that",
         "passed, after exact, near-duplicate and optional semantic deduplication, decontamination against the",
