@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from pipelines.config import Config, iteration_name
@@ -23,6 +20,7 @@ from pipelines.validate import report_path as validation_path
 from schemas.records import PAIR, SHARD_ROW
 from transforms.dataset_card import card_text, features_yaml
 from transforms.parquet_io import list_shards, read_bytes, read_json
+from transforms.staging import staged_folder
 
 log = logging.getLogger("selfsift")
 
@@ -112,10 +110,7 @@ def build_folder(config: Config, iterations: list[str], repo_id: str, out: str |
     """Builds the Hub folder next to `out` and renames it into place."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         facts = {it: iteration_facts(config, it) for it in iterations}
         for it in iterations:
             for source, target in ((shards_dir(config, it), staging / "data" / it),
@@ -129,14 +124,7 @@ def build_folder(config: Config, iterations: list[str], repo_id: str, out: str |
         card.save(staging / "README.md")
         (staging / "selfsift_manifest.json").write_text(
             json.dumps({"repo_id": repo_id, "iterations": facts}, indent=2, sort_keys=True) + "\n")
-        os.chmod(staging, 0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def hub_token() -> str:

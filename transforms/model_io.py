@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transforms import faults
+from transforms.staging import staged_folder
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -155,25 +156,13 @@ def save_atomically(model, tokenizer, out_dir: str | Path, finish=None) -> None:
         finally:
             shutil.rmtree(local, ignore_errors=True)
         return
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.parent.glob(f".{out_dir.name}.*"):  # left by a save that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        os.chmod(staging, 0o755)
+    with staged_folder(out_dir) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         if finish is not None:
             faults.reached("before_manifest")
             finish(staging)
         faults.reached("mid_write")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _upload_model(local: Path, remote: str) -> None:
