@@ -273,14 +273,14 @@ class PublishConfig:
     repo_id: str = ""  # ORG/NAME of the Hub dataset; `selfsift publish --repo-id` overrides it
     private: bool = True
     license: str = "apache-2.0"  # of the generated data; SmolLM2 is Apache-2.0
-    folder: str = "publish"  # where the Hub-ready folder is built
+    folder: str = "publish"  # where the Hub-ready folder is built (replaced on every build): publish or publish/...
 
     def validate(self, where: str) -> None:
         _require(not self.repo_id or (bool(_REPO_ID.match(self.repo_id)) and ".." not in self.repo_id
                                       and "--" not in self.repo_id),
                  f"{where}.repo_id: {self.repo_id!r} is not a Hub repo id (ORG/NAME)")
         _require(bool(self.license), f"{where}.license must name a license")
-        _require_output_path(self.folder, f"{where}.folder", self.folder.split("/")[0], nested=False)
+        _require_output_path(self.folder, f"{where}.folder", "publish", nested=False)
 
 
 @dataclass(frozen=True)

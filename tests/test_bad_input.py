@@ -113,6 +113,8 @@ BAD_PARAMS = {
                                         "base_model.path: '../elsewhere/model' must be a relative path inside models/"),
     "absolute output path": ({"prompts": {**SIZES, "out_dir": "/tmp/prompts"}}, "prompts.out_dir: '/tmp/prompts' must be a relative path"),
     "missing generator model": ({}, "iterations.iter-001.generator: model folder not found: models/base"),
+    "publish folder over the data": ({"publish": {"folder": "data"}},
+                                     "publish.folder: 'data' must be a relative path inside publish/"),
 }
 
 
