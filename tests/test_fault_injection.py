@@ -27,7 +27,7 @@ KILL_POINTS = [
     "finetune:start", "finetune:before_manifest", "finetune:mid_write",
 ]
 PLANTED_TOKEN = "hf_selfsiftPlantedToken0123456789abcdefXYZ"  # must never appear in any output
-OUTPUTS = ("data", "models", "metrics", "reports", "dvc.lock")
+OUTPUTS = ("data", "models", "metrics", "reports", "publish", "dvc.lock")
 DATA_DOCS = "reports/validation/iter-001"  # Great Expectations' HTML is stamped with its run time
 
 
