@@ -14,8 +14,8 @@ def requests(seed_offset=0):
     return [GenerationRequest(key=f"k{i}", messages=(("user", p),), seed=i + seed_offset) for i, p in enumerate(PROMPTS)]
 
 
-def test_greedy_matches_plain_generate(tiny_model):
-    model, tokenizer = tiny_model
+def test_greedy_matches_plain_generate(varied_model):
+    model, tokenizer = varied_model
     out = generate_batch(model, tokenizer, requests(), SamplingParams(temperature=0.0, max_new_tokens=12), 4, 512)
     for req, gen in zip(requests(), out, strict=True):
         ids = tokenizer.apply_chat_template([{"role": "user", "content": req.messages[0][1]}],

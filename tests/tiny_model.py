@@ -8,7 +8,8 @@ from pathlib import Path
 TOKENIZER_FIXTURE = Path(__file__).parent / "fixtures" / "tokenizer"
 
 
-def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
+def build_tiny_model(out_dir: str | Path, seed: int = 0, initializer_range: float = 0.02) -> Path:
+    """A larger initializer_range gives less uniform next-token distributions (varied greedy text)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -18,7 +19,7 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, initializer_range=initializer_range,
     )
     model = LlamaForCausalLM(config)
     out_dir = Path(out_dir)
