@@ -7,7 +7,15 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from benchmarks.planted_duplicates import pair_precision_recall, planted_corpus
 from transforms.clusters import connected_components
-from transforms.near_dedup import MinHashParams, NearDedup, NearDuplicateEdges, bucket_pairs, shingles
+from transforms.near_dedup import (
+    MinHashParams,
+    NearDedup,
+    NearDuplicateEdges,
+    band_hashes,
+    bucket_members,
+    candidate_pairs,
+    shingles,
+)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -34,11 +42,17 @@ def test_connected_components_are_transitive_and_rooted_at_the_smallest_id():
     assert connected_components([("c", "d"), ("b", "c"), ("x", "y")]) == {"b": "b", "c": "b", "d": "b", "x": "x", "y": "x"}
 
 
-def test_bucket_pairs_verify_similarity():
+def test_rows_share_a_band_key_exactly_when_their_band_is_equal():
     import numpy as np
 
-    same, other = np.arange(8), np.arange(8) + 100
-    assert list(bucket_pairs([("b", same), ("a", same), ("c", other)], 0.7)) == [("a", "b")]
+    signatures = np.array([[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 9, 9, 9, 9], [1, 2, 3, 5, 5, 6, 7, 8]],
+                          dtype=np.uint32)
+    keys = band_hashes(signatures, bands=2)
+    assert keys[0, 0] == keys[1, 0] and keys[0, 0] != keys[2, 0]
+    assert keys[0, 1] == keys[2, 1] and keys[0, 1] != keys[1, 1]
+    assert keys[0, 0] != keys[0, 1]
+    members = list(bucket_members(keys[:, 0], np.array(["b", "a", "c"], dtype=object)))
+    assert members == [["a", "b"]]
 
 
 def test_short_texts_are_one_shingle():
@@ -59,11 +73,24 @@ def test_one_row_per_cluster_is_kept_with_its_cluster():
 
 
 def test_a_huge_bucket_is_compared_as_a_star_not_all_pairs():
-    import numpy as np
-
     from transforms.near_dedup import MAX_PAIRWISE_BUCKET
 
-    members = [(f"id{i:03d}", np.zeros(8)) for i in range(MAX_PAIRWISE_BUCKET + 6)]
-    pairs = list(bucket_pairs(members, 0.7))
+    members = [f"id{i:03d}" for i in range(MAX_PAIRWISE_BUCKET + 6)]
+    pairs = candidate_pairs(members)
     assert len(pairs) == len(members) - 1 and all(a == "id000" for a, _ in pairs)
     assert set(connected_components(pairs).values()) == {"id000"}
+    assert len(candidate_pairs(members[:5])) == 10
+
+
+def test_the_same_clusters_as_a_datasketch_minhash_lsh_loop(tmp_path):
+    from benchmarks.dedup import datasketch_loop_edges
+
+    docs = planted_corpus(n_clusters=60, n_singletons=150, n_hard_negatives=40, words_per_doc=(30, 60), seed=7)
+    out = tmp_path / "edges.json"
+    with TestPipeline() as p:
+        rows = p | beam.Create([{"candidate_id": d.doc_id, "text": d.text} for d in docs])
+        _ = (rows | NearDuplicateEdges(MinHashParams(), batch_size=64) | beam.combiners.ToList()
+             | beam.Map(lambda edges: out.write_text(json.dumps(edges))))
+    ours = connected_components([tuple(e) for e in json.loads(out.read_text())])
+    theirs = connected_components(datasketch_loop_edges([(d.doc_id, d.text) for d in docs]))
+    assert ours == theirs and len(set(ours.values())) > 30

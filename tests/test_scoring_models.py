@@ -38,7 +38,7 @@ REQUESTS = [ScoreRequest("a", "Write about owls.", "Owls hoot at night."),
 
 def run(handler_class, model_dir, requests, **kwargs):
     handler = handler_class(str(model_dir), max_input_tokens=kwargs.get("max_input_tokens", 256),
-                            micro_batch_size=2, max_batch_size=8, dtype="float32")
+                            micro_batch_size=kwargs.get("micro_batch_size", 2), max_batch_size=8, dtype="float32")
     model = handler.load_model()
     return {r.example.key: r.inference for r in handler.run_inference(requests, model)}
 
@@ -68,3 +68,22 @@ def test_reward_normalization():
     assert normalized_reward([-5.0, 5.0])[0] > 0.99
     with pytest.raises(ValueError, match="1 or 2 output labels"):
         normalized_reward([1.0, 2.0, 3.0])
+
+
+def test_shared_prefix_judging_gives_the_plain_forward_scores(varied_model_dir):
+    from transforms.scoring_models import rubric_prefix_length
+
+    requests = [ScoreRequest(f"{p}-{n}", f"Write about {p}.", f"{p.title()} answer number {n}, " + "words " * n)
+                for p in ("owls", "bats", "moss") for n in range(3)]
+    shared = run(RatingJudgeHandler, varied_model_dir, requests, micro_batch_size=1)  # one prefix per prompt
+    plain = run(RatingJudgeHandler, varied_model_dir, requests, micro_batch_size=4)  # every token per candidate
+    for key in shared:
+        assert shared[key].score == pytest.approx(plain[key].score, abs=1e-4)
+    assert len({round(s.score, 4) for s in shared.values()}) > 3  # the model tells the answers apart
+    handler = RatingJudgeHandler(str(varied_model_dir), max_input_tokens=256, micro_batch_size=1, max_batch_size=8,
+                                 dtype="float32")
+    tokenizer = handler.load_model().tokenizer
+    ids = handler.encode(tokenizer, requests[0])
+    cut = rubric_prefix_length(tokenizer, requests[0], ids)
+    assert tokenizer.decode(ids[:cut]).endswith("[Response]\n")
+    assert tokenizer.decode(ids[cut:]).startswith("Owls answer number 0")

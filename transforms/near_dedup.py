@@ -2,12 +2,12 @@
 
 signatures (datasketch MinHash over word shingles) -> band keys -> group by band -> candidate
 pairs whose estimated Jaccard similarity reaches the threshold -> connected components -> keep
-one row per cluster (highest score, then smallest candidate id).
+one row per cluster (highest score, then smallest candidate id). The same pairs as datasketch's
+MinHashLSH with the same parameters, confirmed by the same Jaccard estimate.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -57,55 +57,102 @@ class Signer:
         return m.hashvalues
 
 
-def band_keys(signature: np.ndarray, bands: int) -> list[tuple[int, str]]:
-    rows = len(signature) // bands
-    return [(b, hashlib.blake2b(signature[b * rows : (b + 1) * rows].tobytes(), digest_size=12).hexdigest())
-            for b in range(bands)]
+def band_hashes(signatures: np.ndarray, bands: int) -> np.ndarray:
+    """One 64-bit key per band per row ([rows, bands]): the band's hash values mixed together.
+
+    Two rows share a key when their band is equal (or, with chance ~2^-64, on a collision, which the
+    Jaccard check then drops)."""
+    rows_per_band = signatures.shape[1] // bands
+    values = signatures[:, : bands * rows_per_band].reshape(len(signatures), bands, rows_per_band).astype(np.uint64)
+    keys = np.full((len(signatures), bands), 0xCBF29CE484222325, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for r in range(rows_per_band):
+            keys = (keys ^ values[:, :, r]) * np.uint64(0x100000001B3)
+            keys ^= keys >> np.uint64(29)
+    return keys
 
 
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
 
 
-def bucket_pairs(members: list[tuple[str, np.ndarray]], threshold: float):
-    """Pairs of a bucket whose signatures agree on at least `threshold` of their positions."""
-    members = sorted(members, key=lambda m: m[0])
+def bucket_members(keys: np.ndarray, ids: np.ndarray):
+    """Yields the ids (sorted) of each key shared by two or more rows."""
+    order = np.argsort(keys, kind="stable")
+    keys, ids = keys[order], ids[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+        yield sorted(ids[start:end].tolist())
+
+
+def candidate_pairs(members: list[str]):
+    """A bucket's pairs to check: all of them, or a star around the smallest id when the bucket is huge."""
     if len(members) > MAX_PAIRWISE_BUCKET:
-        pairs = ((members[0], m) for m in members[1:])
-    else:
-        pairs = ((members[i], members[j]) for i in range(len(members)) for j in range(i + 1, len(members)))
-    for (id_a, sig_a), (id_b, sig_b) in pairs:
-        if id_a != id_b and estimated_jaccard(sig_a, sig_b) >= threshold:
-            yield (id_a, id_b)
+        return [(members[0], m) for m in members[1:] if m != members[0]]
+    return [(members[i], members[j]) for i in range(len(members)) for j in range(i + 1, len(members))
+            if members[i] != members[j]]
 
 
-class _Sign(beam.DoFn):
+class _SignBatch(beam.DoFn):
+    """A batch of rows -> (ids, signatures[rows, num_perm]): one element per batch, not per row."""
+
     def __init__(self, params: MinHashParams):
         self.params = params
 
     def setup(self):
         self.signer = Signer(self.params)
 
-    def process(self, row):
-        yield row["candidate_id"], self.signer.signature(row["text"])
+    def process(self, rows):
+        ids = np.array([r["candidate_id"] for r in rows], dtype=object)
+        yield ids, np.stack([self.signer.signature(r["text"]) for r in rows])
+
+
+def _band_entries(signed, bands: int):
+    ids, signatures = signed
+    keys = band_hashes(signatures, bands)
+    for band in range(bands):
+        yield band, (keys[:, band], ids)
+
+
+def _pairs_in_band(band_and_parts):
+    _, parts = band_and_parts
+    parts = list(parts)
+    keys = np.concatenate([k for k, _ in parts])
+    ids = np.concatenate([i for _, i in parts])
+    for members in bucket_members(keys, ids):
+        yield from candidate_pairs(members)
 
 
 class NearDuplicateEdges(beam.PTransform):
-    """Rows with `candidate_id` and `text` -> (id, id) pairs of near-duplicates."""
+    """Rows with `candidate_id` and `text` -> (id, id) pairs of near-duplicates.
 
-    def __init__(self, params: MinHashParams):
+    Rows are signed in batches; each batch becomes one (keys, ids) array per band, so the shuffle
+    carries 32 elements per batch instead of 32 per row, and no signatures. Pairs sharing a band
+    key are checked against the signatures, read from a side input.
+    """
+
+    def __init__(self, params: MinHashParams, batch_size: int = 2048):
         super().__init__()
         self.params = params
+        self.batch_size = batch_size
 
     def expand(self, rows):
         bands, threshold = self.params.bands, self.params.threshold
-        return (
+        signed = (
             rows
-            | "Sign" >> beam.ParDo(_Sign(self.params))
-            | "BandKeys" >> beam.FlatMap(lambda kv: [(key, kv) for key in band_keys(kv[1], bands)])
+            | "Batch" >> beam.BatchElements(min_batch_size=self.batch_size, max_batch_size=self.batch_size)
+            | "Sign" >> beam.ParDo(_SignBatch(self.params))
+        )
+        signatures = signed | "SignatureById" >> beam.FlatMap(lambda batch: zip(batch[0].tolist(), batch[1]))
+        return (
+            signed
+            | "BandKeys" >> beam.FlatMap(_band_entries, bands=bands)
             | "GroupByBand" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMap(lambda kv: bucket_pairs(list(kv[1]), threshold))
+            | "BucketPairs" >> beam.FlatMap(_pairs_in_band)
             | "DistinctPairs" >> beam.Distinct()
+            | "Confirm" >> beam.Filter(lambda pair, sig: estimated_jaccard(sig[pair[0]], sig[pair[1]]) >= threshold,
+                                       sig=beam.pvalue.AsDict(signatures))
         )
 
 

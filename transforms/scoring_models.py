@@ -1,4 +1,4 @@
-"""Beam `ModelHandler`s for judge models: one batched, prefill-only forward pass per candidate.
+"""Beam `ModelHandler`s for judge models: prefill-only forward passes, no generation.
 
 Both handlers take `ScoreRequest`s and return `ModelScore`s. A request a model cannot score (an
 empty answer, an input over `max_input_tokens`) gets a `ModelScore` with an `error` instead of a
@@ -12,7 +12,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from transforms.llm_judge import expected_rating, rating_token_ids, rubric_messages
+from transforms.llm_judge import RUBRIC, expected_rating, rating_token_ids, rubric_messages
+from transforms.prefix_reuse import last_logits_sharing_prefixes
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,11 @@ class _ScoringHandler(ModelHandler[ScoreRequest, PredictionResult, LoadedScorer]
     def last_only(self) -> bool:
         raise NotImplementedError
 
+    def forward(self, model: LoadedScorer, encoded: dict[int, list[int]], batch: Sequence[ScoreRequest]):
+        """Yields (index, output row) for every encoded request."""
+        return _forward_in_micro_batches(model.model, model.tokenizer, encoded, self._micro_batch_size,
+                                         self.last_only())
+
     def run_inference(self, batch: Sequence[ScoreRequest], model: LoadedScorer,
                       inference_args: Optional[dict] = None) -> Iterable[PredictionResult]:
         results: list[Optional[ModelScore]] = [None] * len(batch)
@@ -95,8 +101,7 @@ class _ScoringHandler(ModelHandler[ScoreRequest, PredictionResult, LoadedScorer]
                                               f"{self._max_input_tokens}")
             else:
                 encoded[i] = ids
-        for i, row in _forward_in_micro_batches(model.model, model.tokenizer, encoded, self._micro_batch_size,
-                                                self.last_only()):
+        for i, row in self.forward(model, encoded, batch):
             results[i] = self.score(row, model.tokenizer)
         return [PredictionResult(req, res, self._model_dir) for req, res in zip(batch, results, strict=True)]
 
@@ -105,6 +110,19 @@ class _ScoringHandler(ModelHandler[ScoreRequest, PredictionResult, LoadedScorer]
 
     def share_model_across_processes(self) -> bool:
         return False
+
+
+def rubric_prefix_length(tokenizer, request: ScoreRequest, ids: list[int]) -> int:
+    """How many of `ids` (the rubric chat for this request) come before the response: the part the
+    K candidates of one prompt share. 0 when the tokenization does not split there cleanly."""
+    text = tokenizer.apply_chat_template(rubric_messages(request.prompt, request.response), add_generation_prompt=True,
+                                         tokenize=False)
+    before = RUBRIC.split("{response}")[0].format(prompt=request.prompt)
+    at = text.find(before)
+    if at < 0:
+        return 0
+    prefix = tokenizer(text[: at + len(before)], add_special_tokens=False)["input_ids"]
+    return len(prefix) if ids[: len(prefix)] == prefix else 0
 
 
 class RatingJudgeHandler(_ScoringHandler):
@@ -122,6 +140,12 @@ class RatingJudgeHandler(_ScoringHandler):
 
     def last_only(self) -> bool:
         return True
+
+    def forward(self, model: LoadedScorer, encoded: dict[int, list[int]], batch: Sequence[ScoreRequest]):
+        if self._micro_batch_size != 1:
+            return super().forward(model, encoded, batch)
+        prefixes = {i: rubric_prefix_length(model.tokenizer, batch[i], ids) for i, ids in encoded.items()}
+        return last_logits_sharing_prefixes(model.model, encoded, prefixes)
 
     def score(self, output_row, tokenizer) -> ModelScore:
         rating_logits = output_row[list(rating_token_ids(tokenizer))].tolist()
