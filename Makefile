@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup model embedder repro test audit clean
+.PHONY: setup model embedder repro test bench audit clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,18 @@ repro: $(STAMP) $(GGUF)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Benchmarks against the baselines a user would pick (benchmarks/README.md); installs the bench extra
+# (llama-cpp-python compiles from source, about 10 minutes on 2 cores) and needs the base model and prompts.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP) $(GGUF)
+	dvc repro base_model prompts
+	$(PY) -m benchmarks
 
 # Dependency audit against PyPI's advisory data (needs pypi.org; --strict fails if a package cannot be checked).
 audit: $(STAMP)

@@ -19,7 +19,7 @@ from pipelines.resume import ShardProgress
 from pipelines.run_guard import guarded
 from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
 from schemas.records import CANDIDATE
-from transforms import candidates, faults, hf_generation, parquet_io, vllm_generation
+from transforms import candidates, decoding, faults, hf_generation, parquet_io, vllm_generation
 from transforms.candidates import Lineage, expand_prompt, to_candidate
 from transforms.hf_generation import CausalLMHandler, SamplingParams
 from transforms.model_io import model_sha256
@@ -89,7 +89,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     name = f"generate@{iteration}"
     with guarded("generate", iteration):
         fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, file_sha256(prompts_file), n,
-                                  code_fingerprint(sys.modules[__name__], candidates, hf_generation, parquet_io,
+                                  code_fingerprint(sys.modules[__name__], candidates, decoding, hf_generation, parquet_io,
                                                    vllm_generation))
         progress = ShardProgress(name, target, fingerprint)
         reused = progress.reusable()

@@ -22,9 +22,15 @@ def tiny_model(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
-def varied_model(tmp_path_factory):
+def varied_model_dir(tmp_path_factory):
     """A tiny model whose greedy text varies from token to token (the default one repeats one token)."""
     from tests.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("varied-model") / "model", initializer_range=0.2)
+
+
+@pytest.fixture(scope="session")
+def varied_model(varied_model_dir):
     from transforms.model_io import load_causal_lm
 
-    return load_causal_lm(build_tiny_model(tmp_path_factory.mktemp("varied-model") / "model", initializer_range=0.2))
+    return load_causal_lm(varied_model_dir)

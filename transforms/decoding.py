@@ -119,7 +119,6 @@ def _prefill(model, prompts: Sequence[Sequence[int]], cache, pad_id: int, group_
     shared = _common_prefix(prompts)
     width = max(len(p) for p in prompts)
     layers = cache.layers
-    prefix_logits = None
     if shared:
         prefix_cache = DynamicCache(config=model.config)
         model(input_ids=torch.tensor([list(prompts[0][:shared])]), cache=prefix_cache, use_cache=True,
@@ -174,7 +173,7 @@ def decode(model, prompts: Sequence[Sequence[int]], choose_next, max_new_tokens:
     use_decode_attention(model)
     width = max(len(p) for p in prompts)
     cache = _preallocated_cache(model.config.num_hidden_layers, len(prompts), width + max_new_tokens)
-    eos = torch.tensor(sorted(eos_ids), dtype=torch.long)
+    eos = torch.tensor(sorted(i for i in eos_ids if i is not None), dtype=torch.long)
     outputs: list[list[int]] = [[] for _ in prompts]
     alive = list(range(len(prompts)))
     with torch.inference_mode():

@@ -1,0 +1,112 @@
+"""One default iteration end to end: the wall time of each stage, and where generation's time goes.
+
+Runs iteration 1's stages (generate, judge, curate, validate, finetune, evaluate) through the CLI
+in a scratch folder that links this project's base model and prompts (run `dvc repro prompts
+base_model` first), so the project's own data is untouched. With --compare-generate-at REV, the
+generate stage of git revision REV runs first on the same inputs: the before of the latest cut.
+Run: python -m benchmarks.iteration
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.common import print_table, stopwatch, write_result
+
+STAGES = ("generate", "judge", "curate", "validate", "finetune", "evaluate")
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def scratch_project(folder: Path, code: Path) -> None:
+    shutil.copy(code / "params.yaml", folder / "params.yaml")
+    (folder / "models").mkdir()
+    (folder / "data").mkdir()
+    os.symlink(PROJECT / "models" / "base", folder / "models" / "base")
+    os.symlink(PROJECT / "data" / "prompts", folder / "data" / "prompts")
+    for name in ("pipelines", "transforms", "schemas"):  # the code under test, first on PYTHONPATH
+        os.symlink(code / name, folder / name)
+
+
+def run_stage(folder: Path, stage: str, log) -> float:
+    command = [sys.executable, "-c", "from pipelines.cli import main; raise SystemExit(main())", stage,
+               "--iteration", "1" if stage == "evaluate" else "iter-001"]
+    with stopwatch() as t:
+        done = subprocess.run(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONPATH": str(folder)})
+    if done.returncode != 0:
+        raise SystemExit(f"{stage} failed (exit {done.returncode}); see {log.name}")
+    return t["seconds"]
+
+
+def generation_profile(top: int = 12) -> list[dict]:
+    """Top operators of the generate handler on 64 sequences (16 prompts x 4), by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.common import BASE_MODEL
+    from benchmarks.generation import workload
+    from transforms.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
+
+    handler = CausalLMHandler(BASE_MODEL, SamplingParams(0.8, 0.95, 0, 128), micro_batch_size=128, dtype="bfloat16")
+    model = handler.load_model()
+    requests = [GenerationRequest(f"{r.key}-{k}", r.messages, seed=4 * i + k)
+                for i, r in enumerate(workload(16)) for k in range(4)]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        handler.run_inference(requests, model)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [{"op": e.key, "self_seconds": e.self_cpu_time_total / 1e6, "share": e.self_cpu_time_total / total,
+             "calls": e.count} for e in events[:top]]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--compare-generate-at", metavar="REV", help="also time this git revision's generate stage")
+    parser.add_argument("--stages", nargs="*", default=list(STAGES))
+    args = parser.parse_args(argv)
+    if not (PROJECT / "models" / "base").exists() or not (PROJECT / "data" / "prompts").exists():
+        raise SystemExit("benchmarks.iteration needs models/base and data/prompts: run `dvc repro prompts base_model`")
+    result: dict = {"stages": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        log = open(PROJECT / "benchmarks" / "results" / "iteration.log", "w")
+        if args.compare_generate_at:
+            old_code = scratch / "old-code"
+            subprocess.run(["git", "worktree", "add", "--detach", str(old_code), args.compare_generate_at],
+                           cwd=PROJECT, check=True, capture_output=True)
+            try:
+                before = scratch / "before"
+                before.mkdir()
+                scratch_project(before, old_code)
+                seconds = run_stage(before, "generate", log)
+                result["generate_before"] = {"revision": args.compare_generate_at, "seconds": seconds}
+                print(f"generate at {args.compare_generate_at}: {seconds:.1f} s", flush=True)
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(old_code)], cwd=PROJECT, check=False)
+        now = scratch / "now"
+        now.mkdir()
+        scratch_project(now, PROJECT)
+        for stage in args.stages:
+            result["stages"][stage] = run_stage(now, stage, log)
+            print(f"{stage}: {result['stages'][stage]:.1f} s", flush=True)
+    total = sum(result["stages"].values())
+    rows = [[stage, seconds, f"{seconds / total:.0%}"] for stage, seconds in result["stages"].items()]
+    if "generate_before" in result:
+        before = result["generate_before"]
+        rows.append([f"generate at {before['revision']} (before)", before["seconds"],
+                     f"{before['seconds'] / result['stages']['generate']:.1f}x the current generate"])
+    print_table("One default iteration (iteration 1, from the base model)", ["stage", "seconds", "share"], rows)
+    result["generation_profile"] = generation_profile()
+    print_table("Where generation goes (torch profiler, self CPU time)", ["op", "seconds", "share", "calls"],
+                [[p["op"], p["self_seconds"], f"{p['share']:.0%}", p["calls"]] for p in result["generation_profile"]])
+    write_result("iteration", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
