@@ -41,6 +41,11 @@ def stopwatch():
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident memory since its exec (VmHWM). Not ru_maxrss: Linux carries
+    that over from the parent through fork and exec, so a child would report its parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
