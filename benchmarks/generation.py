@@ -15,10 +15,15 @@ from transforms.prompt_builder import build_split
 SAMPLING = SamplingParams(temperature=0.8, top_p=0.95, max_new_tokens=64)
 
 
-def workload(n: int) -> list[GenerationRequest]:
+def workload(n: int, per_prompt: int = 1) -> list[GenerationRequest]:
+    """n train prompts, each `per_prompt` times with its own seed (the generate stage's K candidates)."""
     prompts = build_split("train", n, seed=1234)
-    return [GenerationRequest(key=p["prompt_id"], messages=(("user", p["messages"][0]["content"]),), seed=i)
-            for i, p in enumerate(prompts)]
+    if per_prompt == 1:
+        return [GenerationRequest(key=p["prompt_id"], messages=(("user", p["messages"][0]["content"]),), seed=i)
+                for i, p in enumerate(prompts)]
+    return [GenerationRequest(key=f"{p['prompt_id']}-{k}", messages=(("user", p["messages"][0]["content"]),),
+                              seed=per_prompt * i + k)
+            for i, p in enumerate(prompts) for k in range(per_prompt)]
 
 
 def selfsift_handler(requests, dtype: str, micro_batch_size: int) -> dict:

@@ -50,12 +50,11 @@ def generation_profile(top: int = 12) -> list[dict]:
 
     from benchmarks.common import BASE_MODEL
     from benchmarks.generation import workload
-    from transforms.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
+    from transforms.hf_generation import CausalLMHandler, SamplingParams
 
     handler = CausalLMHandler(BASE_MODEL, SamplingParams(0.8, 0.95, 0, 128), micro_batch_size=128, dtype="bfloat16")
     model = handler.load_model()
-    requests = [GenerationRequest(f"{r.key}-{k}", r.messages, seed=4 * i + k)
-                for i, r in enumerate(workload(16)) for k in range(4)]
+    requests = workload(16, per_prompt=4)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         handler.run_inference(requests, model)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)

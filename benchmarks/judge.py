@@ -10,15 +10,14 @@ import argparse
 
 from benchmarks.common import BASE_MODEL, print_table, stopwatch, write_result
 from benchmarks.generation import workload
-from transforms.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
+from transforms.hf_generation import CausalLMHandler, SamplingParams
 from transforms.scoring_models import RatingJudgeHandler, ScoreRequest
 
 
 def candidates(prompts: int, per_prompt: int) -> list[ScoreRequest]:
     generator = CausalLMHandler(BASE_MODEL, SamplingParams(0.8, 0.95, 0, 128), micro_batch_size=128,
                                 dtype="bfloat16")
-    requests = [GenerationRequest(f"{r.key}-{k}", r.messages, seed=1000 * i + k)
-                for i, r in enumerate(workload(prompts)) for k in range(per_prompt)]
+    requests = workload(prompts, per_prompt)
     results = generator.run_inference(requests, generator.load_model())
     return [ScoreRequest(r.example.key, r.example.messages[0][1], r.inference.text) for r in results
             if r.inference.text.strip()]
