@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
                         ("evaluate", "score a model on the held-out prompts (Beam); 0 is the base model")):
         sp = sub.add_parser(stage, help=text)
         sp.add_argument("--iteration", required=True, help="iteration number (1) or name (iter-001)")
-    sub.add_parser("summarize", help="collect metrics/iter-*.json into reports/accuracy_by_iteration.csv")
+    sub.add_parser("report", help="record this run in reports/runs/ and write reports/summary.md with figures")
     pub = sub.add_parser("publish", help="build the Hugging Face Hub dataset folder and upload it")
     pub.add_argument("--iteration", default="all", help="iteration number or name, or 'all' (default)")
     pub.add_argument("--repo-id", help="ORG/NAME on the Hub (default: publish.repo_id in params)")
@@ -39,14 +39,13 @@ def run(argv: list[str]) -> object:
     args, extra = parser.parse_known_args(argv)
     if extra and args.stage not in BEAM_STAGES:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.stage == "summarize":
-        from pipelines import summarize
-
-        return str(summarize.main())
-
     from pipelines import config as config_module
 
     config = config_module.load(args.params)
+    if args.stage == "report":
+        from pipelines import report
+
+        return str(report.main(config))
     if args.stage == "prepare-model":
         from pipelines import prepare_model
 

@@ -26,9 +26,11 @@ class BaseModelConfig:
     source: str  # a GGUF file, or a folder holding a transformers model in safetensors
     sha256: str = ""  # expected checksum of a GGUF source; empty skips the check
     path: str = "models/base"
+    init: str = "pretrained"  # "pretrained": the source's weights; "random": its architecture, randomly initialised
 
     def validate(self, where: str) -> None:
         _require_output_path(self.path, f"{where}.path", "models")
+        _require(self.init in ("pretrained", "random"), f"{where}.init must be 'pretrained' or 'random'")
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,9 @@ class PairsConfig:
         _require(0 <= self.min_margin <= 1, f"{where}.min_margin must be in [0, 1]")
 
 
+CONTROLS = ("none", "no_filter", "random_judge")
+
+
 @dataclass(frozen=True)
 class CurateConfig:
     combine: str = "all_pass"  # "all_pass": every weighted judge passed; "weighted": weighted score >= min_score
@@ -199,6 +204,11 @@ class CurateConfig:
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     num_shards: int = 2
+    # Controls for ablations: "no_filter" keeps a random sample of all usable candidates (no heuristics,
+    # judges, near dedup or selection); "random_judge" applies heuristics and dedup, then keeps a random
+    # sample in place of the judges and selection. Both keep control_rows[iteration] rows.
+    control: str = "none"
+    control_rows: dict[str, int] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
         _require(self.combine in ("all_pass", "weighted"), f"{where}.combine must be 'all_pass' or 'weighted'")
@@ -215,6 +225,9 @@ class CurateConfig:
         _require(self.max_per_instruction_type >= 0, f"{where}.max_per_instruction_type must be >= 0")
         _require(0 < self.top_fraction <= 1, f"{where}.top_fraction must be in (0, 1]")
         _require(self.num_shards >= 1, f"{where}.num_shards must be at least 1")
+        _require(self.control in CONTROLS, f"{where}.control must be one of {', '.join(CONTROLS)}")
+        for name, rows in self.control_rows.items():
+            _require(rows >= 1, f"{where}.control_rows.{name} must be at least 1")
 
     def gating_judges(self) -> list[str]:
         return sorted(name for name, weight in self.weights.items() if weight > 0)
@@ -234,17 +247,43 @@ class ValidateConfig:
 
 
 @dataclass(frozen=True)
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str = "all-linear"  # peft's name for every linear layer but the output head
+
+    def validate(self, where: str) -> None:
+        _require(self.r >= 1 and self.alpha >= 1, f"{where}.r and {where}.alpha must be at least 1")
+        _require(0 <= self.dropout < 1, f"{where}.dropout must be in [0, 1)")
+
+
+@dataclass(frozen=True)
 class FinetuneConfig:
+    method: str = "sft"  # "sft" on the kept shards, or "dpo" on the preference pairs
+    start_from: str = "previous"  # "previous": continue training the generator; "base": retrain the base (ReST-EM)
     data: str = "iteration"  # "iteration": this iteration's shards; "all": every iteration's so far
+    replay_fraction: float = 0.0  # with data: iteration, this share of the training rows comes from earlier iterations
+    dpo_beta: float = 0.1
+    lora: LoraConfig = field(default_factory=LoraConfig)
     epochs: float = 2.0
     learning_rate: float = 5e-5
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
     max_length: int = 512
     warmup_ratio: float = 0.05
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
 
     def validate(self, where: str) -> None:
+        _require(self.method in ("sft", "dpo"), f"{where}.method must be 'sft' or 'dpo'")
+        _require(self.start_from in ("previous", "base"), f"{where}.start_from must be 'previous' or 'base'")
         _require(self.data in ("iteration", "all"), f"{where}.data must be 'iteration' or 'all'")
+        _require(0 <= self.replay_fraction < 1, f"{where}.replay_fraction must be in [0, 1)")
+        _require(self.replay_fraction == 0 or self.data == "iteration",
+                 f"{where}.replay_fraction needs data: iteration (data: all already trains on every iteration)")
+        _require(self.dpo_beta > 0, f"{where}.dpo_beta must be > 0")
+        self.lora.validate(f"{where}.lora")
         _require(self.epochs > 0, f"{where}.epochs must be > 0")
         _require(0 < self.learning_rate < 1, f"{where}.learning_rate must be in (0, 1)")
         for name in ("batch_size", "gradient_accumulation_steps", "max_length"):
@@ -284,6 +323,15 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    run: str = "loop"  # the name this run's record is filed under (reports/runs/<run>-seed<seed>.json)
+
+    def validate(self, where: str) -> None:
+        _require(bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*", self.run)), f"{where}.run: {self.run!r} must be a plain name "
+                                                                      f"(letters, digits, '.', '_', '-')")
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     # "" keeps data and models in the project folder (what DVC tracks). A URL such as
     # gs://bucket/selfsift puts them there instead, for stages run on Dataflow (README).
@@ -320,6 +368,7 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     iterations: dict[str, IterationConfig] = field(default_factory=dict)
@@ -440,6 +489,15 @@ def _validate_judges(config: Config, where: str) -> None:
         _require(name in enabled, f"{where}: curate.weights.{name} > 0 but judge.{name} is not enabled")
 
 
+def _validate_control(config: Config, where: str) -> None:
+    cfg = config.curate
+    if cfg.control == "none":
+        return
+    missing = [name for name in config.iterations if name not in cfg.control_rows]
+    _require(not missing, f"{where}: curate.control is {cfg.control!r}, so curate.control_rows needs the number of "
+                          f"rows to keep for {', '.join(missing)} (the filtered run's kept count)")
+
+
 def load(path: str | Path = "params.yaml") -> Config:
     path = Path(path)
     if not path.is_file():
@@ -453,4 +511,5 @@ def load(path: str | Path = "params.yaml") -> Config:
     config = _build(Config, data, str(path))
     _validate_iterations(config, str(path))
     _validate_judges(config, str(path))
+    _validate_control(config, str(path))
     return config

@@ -89,19 +89,25 @@ def decontamination_of(config: Config) -> Decontamination | None:
     return Decontamination(build_index(sources, cfg.ngram, shared_with_training=train), cfg.ngram)
 
 
-def plan_of(config: Config) -> CurationPlan:
+def plan_of(config: Config, iteration: str) -> CurationPlan:
     cfg = config.curate
     near, sem = cfg.near_dedup, cfg.semantic_dedup
     if sem.enabled and not Path(sem.model, "config.json").is_file():
         raise FileNotFoundError(f"curate.semantic_dedup.model: no model at {sem.model} (run `make embedder`)")
+    dedup = cfg.control != "no_filter"
     return CurationPlan(
         judges=judge_policy(config),
         selection=SelectionPolicy(cfg.max_per_prompt, cfg.max_per_instruction_type, cfg.top_fraction),
-        near_dedup=MinHashParams(near.ngram, near.num_perm, near.bands, near.threshold) if near.enabled else None,
+        near_dedup=MinHashParams(near.ngram, near.num_perm, near.bands, near.threshold)
+        if near.enabled and dedup else None,
         semantic_dedup=SemanticDedupParams(sem.model, sem.threshold, sem.scope, sem.batch_size,
-                                           load_policy=config.security.load_policy()) if sem.enabled else None,
+                                           load_policy=config.security.load_policy())
+        if sem.enabled and dedup else None,
         decontamination=decontamination_of(config),
         pairs_min_margin=cfg.pairs.min_margin if cfg.pairs.enabled else None,
+        control=cfg.control,
+        control_rows=cfg.control_rows.get(iteration, 0),
+        control_seed=config.seed,
     )
 
 
@@ -130,7 +136,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
 
 def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
     check_judges(config, iteration)
-    plan = plan_of(config)
+    plan = plan_of(config, iteration)
     kept_dir, rej_dir, pair_dir = shards_dir(config, iteration), rejected_dir(config, iteration), pairs_dir(config, iteration)
     for directory in (kept_dir, rej_dir, pair_dir):
         clear_shards(directory)
@@ -160,7 +166,7 @@ def build_manifest(config: Config, iteration: str, plan: CurationPlan) -> dict:
         "rejected": {reason: reasons.get(reason, 0) for reason in REASONS},
         "funnel": funnel(rows_in, reasons),
         "kept_per_instruction_type": dict(sorted(kept_per_type.items())),
-        "policy": f"{plan.judges.describe()}; {plan.selection.describe()}",
+        "policy": plan.keep_reason(),
         "shards": shard_entries(kept_dir), "rejected_shards": shard_entries(rej_dir),
         "pairs": sum(s["rows"] for s in pair_shards), "pair_shards": pair_shards,
         "params_hash": params_hash(config.generate, config.judge, config.curate, config.seed),

@@ -20,6 +20,7 @@ from pathlib import Path
 from transforms import faults
 
 RUNS_DIR = Path(".selfsift/runs")
+TIMINGS = Path(".selfsift/timings.json")  # {"<stage>@<iteration>": seconds of its last successful run}
 log = logging.getLogger("selfsift")
 
 
@@ -54,9 +55,23 @@ def guarded(stage: str, iteration: str):
         marker.write_text(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
         faults.set_stage(stage)
         faults.reached("start")
+        started = time.monotonic()
         try:
             yield interrupted
         except Exception:
             marker.unlink(missing_ok=True)  # a reported error, not an interruption
             raise
+        _record_time(name, time.monotonic() - started)
         marker.unlink(missing_ok=True)
+
+
+def _record_time(name: str, seconds: float) -> None:
+    timings = _read(TIMINGS)
+    timings[name] = round(seconds, 1)
+    staging = TIMINGS.with_suffix(".tmp")
+    staging.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
+    staging.replace(TIMINGS)
+
+
+def stage_times() -> dict[str, float]:
+    return _read(TIMINGS)

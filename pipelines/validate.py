@@ -40,7 +40,9 @@ def docs_dir(iteration: str) -> Path:
 
 
 def min_kept_score(config: Config) -> float:
-    """The lowest combined score the judge policy can keep."""
+    """The lowest combined score the judge policy can keep (any, for an ablation control's random sample)."""
+    if config.curate.control != "none":
+        return 0.0
     weights = {n: w for n, w in config.curate.weights.items() if w > 0}
     if config.curate.combine == "weighted":
         return config.curate.min_score
@@ -78,7 +80,7 @@ def suite_inputs(config: Config, iteration: str) -> SuiteInputs:
         max_new_tokens=config.generate.max_new_tokens,
         judges=tuple(judges),
         min_score=min_kept_score(config),
-        require_finished=config.judge.heuristics.drop_truncated,
+        require_finished=config.judge.heuristics.drop_truncated and config.curate.control != "no_filter",
         pair_min_margin=config.curate.pairs.min_margin,
         eval_prompt_ids=tuple(sorted(r["prompt_id"] for r in evals)),
         eval_prompt_texts=tuple(sorted(r["messages"][-1]["content"] for r in evals)),

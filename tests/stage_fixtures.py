@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from schemas.records import PROMPT, SHARD_ROW
+from schemas.records import PAIR, PROMPT, SHARD_ROW
 from transforms.parquet_io import shard_name
 from transforms.text_normalization import text_hash
 
@@ -48,10 +48,21 @@ def write_prompt_sets(root: Path, train: list[dict], eval_: list[dict], eval_ood
         pq.write_table(pa.Table.from_pylist(rows, schema=PROMPT), out / f"{name}.parquet")
 
 
-def write_shards(root: Path, iteration: str, rows: list[dict]) -> None:
-    out = root / "data" / "shards" / iteration
+def pair(pid: str, p: dict, chosen: str, rejected: str) -> dict:
+    return {"pair_id": pid, "prompt_id": p["prompt_id"], "prompt": p["messages"],
+            "chosen": [{"role": "assistant", "content": chosen}], "rejected": [{"role": "assistant", "content": rejected}],
+            "chosen_candidate_id": f"{pid}-c", "rejected_candidate_id": f"{pid}-r", "chosen_score": 1.0,
+            "rejected_score": 0.0, "margin": 1.0, "rejected_reason": "below_threshold"}
+
+
+def write_shards(root: Path, iteration: str, rows: list[dict], folder: str = "shards", schema=SHARD_ROW) -> None:
+    out = root / "data" / folder / iteration
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=SHARD_ROW), out / shard_name(0, 1))
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / shard_name(0, 1))
+
+
+def write_pairs(root: Path, iteration: str, rows: list[dict]) -> None:
+    write_shards(root, iteration, rows, folder="pairs", schema=PAIR)
 
 
 class chdir:

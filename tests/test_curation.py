@@ -1,6 +1,9 @@
+import dataclasses
+import tempfile
 import json
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -188,3 +191,69 @@ def test_funnel_steps_chain_and_add_up():
     assert steps[0]["in"] == 100 and steps[-1]["out"] == 80
     assert all(a["out"] == b["in"] for a, b in zip(steps, steps[1:]))
     assert {r for s in steps for r in s["rejected"]} == set(REASONS)
+
+
+def control_plan(control, rows, seed=7):
+    return dataclasses.replace(PLAN, control=control, control_rows=rows, control_seed=seed,
+                               near_dedup=PLAN.near_dedup if control != "no_filter" else None)
+
+
+def curated_reasons(plan):
+    """{candidate id: None if kept, else its rejection reason}, and the kept rows' keep reasons."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/out.json"
+
+        def save(rows):
+            with open(path, "w") as f:
+                json.dump(rows, f)
+
+        with TestPipeline() as p:
+            out = run_curate(p, CANDIDATES, JUDGMENTS, plan)
+            kept = out["kept"] | "KeptIds" >> beam.Map(lambda r: (r["candidate_id"], None, r["keep_reason"]))
+            rejected = out["rejected"] | "RejectedIds" >> beam.Map(lambda r: (r["candidate_id"], r["reason"], ""))
+            assert_that((kept, rejected) | beam.Flatten(), save)
+        with open(path) as f:
+            results = json.load(f)
+    return {cid: reason for cid, reason, _ in results}, {why for _, reason, why in results if reason is None}
+
+
+def test_no_filter_control_samples_from_every_usable_candidate():
+    reasons, keep_reasons = curated_reasons(control_plan("no_filter", 4))
+    assert len(reasons) == len(CANDIDATES)  # every candidate accounted for
+    kept = {cid for cid, r in reasons.items() if r is None}
+    assert len(kept) == 4 and keep_reasons == {"control no_filter: random sample of 4"}
+    # unusable rows (no text, no judgment, judge error, not generated), contamination and exact copies still go
+    for cid, reason in (("b3", "empty"), ("b4", "judge_error"), ("b5", "unjudged"), ("c2", "prompt_too_long"),
+                        ("b7", "contaminated"), ("a2", "duplicate")):
+        assert reasons[cid] == reason
+    # the quality filters do not: truncated, repetitive, below-threshold and unverifiable rows are in the pool
+    pool = {"a1", "a3", "a4", "a5", "a6", "b1", "b2", "b6", "c1"}
+    assert kept <= pool and {cid for cid, r in reasons.items() if r == "not_sampled"} == pool - kept
+
+
+def test_random_judge_control_keeps_heuristics_and_dedup_but_not_the_judges():
+    reasons, _ = curated_reasons(control_plan("random_judge", 3))
+    assert reasons["b2"] == "truncated" and reasons["b6"] == "repetitive" and reasons["a6"] == "near_duplicate"
+    pool = {"a1", "a3", "a4", "a5", "b1", "c1"}  # b1 fails the verifier, c1 has nothing to verify: both eligible
+    kept = {cid for cid, r in reasons.items() if r is None}
+    assert len(kept) == 3 and kept <= pool
+    assert {cid for cid, r in reasons.items() if r == "not_sampled"} == pool - kept
+
+
+def test_control_sample_is_fixed_by_the_seed_and_changes_with_it():
+    def kept(seed):
+        reasons, _ = curated_reasons(control_plan("no_filter", 4, seed))
+        return {cid for cid, r in reasons.items() if r is None}
+
+    assert kept(7) == kept(7)
+    assert len({frozenset(kept(s)) for s in range(6)}) > 1
+
+
+def test_control_needs_its_row_counts(tmp_path):
+    from pipelines import config as config_module
+    from tests.stage_fixtures import write_params
+
+    write_params(tmp_path, "unused", curate={"control": "no_filter", "control_rows": {"iter-001": 5}},
+                 iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}})
+    with pytest.raises(config_module.ConfigError, match="control_rows needs the number of rows to keep for iter-002"):
+        config_module.load(tmp_path / "params.yaml")

@@ -62,7 +62,7 @@ def test_judge_graph(project):
 
 
 def test_curate_graph(project):
-    names = runner_api_names(curate.graph(project, "iter-001", curate.plan_of(project)))
+    names = runner_api_names(curate.graph(project, "iter-001", curate.plan_of(project, "iter-001")))
     assert {"ReadCandidates", "ReadJudgments", "ReadPrompts", "Curate", "WriteKept", "WriteRejected", "WritePairs"} <= names
     assert any(n.startswith("Curate/") and "NearDedup" in n for n in names), sorted(names)
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from pipelines import config as config_module
 from pipelines import finetune
-from tests.stage_fixtures import chdir, prompt, shard_row, write_params, write_shards
+from tests.stage_fixtures import chdir, pair, prompt, shard_row, write_pairs, write_params, write_shards
 from transforms.model_io import load_causal_lm
 from transforms.sft_data import to_prompt_completion
 
@@ -62,6 +63,104 @@ def test_finetune_changes_weights_and_saves_a_loadable_model(workdir):
     assert json.loads((workdir / "models/iter-001/selfsift_model.json").read_text())["base"] == "models/base"
 
 
+def changed_parameters(before_dir, after_dir) -> list[str]:
+    before, _ = load_causal_lm(before_dir)
+    after, _ = load_causal_lm(after_dir)
+    assert set(after.state_dict()) == set(before.state_dict()), "saved model has other parameters (adapters left in?)"
+    return [n for n, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[n])]
+
+
+def run_finetune(workdir, iteration="iter-001", **finetune_overrides) -> dict:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["finetune"].update(finetune_overrides)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    with chdir(workdir):
+        return finetune.main(config_module.load("params.yaml"), iteration)
+
+
+def test_dpo_iteration_trains_on_the_pairs_and_saves_a_loadable_model(workdir):
+    write_pairs(workdir, "iter-001", [pair(f"p{i}", p, f"a good answer {i}", f"bad {i}") for i, p in enumerate(TRAIN)])
+    summary = run_finetune(workdir, method="dpo")
+    assert summary["method"] == "dpo" and summary["rows"] == len(TRAIN) and summary["steps"] == 3
+    assert changed_parameters(workdir / "models/base", workdir / "models/iter-001")
+    model, tokenizer = load_causal_lm(workdir / "models/iter-001")
+    out = model.generate(**tokenizer("hello", return_tensors="pt"), max_new_tokens=2, do_sample=False)
+    assert out.shape[1] >= 2
+
+
+def test_dpo_prefers_the_chosen_answer_more_after_training(workdir):
+    rows = [pair(f"p{i}", p, "Yes indeed, a careful answer.", "no") for i, p in enumerate(TRAIN)]
+    write_pairs(workdir, "iter-001", rows)
+    run_finetune(workdir, method="dpo", epochs=3)
+
+    def margin(model_dir):
+        model, tokenizer = load_causal_lm(model_dir)
+        prompt_text = tokenizer.apply_chat_template(rows[0]["prompt"], add_generation_prompt=True, tokenize=False)
+        prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+
+        def logprob(text):
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            full = torch.tensor([list(prompt_ids) + ids])
+            with torch.no_grad():
+                logits = model(full).logits[0, len(prompt_ids) - 1:-1]
+            return torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(ids)[:, None]).sum().item()
+
+        return logprob("Yes indeed, a careful answer.") - logprob("no")
+
+    assert margin(workdir / "models/iter-001") > margin(workdir / "models/base")
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_lora_iteration_merges_its_adapters_into_a_plain_model(workdir, method):
+    write_shards(workdir, "iter-001", [shard_row(f"c{i}", p, f"answer number {i}") for i, p in enumerate(TRAIN)])
+    write_pairs(workdir, "iter-001", [pair(f"p{i}", p, f"a good answer {i}", f"bad {i}") for i, p in enumerate(TRAIN)])
+    summary = run_finetune(workdir, method=method, lora={"enabled": True, "r": 4, "alpha": 8})
+    assert summary["lora"] is True
+    changed = changed_parameters(workdir / "models/base", workdir / "models/iter-001")
+    assert changed and all("proj" in name for name in changed), changed  # only adapted linear layers moved
+    assert not any("embed" in name or "norm" in name for name in changed)
+    assert not list((workdir / "models/iter-001").glob("adapter_*"))
+
+
+def test_start_from_base_retrains_the_base_model_not_the_generator(workdir):
+    write_params(workdir, "unused", iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}},
+                 finetune={"epochs": 1, "batch_size": 2, "max_length": 64, "learning_rate": 1e-3})
+    for name in ("iter-001", "iter-002"):
+        write_shards(workdir, name, [shard_row(f"{name}-{i}", p, f"answer {name} {i}") for i, p in enumerate(TRAIN)])
+    run_finetune(workdir, "iter-001")
+    summary = run_finetune(workdir, "iter-002", start_from="base", data="all")
+    assert summary["base"] == "models/base" and summary["rows"] == 2 * len(TRAIN) and summary["replayed_rows"] == len(TRAIN)
+    continued = run_finetune(workdir, "iter-002", start_from="previous", data="iteration")
+    assert continued["base"] == "models/iter-001" and continued["rows"] == len(TRAIN)
+
+
+def test_replay_fraction_mixes_a_seeded_share_of_earlier_rows(workdir):
+    write_params(workdir, "unused", iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}},
+                 finetune={"replay_fraction": 0.25})
+    for name, n in (("iter-001", 12), ("iter-002", 6)):
+        write_shards(workdir, name, [shard_row(f"{name}-{i}", TRAIN[i % 6], f"answer {name} {i}") for i in range(n)])
+    with chdir(workdir):
+        config = config_module.load("params.yaml")
+        rows, replayed = finetune.training_rows(config, "iter-002")
+        again, _ = finetune.training_rows(config, "iter-002")
+    assert replayed == 2 and len(rows) == 8  # 2 of 8 rows (25 %) from iter-001, all 6 of iter-002
+    assert [r["candidate_id"] for r in rows] == [r["candidate_id"] for r in again]
+    assert sum(r["candidate_id"].startswith("iter-001") for r in rows) == 2
+
+
+def test_replay_needs_data_iteration(workdir):
+    write_params(workdir, "unused", finetune={"replay_fraction": 0.5, "data": "all"})
+    with pytest.raises(config_module.ConfigError, match="replay_fraction needs data: iteration"):
+        config_module.load(workdir / "params.yaml")
+
+
+def test_dpo_without_pairs_is_a_clear_error(workdir):
+    write_pairs(workdir, "iter-001", [])
+    with pytest.raises(ValueError, match="preference pairs hold no rows"):
+        run_finetune(workdir, method="dpo")
+    assert not (workdir / "models/iter-001").exists()
+
+
 def test_no_rows_is_a_clear_error(workdir):
     write_shards(workdir, "iter-001", [])
     with chdir(workdir):
@@ -87,3 +186,19 @@ def test_runs_unchanged_as_two_distributed_processes(workdir):
     before, _ = load_causal_lm(workdir / "models/base")
     after, _ = load_causal_lm(workdir / "models/iter-001")
     assert any(not torch.equal(p, before.state_dict()[n]) for n, p in after.state_dict().items())
+
+
+@pytest.mark.parametrize("init", ["pretrained", "random"])
+def test_prepare_model_keeps_or_reinitialises_the_weights(tmp_path, tiny_model_dir, init):
+    from pipelines import prepare_model
+
+    write_params(tmp_path, str(tiny_model_dir), base_model={"source": str(tiny_model_dir), "sha256": "", "init": init})
+    with chdir(tmp_path):
+        prepare_model.main(config_module.load("params.yaml"))
+    source, _ = load_causal_lm(tiny_model_dir)
+    prepared, tokenizer = load_causal_lm(tmp_path / "models/base")
+    assert prepared.config.to_dict()["hidden_size"] == source.config.hidden_size
+    assert tokenizer.get_vocab() == load_causal_lm(tiny_model_dir)[1].get_vocab()
+    same = [torch.equal(p, source.state_dict()[n]) for n, p in prepared.state_dict().items() if p.dim() == 2]
+    assert all(same) if init == "pretrained" else not any(same)
+    assert json.loads((tmp_path / "models/base/selfsift_model.json").read_text())["init"] == init

@@ -3,10 +3,15 @@
 join -> screen (unscorable, heuristics, decontamination, judge policy) -> exact dedup -> near dedup
 -> semantic dedup (optional) -> selection; preference pairs are drawn from the screened candidates on the side. Every candidate
 leaves exactly once: as a kept row, or as a rejected row with a reason (see `rejections`).
+
+The ablation controls replace the filter with a random sample of a fixed size: `no_filter` skips the
+heuristics, judge policy, near/semantic dedup and selection; `random_judge` skips the judge policy and
+selection only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -26,6 +31,7 @@ from transforms.rejections import (
     DUPLICATE,
     EMPTY,
     JUDGE_ERROR,
+    NOT_SAMPLED,
     REJECTED,
     UNJUDGED,
     UNVERIFIABLE,
@@ -97,7 +103,8 @@ def assemble(joined: tuple, prompts: dict, policy: JudgePolicy) -> dict:
     }
 
 
-def screen_reason(row: dict, policy: JudgePolicy, decontamination: Decontamination | None) -> tuple[str, str] | None:
+def screen_reason(row: dict, policy: JudgePolicy, decontamination: Decontamination | None,
+                  control: str = "none") -> tuple[str, str] | None:
     """The first filter a row fails, as (reason, detail), or None when it passes them all."""
     if not row["judges_complete"]:
         missing = sorted(set(policy.gating()) - {j["judge"] for j in row["judgments"]})
@@ -110,12 +117,14 @@ def screen_reason(row: dict, policy: JudgePolicy, decontamination: Decontaminati
         if error := judgment_error(j):
             return JUDGE_ERROR, f"{j['judge']}: {error}"
     by_judge = {j["judge"]: j for j in row["judgments"]}
-    for h in HEURISTICS:
+    for h in HEURISTICS if control != "no_filter" else ():
         j = by_judge.get(h.judge)
         if j is not None and not j["passed"]:
             return REASON_OF[h.judge], j["detail"]
     if decontamination and (source := contamination(row["text"], decontamination.index, decontamination.ngram)):
         return CONTAMINATED, f"shares a {decontamination.ngram}-gram with {source}"
+    if control != "none":
+        return None
     if VERIFIER in policy.gating() and not row["instruction_ids"]:
         return UNVERIFIABLE, "prompt has no verifiable constraints"
     if not row["policy_passed"]:
@@ -128,11 +137,11 @@ def _clean(row: dict) -> dict:
 
 
 class Screen(beam.DoFn):
-    def __init__(self, policy: JudgePolicy, decontamination: Decontamination | None):
-        self.policy, self.decontamination = policy, decontamination
+    def __init__(self, policy: JudgePolicy, decontamination: Decontamination | None, control: str = "none"):
+        self.policy, self.decontamination, self.control = policy, decontamination, control
 
     def process(self, row):
-        found = screen_reason(row, self.policy, self.decontamination)
+        found = screen_reason(row, self.policy, self.decontamination, self.control)
         row = _clean(row)
         yield beam.pvalue.TaggedOutput(PAIR_POOL, (row["prompt_id"], (row, found[0] if found else None)))
         if found:
@@ -157,6 +166,26 @@ class CurationPlan:
     semantic_dedup: SemanticDedupParams | None = None
     decontamination: Decontamination | None = None
     pairs_min_margin: float | None = None  # None: no preference pairs
+    control: str = "none"  # see the module docstring
+    control_rows: int = 0
+    control_seed: int = 0
+
+    def keep_reason(self) -> str:
+        if self.control != "none":
+            return f"control {self.control}: random sample of {self.control_rows}"
+        return f"passed {self.judges.describe()}; {self.selection.describe()}"
+
+
+def sample_key(seed: int, candidate_id: str) -> str:
+    return hashlib.sha256(f"{seed}|{candidate_id}".encode()).hexdigest()
+
+
+def random_sample(rows: list[dict], rows_wanted: int, seed: int):
+    """Keeps `rows_wanted` rows chosen uniformly at random (fixed by the seed); the rest are not sampled."""
+    rows = sorted(rows, key=lambda r: sample_key(seed, r["candidate_id"]))
+    yield from rows[:rows_wanted]
+    for row in rows[rows_wanted:]:
+        yield rejected(row, NOT_SAMPLED, f"outside a random sample of {rows_wanted} of {len(rows)}")
 
 
 class Curate(beam.PTransform):
@@ -179,7 +208,7 @@ class Curate(beam.PTransform):
             | "SkipOrphanJudgments" >> beam.Filter(lambda kv: len(kv[1]["candidates"]) > 0)
             | "Assemble" >> beam.Map(assemble, prompts=prompts_by_id, policy=plan.judges)
         )
-        screened = joined | "Screen" >> beam.ParDo(Screen(plan.judges, plan.decontamination)).with_outputs(
+        screened = joined | "Screen" >> beam.ParDo(Screen(plan.judges, plan.decontamination, plan.control)).with_outputs(
             REJECTED, PAIR_POOL, main="ok")
         exact = (
             screened.ok
@@ -197,9 +226,18 @@ class Curate(beam.PTransform):
             semantic = rows | "SemanticDedup" >> SemanticDedup(plan.semantic_dedup)
             rows = semantic.kept
             rejections.append(semantic[REJECTED])
-        selected, selection_rejections = rows | "Select" >> Select(plan.selection)
+        if plan.control == "none":
+            selected, selection_rejections = rows | "Select" >> Select(plan.selection)
+        else:
+            sampled = (
+                rows
+                | "GatherPool" >> beam.combiners.ToList()
+                | "RandomSample" >> beam.FlatMap(random_sample, plan.control_rows, plan.control_seed)
+                .with_outputs(REJECTED, main="kept")
+            )
+            selected, selection_rejections = sampled.kept, sampled[REJECTED]
         rejections.append(selection_rejections)
-        keep_reason = f"passed {plan.judges.describe()}; {plan.selection.describe()}"
+        keep_reason = plan.keep_reason()
         kept = selected | "KeepReason" >> beam.Map(lambda r: {**r, "keep_reason": keep_reason})
         outputs = {"kept": kept, "rejected": rejections | "AllRejected" >> beam.Flatten()}
         if plan.pairs_min_margin is not None:

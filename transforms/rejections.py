@@ -25,6 +25,7 @@ SEMANTIC_DUPLICATE = "semantic_duplicate"
 OVER_PROMPT_CAP = "over_prompt_cap"
 OVER_TYPE_CAP = "over_type_cap"
 BELOW_TOP_FRACTION = "below_top_fraction"
+NOT_SAMPLED = "not_sampled"  # controls only (curate.control): outside the random sample
 
 STEPS = (
     ("screen", (UNJUDGED, PROMPT_TOO_LONG, EMPTY, JUDGE_ERROR)),
@@ -35,6 +36,7 @@ STEPS = (
     ("near dedup", (NEAR_DUPLICATE,)),
     ("semantic dedup", (SEMANTIC_DUPLICATE,)),
     ("selection", (OVER_PROMPT_CAP, OVER_TYPE_CAP, BELOW_TOP_FRACTION)),
+    ("control sample", (NOT_SAMPLED,)),
 )
 REASONS = tuple(reason for _, reasons in STEPS for reason in reasons)
 

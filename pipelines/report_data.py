@@ -1,0 +1,59 @@
+"""The numbers behind the report: records grouped by run, statistics over seeds, and CSVs for `dvc plots`."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+ACCURACY = {"eval": "prompt_level_strict_acc", "eval_ood": "ood_prompt_level_strict_acc"}
+
+
+def by_run(records: list[dict]) -> dict[str, list[dict]]:
+    """{run name: its records, one per seed}, runs in first-seen order."""
+    runs: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        runs[record["run"]].append(record)
+    return dict(runs)
+
+
+def accuracy_over_seeds(records: list[dict], metric: str) -> dict[int, list[float]]:
+    """{iteration: [the metric, in percent, of each seed that reached it]}."""
+    values: dict[int, list[float]] = defaultdict(list)
+    for record in records:
+        for it in record["iterations"]:
+            if it["metrics"] is not None:
+                values[it["iteration"]].append(100 * it["metrics"][metric])
+    return dict(sorted(values.items()))
+
+
+def mean_and_spread(values: list[float]) -> tuple[float, float, float]:
+    """(mean, min, max)."""
+    return statistics.fmean(values), min(values), max(values)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_plot_data(records: list[dict], current: dict, out: Path) -> None:
+    """accuracy_<set>.csv (iteration x run means), funnel.csv, stage_times.csv, train_tokens.csv."""
+    runs = by_run(records)
+    for split, metric in ACCURACY.items():
+        means = {run: {i: mean_and_spread(v)[0] for i, v in accuracy_over_seeds(recs, metric).items()}
+                 for run, recs in runs.items()}
+        iterations = sorted({i for m in means.values() for i in m})
+        _write_csv(out / f"accuracy_{split}.csv", ["iteration", *runs],
+                   [[i, *(round(means[r][i], 2) if i in means[r] else "" for r in runs)] for i in iterations])
+    _write_csv(out / "funnel.csv", ["iteration", "step", "rows_out"],
+               [[it["iteration"], step["step"], step["out"]] for it in current["iterations"] if it["funnel"]
+                for step in it["funnel"]])
+    _write_csv(out / "stage_times.csv", ["stage", "seconds"], sorted(current["stage_seconds"].items()))
+    _write_csv(out / "train_tokens.csv", ["run", "seed", "iteration", "train_tokens"],
+               [[r["run"], r["seed"], it["iteration"], it["train_tokens"]] for r in records for it in r["iterations"]
+                if it["train_tokens"] is not None])

@@ -1,0 +1,98 @@
+"""reports/summary.md: the accuracy table over all recorded runs, then this run's funnel, judges,
+stage times and training data, each with its figure."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipelines.report_data import ACCURACY, accuracy_over_seeds, by_run, mean_and_spread
+
+
+def _cell(values: list[float] | None) -> str:
+    if not values:
+        return "–"
+    mean, low, high = mean_and_spread(values)
+    return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ({low:.1f}–{high:.1f})"
+
+
+def _gain(series: dict[int, list[float]], last: int) -> str:
+    if 0 not in series or last not in series or last == 0:
+        return "–"
+    return f"{mean_and_spread(series[last])[0] - mean_and_spread(series[0])[0]:+.1f}"
+
+
+def accuracy_table(records: list[dict]) -> list[str]:
+    runs = by_run(records)
+    iterations = sorted({it["iteration"] for r in records for it in r["iterations"]})
+    last = iterations[-1]
+    header = ["run", "seeds"]
+    for split in ACCURACY:
+        header += [f"{split} it {i}" for i in iterations] + [f"{split} Δ {last}−0"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run, recs in runs.items():
+        row = [run, ", ".join(str(r["seed"]) for r in recs)]
+        for metric in ACCURACY.values():
+            series = accuracy_over_seeds(recs, metric)
+            row += [_cell(series.get(i)) for i in iterations] + [_gain(series, last)]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def params_table(records: list[dict]) -> list[str]:
+    lines = ["| run | settings |", "|---|---|"]
+    for run, recs in by_run(records).items():
+        settings = "; ".join(f"{section}.{key}={value}" for section, values in recs[0]["params"].items()
+                             for key, value in values.items())
+        lines.append(f"| {run} | {settings} |")
+    return lines
+
+
+def funnel_lines(current: dict) -> list[str]:
+    lines = []
+    for it in current["iterations"]:
+        if not it["funnel"]:
+            continue
+        lines += [f"**Iteration {it['iteration']}**: kept {it['kept']} of {it['candidates']}, {it['pairs']} preference pairs",
+                  "", "| step | in | rejected | out | reasons |", "|---|---|---|---|---|"]
+        for step in it["funnel"]:
+            reasons = ", ".join(f"{r} {n}" for r, n in step["rejected"].items() if n)
+            lines.append(f"| {step['step']} | {step['in']} | {step['in'] - step['out']} | {step['out']} | {reasons} |")
+        lines.append("")
+    return lines or ["No iteration reached curation.", ""]
+
+
+def judge_lines(current: dict) -> list[str]:
+    lines = ["| iteration | judge | ROC AUC vs the verifier |", "|---|---|---|"]
+    for it in current["iterations"]:
+        for judge, stats in it["judges"].items():
+            if "roc_auc" in stats:
+                lines.append(f"| {it['iteration']} | {judge} | {stats['roc_auc']:.3f} |")
+    return lines if len(lines) > 2 else ["No model judge was enabled."]
+
+
+def training_lines(current: dict) -> list[str]:
+    lines = ["| iteration | training rows | tokens (one pass) |", "|---|---|---|"]
+    for it in current["iterations"]:
+        if it["train_rows"] is not None:
+            lines.append(f"| {it['iteration']} | {it['train_rows']} | {it['train_tokens']} |")
+    return lines
+
+
+def render_summary(records: list[dict], current: dict, figures: dict[str, Path], out: Path) -> str:
+    def image(name: str) -> str:
+        return f"![{name}]({os.path.relpath(figures[name], out)})"
+
+    times = ["| stage | seconds |", "|---|---|"] + [f"| {name} | {s:.0f} |"
+                                                      for name, s in sorted(current["stage_seconds"].items())]
+    parts = [
+        "# selfsift report", "",
+        f"Written by the `report` stage from {len(records)} recorded run(s) in `reports/runs/`. Accuracy is IFEval "
+        "prompt-level strict, in % of the held-out prompts; cells with several seeds read mean (min–max).", "",
+        *accuracy_table(records), "", image("accuracy"), "", "## Runs", "", *params_table(records), "",
+        f"## This run: {current['run']}, seed {current['seed']}", "", "### Curation funnel", "",
+        *funnel_lines(current), image("funnel"), "", "### Judge calibration", "", *judge_lines(current), "",
+        image("calibration"), "", "### Stage wall times", "", *times, "", image("stage_times"), "",
+        "### Training data", "", *training_lines(current), "", image("train_tokens"), "",
+    ]
+    return "\n".join(parts)

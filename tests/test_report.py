@@ -1,0 +1,97 @@
+"""The report stage renders from fixture metrics: run records, summary table, figures and plot data."""
+
+import csv
+import json
+
+import pytest
+
+from pipelines import config as config_module
+from pipelines import report
+from tests.stage_fixtures import chdir, write_params
+
+FUNNEL = [{"step": "screen", "in": 8, "out": 8, "rejected": {"empty": 0}},
+          {"step": "judge policy", "in": 8, "out": 3, "rejected": {"below_threshold": 5}}]
+JUDGE = {"llm_judge": {"roc_auc": 0.62, "histogram_bins": [0.0, 0.5, 1.0],
+                       "histogram_verifier_passed": [1, 2], "histogram_verifier_failed": [4, 1], "candidates": 8}}
+
+
+def metrics(eval_acc, ood_acc):
+    return {"prompt_level_strict_acc": eval_acc, "ood_prompt_level_strict_acc": ood_acc, "n_prompts": 10}
+
+
+def write_workspace(root, accuracies):
+    """metrics, manifests, judge reports and model summaries as the loop's stages leave them."""
+    for i, (eval_acc, ood_acc) in enumerate(accuracies):
+        name = f"iter-{i:03d}"
+        (root / "metrics").mkdir(exist_ok=True)
+        (root / f"metrics/{name}.json").write_text(json.dumps(metrics(eval_acc, ood_acc)))
+        if i == 0:
+            continue
+        for folder, content in ((f"data/shards/{name}/manifest.json", {"rows_in": 8, "rows_out": 3, "pairs": 2,
+                                                                        "funnel": FUNNEL}),
+                                (f"reports/judges/{name}.json", {"judges": JUDGE}),
+                                (f"models/{name}/selfsift_model.json", {"rows": 3, "train_tokens": 400 * i})):
+            (root / folder).parent.mkdir(parents=True, exist_ok=True)
+            (root / folder).write_text(json.dumps(content))
+    (root / ".selfsift").mkdir(exist_ok=True)
+    (root / ".selfsift/timings.json").write_text(json.dumps({"generate@iter-001": 12.5, "finetune@iter-001": 30.0}))
+
+
+def run_report(root, seed, run="loop", accuracies=((0.2, 0.1), (0.3, 0.2), (0.45, 0.25))):
+    write_params(root, "unused", seed=seed, report={"run": run},
+                 iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}})
+    write_workspace(root, accuracies)
+    with chdir(root):
+        return report.main(config_module.load("params.yaml"))
+
+
+def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
+    run_report(tmp_path, seed=1)
+    run_report(tmp_path, seed=2, accuracies=((0.2, 0.1), (0.4, 0.2), (0.55, 0.35)))
+    summary = run_report(tmp_path, seed=1, run="no-filter", accuracies=((0.2, 0.1), (0.25, 0.1), (0.2, 0.15)))
+    records = sorted(p.name for p in (tmp_path / "reports/runs").glob("*.json"))
+    assert records == ["loop-seed1.json", "loop-seed2.json", "no-filter-seed1.json"]
+    record = json.loads((tmp_path / "reports/runs/loop-seed2.json").read_text())
+    assert [it["train_tokens"] for it in record["iterations"]] == [None, 400, 800]
+    assert record["stage_seconds"]["finetune@iter-001"] == 30.0
+
+    text = (tmp_path / summary).read_text()
+    accuracy_rows = text.split("\n\n")[2].splitlines()  # the table after the title and the intro
+    rows = {line.split(" | ")[0].strip("| "): line for line in accuracy_rows[2:]}
+    # loop: eval iteration 2 = mean of 45 and 55 (spread 45-55), gain over iteration 0 = +30.0
+    assert "| 50.0 (45.0–55.0) | +30.0 |" in rows["loop"]
+    assert "| 1, 2 |" in rows["loop"]
+    assert "| 20.0 | +0.0 |" in rows["no-filter"]
+    assert "| judge policy | 8 | 5 | 3 | below_threshold 5 |" in text
+    assert "| 1 | llm_judge | 0.620 |" in text
+    for name in ("accuracy", "funnel", "calibration", "stage_times", "train_tokens"):
+        png = tmp_path / "reports/figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(figures/{name}.png)" in text
+
+    with open(tmp_path / "reports/plots/accuracy_eval.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [row["iteration"] for row in table] == ["0", "1", "2"]
+    assert float(table[2]["loop"]) == pytest.approx(50.0) and float(table[2]["no-filter"]) == pytest.approx(20.0)
+
+
+def test_a_loop_that_stopped_early_still_reports(tmp_path):
+    """The from-scratch control can stop at iteration 1 (nothing passes the filter): no model, no metrics."""
+    write_params(tmp_path, "unused", report={"run": "from-scratch"},
+                 iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}})
+    write_workspace(tmp_path, [(0.0, 0.0)])
+    manifest = tmp_path / "data/shards/iter-001/manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"rows_in": 8, "rows_out": 0, "pairs": 0, "funnel": FUNNEL}))
+    with chdir(tmp_path):
+        summary = report.main(config_module.load("params.yaml"))
+    text = (tmp_path / summary).read_text()
+    assert "| from-scratch |" in text and "kept 0 of 8" in text
+    record = json.loads((tmp_path / "reports/runs/from-scratch-seed1234.json").read_text())
+    assert record["iterations"][1]["metrics"] is None and record["iterations"][2]["funnel"] is None
+
+
+def test_run_name_must_be_a_plain_name(tmp_path):
+    write_params(tmp_path, "unused", report={"run": "../escape"})
+    with pytest.raises(config_module.ConfigError, match="report.run"):
+        config_module.load(tmp_path / "params.yaml")
