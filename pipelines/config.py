@@ -40,6 +40,7 @@ class PromptsConfig:
     eval_size: int = 150
     eval_ood_size: int = 150
     max_constraints: int = 3
+    seed: int = 1234  # the prompt sets' own seed, so that runs with another loop seed share the eval sets
     out_dir: str = "data/prompts"
 
     def validate(self, where: str) -> None:

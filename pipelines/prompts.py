@@ -18,13 +18,13 @@ def write_prompts(rows: list[dict], path: str) -> None:
 def main(config: Config) -> dict[str, int]:
     cfg = config.prompts
     if cfg.source == "builtin":
-        train = build_split("train", cfg.train_size, config.seed, cfg.max_constraints)
+        train = build_split("train", cfg.train_size, cfg.seed, cfg.max_constraints)
     else:
         train = read_prompt_file(cfg.source, split="train")
     splits = {
         "train": train,
-        "eval": build_split("eval", cfg.eval_size, config.seed, cfg.max_constraints),
-        "eval_ood": build_split("eval_ood", cfg.eval_ood_size, config.seed, cfg.max_constraints),
+        "eval": build_split("eval", cfg.eval_size, cfg.seed, cfg.max_constraints),
+        "eval_ood": build_split("eval_ood", cfg.eval_ood_size, cfg.seed, cfg.max_constraints),
     }
     eval_texts = {p["messages"][-1]["content"] for name in ("eval", "eval_ood") for p in splits[name]}
     leaked = [p["prompt_id"] for p in train if p["messages"][-1]["content"] in eval_texts]
