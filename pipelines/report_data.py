@@ -8,6 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 
 ACCURACY = {"eval": "prompt_level_strict_acc", "eval_ood": "ood_prompt_level_strict_acc"}
+# The README's controlled runs: always columns of the accuracy CSVs (dvc.yaml's plots name them).
+STANDARD_RUNS = ("loop", "no-filter", "random-judge", "from-scratch")
 
 
 def by_run(records: list[dict]) -> dict[str, list[dict]]:
@@ -33,6 +35,11 @@ def mean_and_spread(values: list[float]) -> tuple[float, float, float]:
     return statistics.fmean(values), min(values), max(values)
 
 
+def auc_text(auc: float | None) -> str:
+    """None when one class is missing (every candidate passed, or none did)."""
+    return "n/a" if auc is None else f"{auc:.3f}"
+
+
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
@@ -47,9 +54,11 @@ def write_plot_data(records: list[dict], current: dict, out: Path) -> None:
     for split, metric in ACCURACY.items():
         means = {run: {i: mean_and_spread(v)[0] for i, v in accuracy_over_seeds(recs, metric).items()}
                  for run, recs in runs.items()}
+        columns = list(STANDARD_RUNS) + [r for r in runs if r not in STANDARD_RUNS]
         iterations = sorted({i for m in means.values() for i in m})
-        _write_csv(out / f"accuracy_{split}.csv", ["iteration", *runs],
-                   [[i, *(round(means[r][i], 2) if i in means[r] else "" for r in runs)] for i in iterations])
+        _write_csv(out / f"accuracy_{split}.csv", ["iteration", *columns],
+                   [[i, *(round(means[r][i], 2) if i in means.get(r, {}) else "" for r in columns)]
+                    for i in iterations])
     _write_csv(out / "funnel.csv", ["iteration", "step", "rows_out"],
                [[it["iteration"], step["step"], step["out"]] for it in current["iterations"] if it["funnel"]
                 for step in it["funnel"]])

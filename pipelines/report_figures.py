@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from pipelines.report_data import ACCURACY, accuracy_over_seeds, by_run, mean_and_spread
+from pipelines.report_data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread
 
 
 def _pyplot():
@@ -72,8 +72,9 @@ def calibration_figure(current: dict, path: Path) -> Path:
                 continue
             centres = [(lo + hi) / 2 for lo, hi in zip(bins, bins[1:])]
             points = [(c, p / (p + f)) for c, p, f in zip(centres, passed, failed, strict=True) if p + f]
-            ax.plot(*zip(*points), marker="o",
-                    label=f"{judge}, iteration {it['iteration']} (ROC AUC {stats.get('roc_auc', float('nan')):.2f})")
+            if points:
+                ax.plot(*zip(*points), marker="o",
+                        label=f"{judge}, iteration {it['iteration']} (ROC AUC {auc_text(stats.get('roc_auc'))})")
     ax.set_xlabel("judge score")
     ax.set_ylabel("share passed by the verifier")
     ax.set_ylim(0, 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.report_data import ACCURACY, accuracy_over_seeds, by_run, mean_and_spread
+from pipelines.report_data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread
 
 
 def _cell(values: list[float] | None) -> str:
@@ -67,7 +67,7 @@ def judge_lines(current: dict) -> list[str]:
     for it in current["iterations"]:
         for judge, stats in it["judges"].items():
             if "roc_auc" in stats:
-                lines.append(f"| {it['iteration']} | {judge} | {stats['roc_auc']:.3f} |")
+                lines.append(f"| {it['iteration']} | {judge} | {auc_text(stats['roc_auc'])} |")
     return lines if len(lines) > 2 else ["No model judge was enabled."]
 
 

@@ -79,8 +79,11 @@ def test_metrics_for_every_iteration(repro):
         assert all(0.0 <= metrics[k] <= 1.0 for k in keys)
     shown = subprocess.run(["dvc", "metrics", "show"], cwd=root, env=env, capture_output=True, text=True)
     assert all(f"metrics/iter-00{n}.json" in shown.stdout for n in (0, 1, 2)), shown.stdout
-    csv = (root / "reports/accuracy_by_iteration.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in csv[1:]] == ["0", "1", "2"]
+    csv = (root / "reports/plots/accuracy_eval.csv").read_text().splitlines()
+    assert csv[0].startswith("iteration,loop,") and [line.split(",")[0] for line in csv[1:]] == ["0", "1", "2"]
+    record = json.loads((root / "reports/runs/loop-seed1234.json").read_text())
+    assert [it["metrics"]["n_prompts"] for it in record["iterations"]] == [6, 6, 6]
+    assert "| loop | 1234 |" in (root / "reports/summary.md").read_text()
 
 
 def test_model_folders_load_and_differ(repro):
@@ -132,11 +135,19 @@ def test_rerun_gives_byte_identical_shards(repro):
     assert hashes() == before
 
 
-def test_plots_show_accuracy_by_iteration(repro):
+def test_plots_show_the_report_figures(repro):
     root, env, _ = repro
     shown = subprocess.run(["dvc", "plots", "show", "--json"], cwd=root, env=env, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
-    (plot,) = json.loads(shown.stdout)["data"]["accuracy by iteration"]
-    values = plot["content"]["data"]["values"]
+    plots = json.loads(shown.stdout)
+    assert not plots.get("errors"), plots["errors"]
+    (accuracy,) = plots["data"]["accuracy on eval (prompt-level strict, %, mean over seeds)"]
+    values = accuracy["content"]["data"]["values"]
     assert {v["iteration"] for v in values} == {"0", "1", "2"}
-    assert {v["field"] for v in values} >= {"prompt_level_strict_acc", "ood_prompt_level_strict_acc"}
+    assert {v["field"] for v in values if v["dvc_inferred_y_value"] != ""} == {"loop"}
+    record = json.loads((root / "reports/runs/loop-seed1234.json").read_text())
+    expected = {str(it["iteration"]): 100 * it["metrics"]["prompt_level_strict_acc"] for it in record["iterations"]}
+    assert {v["iteration"]: float(v["loop"]) for v in values} == pytest.approx(expected, abs=0.01)
+    for title in ("curation funnel (rows remaining after each step)", "stage wall time (seconds)",
+                  "training tokens (one pass)"):
+        assert plots["data"][title], title

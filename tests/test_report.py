@@ -19,7 +19,7 @@ def metrics(eval_acc, ood_acc):
     return {"prompt_level_strict_acc": eval_acc, "ood_prompt_level_strict_acc": ood_acc, "n_prompts": 10}
 
 
-def write_workspace(root, accuracies):
+def write_workspace(root, accuracies, judges=JUDGE):
     """metrics, manifests, judge reports and model summaries as the loop's stages leave them."""
     for i, (eval_acc, ood_acc) in enumerate(accuracies):
         name = f"iter-{i:03d}"
@@ -29,7 +29,7 @@ def write_workspace(root, accuracies):
             continue
         for folder, content in ((f"data/shards/{name}/manifest.json", {"rows_in": 8, "rows_out": 3, "pairs": 2,
                                                                         "funnel": FUNNEL}),
-                                (f"reports/judges/{name}.json", {"judges": JUDGE}),
+                                (f"reports/judges/{name}.json", {"judges": judges}),
                                 (f"models/{name}/selfsift_model.json", {"rows": 3, "train_tokens": 400 * i})):
             (root / folder).parent.mkdir(parents=True, exist_ok=True)
             (root / folder).write_text(json.dumps(content))
@@ -37,10 +37,10 @@ def write_workspace(root, accuracies):
     (root / ".selfsift/timings.json").write_text(json.dumps({"generate@iter-001": 12.5, "finetune@iter-001": 30.0}))
 
 
-def run_report(root, seed, run="loop", accuracies=((0.2, 0.1), (0.3, 0.2), (0.45, 0.25))):
+def run_report(root, seed, run="loop", accuracies=((0.2, 0.1), (0.3, 0.2), (0.45, 0.25)), judges=JUDGE):
     write_params(root, "unused", seed=seed, report={"run": run},
                  iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}})
-    write_workspace(root, accuracies)
+    write_workspace(root, accuracies, judges)
     with chdir(root):
         return report.main(config_module.load("params.yaml"))
 
@@ -48,7 +48,9 @@ def run_report(root, seed, run="loop", accuracies=((0.2, 0.1), (0.3, 0.2), (0.45
 def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
     run_report(tmp_path, seed=1)
     run_report(tmp_path, seed=2, accuracies=((0.2, 0.1), (0.4, 0.2), (0.55, 0.35)))
-    summary = run_report(tmp_path, seed=1, run="no-filter", accuracies=((0.2, 0.1), (0.25, 0.1), (0.2, 0.15)))
+    no_auc = {"llm_judge": {**JUDGE["llm_judge"], "roc_auc": None}}  # one class missing: all passed, or none
+    summary = run_report(tmp_path, seed=1, run="no-filter", accuracies=((0.2, 0.1), (0.25, 0.1), (0.2, 0.15)),
+                         judges=no_auc)
     records = sorted(p.name for p in (tmp_path / "reports/runs").glob("*.json"))
     assert records == ["loop-seed1.json", "loop-seed2.json", "no-filter-seed1.json"]
     record = json.loads((tmp_path / "reports/runs/loop-seed2.json").read_text())
@@ -63,7 +65,7 @@ def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
     assert "| 1, 2 |" in rows["loop"]
     assert "| 20.0 | +0.0 |" in rows["no-filter"]
     assert "| judge policy | 8 | 5 | 3 | below_threshold 5 |" in text
-    assert "| 1 | llm_judge | 0.620 |" in text
+    assert "| 1 | llm_judge | n/a |" in text
     for name in ("accuracy", "funnel", "calibration", "stage_times", "train_tokens"):
         png = tmp_path / "reports/figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
