@@ -257,3 +257,16 @@ def test_control_needs_its_row_counts(tmp_path):
                  iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}})
     with pytest.raises(config_module.ConfigError, match="control_rows needs the number of rows to keep for iter-002"):
         config_module.load(tmp_path / "params.yaml")
+
+
+def test_validation_relaxes_only_what_a_control_does_not_filter(tmp_path):
+    from pipelines import config as config_module
+    from pipelines.validate import min_kept_score
+    from tests.stage_fixtures import write_params
+
+    def load(control):
+        write_params(tmp_path, "unused", curate={"control": control, "control_rows": {"iter-001": 5, "iter-002": 5}})
+        return config_module.load(tmp_path / "params.yaml")
+
+    assert min_kept_score(load("none")) == 1.0  # the verifier's threshold
+    assert min_kept_score(load("random_judge")) == min_kept_score(load("no_filter")) == 0.0

@@ -29,14 +29,20 @@ KILL_POINTS = [
 PLANTED_TOKEN = "hf_selfsiftPlantedToken0123456789abcdefXYZ"  # must never appear in any output
 OUTPUTS = ("data", "models", "metrics", "reports", "publish", "dvc.lock")
 DATA_DOCS = "reports/validation/iter-001"  # Great Expectations' HTML is stamped with its run time
+# The report stage's outputs show each stage's wall time, which no two runs share.
+WALL_TIMES = ("reports/runs", "reports/summary.md", "reports/figures", "reports/plots")
 
 
-def without_data_docs(lock: bytes) -> str:
-    """dvc.lock without the hashes that cover the Data Docs: validate's output, and publish's
-    dependency on the reports/validation folder that holds them."""
+def stamped(name: str) -> bool:
+    return any(name == p or name.startswith(p + "/") for p in (DATA_DOCS, *WALL_TIMES))
+
+
+def without_stamped_outputs(lock: bytes) -> str:
+    """dvc.lock without the hashes that cover run-stamped outputs: validate's Data Docs, publish's
+    dependency on the reports/validation folder that holds them, and the report stage's outputs."""
     stages = yaml.safe_load(lock)["stages"]
     for stage in stages.values():
-        stage["outs"] = [o for o in stage.get("outs", []) if o["path"] != DATA_DOCS]
+        stage["outs"] = [o for o in stage.get("outs", []) if not stamped(o["path"])]
         stage["deps"] = [d for d in stage.get("deps", []) if d["path"] != "reports/validation"]
     return yaml.safe_dump(stages)
 
@@ -54,8 +60,8 @@ def output_hashes(root: Path) -> dict[str, str]:
         path = root / name
         for f in sorted([path] if path.is_file() else path.rglob("*")):
             name = str(f.relative_to(root))
-            if f.is_file() and not name.startswith(DATA_DOCS + "/") and f.name != ".gitignore":  # DVC's, not ours
-                payload = without_data_docs(f.read_bytes()).encode() if name == "dvc.lock" else f.read_bytes()
+            if f.is_file() and not stamped(name) and f.name != ".gitignore":  # DVC's, not ours
+                payload = without_stamped_outputs(f.read_bytes()).encode() if name == "dvc.lock" else f.read_bytes()
                 hashes[name] = hashlib.sha256(payload).hexdigest()
     return hashes
 
