@@ -98,8 +98,8 @@ def build_trainer(model, tokenizer, rows: list[dict], cfg: FinetuneConfig, seed:
 
 def trained_tokens(trainer) -> int:
     """Tokens in one pass over the tokenized training set (prompts included; for DPO both answers)."""
-    dataset = trainer.train_dataset
-    columns = [c for c in dataset.column_names if c.endswith("input_ids")]
+    dataset = trainer.train_dataset  # SFT: input_ids; DPO: prompt_ids, chosen_ids, rejected_ids
+    columns = [c for c in dataset.column_names if c in ("input_ids", "prompt_ids", "chosen_ids", "rejected_ids")]
     return sum(len(ids) for c in columns for ids in dataset[c])
 
 

@@ -57,6 +57,7 @@ def test_finetune_changes_weights_and_saves_a_loadable_model(workdir):
         before, _ = load_causal_lm("models/base")
         after, tokenizer = load_causal_lm("models/iter-001")
     assert summary["rows"] == len(TRAIN) and summary["steps"] == 3
+    assert summary["train_tokens"] > 6 * 3  # chat-templated prompt and answer tokens of 6 rows
     changed = [name for name, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[name])]
     assert changed, "no parameter changed"
     assert tokenizer.padding_side == "left"
@@ -82,6 +83,7 @@ def test_dpo_iteration_trains_on_the_pairs_and_saves_a_loadable_model(workdir):
     write_pairs(workdir, "iter-001", [pair(f"p{i}", p, f"a good answer {i}", f"bad {i}") for i, p in enumerate(TRAIN)])
     summary = run_finetune(workdir, method="dpo")
     assert summary["method"] == "dpo" and summary["rows"] == len(TRAIN) and summary["steps"] == 3
+    assert summary["train_tokens"] > 6 * 3  # prompt, chosen and rejected tokens of 6 pairs
     assert changed_parameters(workdir / "models/base", workdir / "models/iter-001")
     model, tokenizer = load_causal_lm(workdir / "models/iter-001")
     out = model.generate(**tokenizer("hello", return_tensors="pt"), max_new_tokens=2, do_sample=False)
