@@ -17,6 +17,12 @@ def _pyplot():
     return plt
 
 
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -37,6 +43,7 @@ def accuracy_figure(records: list[dict], path: Path) -> Path:
             ax.fill_between(xs, [s[1] for s in stats], [s[2] for s in stats], color=line.get_color(), alpha=0.2)
         ax.set_title(f"{split}: prompt-level strict accuracy")
         ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(_integer_ticks())
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("% of prompts (mean; band: min-max over seeds)")
     axes[1].legend(fontsize=8)
@@ -112,6 +119,7 @@ def train_tokens_figure(records: list[dict], path: Path) -> Path:
         ax.bar([x + n * width for x in xs], [sum(per_iteration[x]) / len(per_iteration[x]) for x in xs],
                width=width, label=run)
     ax.set_xlabel("iteration")
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel("tokens in one pass over the training set")
     ax.set_title("training tokens (mean over seeds)")
     if tokens:
