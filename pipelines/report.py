@@ -32,14 +32,22 @@ def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def iteration_record(name: str) -> dict:
+def current_metrics(name: str, model_dir: str) -> dict | None:
+    """The iteration's metrics, if they measured the model now in `model_dir` (not a stale file
+    from another run that got further)."""
+    metrics = _json(Path(f"metrics/{name}.json"))
+    model = _json(Path(model_dir, "selfsift_model.json")) or {}
+    return metrics if metrics and metrics.get("model_sha256") == model.get("weights_sha256") else None
+
+
+def iteration_record(config: Config, name: str) -> dict:
     """What this workspace holds about one iteration; absent parts (a loop that stopped) are None."""
     manifest = _json(Path(f"data/shards/{name}/manifest.json")) or {}
     model = _json(Path(f"models/{name}/selfsift_model.json")) or {}
     judges = (_json(Path(f"reports/judges/{name}.json")) or {}).get("judges", {})
     return {
         "iteration": int(name[5:]),
-        "metrics": _json(Path(f"metrics/{name}.json")),
+        "metrics": current_metrics(name, config.model_dir("base" if name == "iter-000" else name)),
         "candidates": manifest.get("rows_in"),
         "kept": manifest.get("rows_out"),
         "pairs": manifest.get("pairs"),
@@ -57,7 +65,7 @@ def run_record(config: Config) -> dict:
     names = [iteration_name(0), *config.iterations]
     return {
         "run": config.report.run, "seed": config.seed, "params": params,
-        "iterations": [iteration_record(name) for name in names],
+        "iterations": [iteration_record(config, name) for name in names],
         "stage_seconds": stage_times(),
     }
 

@@ -15,8 +15,9 @@ JUDGE = {"llm_judge": {"roc_auc": 0.62, "histogram_bins": [0.0, 0.5, 1.0],
                        "histogram_verifier_passed": [1, 2], "histogram_verifier_failed": [4, 1], "candidates": 8}}
 
 
-def metrics(eval_acc, ood_acc):
-    return {"prompt_level_strict_acc": eval_acc, "ood_prompt_level_strict_acc": ood_acc, "n_prompts": 10}
+def metrics(name, eval_acc, ood_acc):
+    return {"prompt_level_strict_acc": eval_acc, "ood_prompt_level_strict_acc": ood_acc, "n_prompts": 10,
+            "model_sha256": f"sha-of-{name}"}
 
 
 def write_workspace(root, accuracies, judges=JUDGE):
@@ -24,13 +25,15 @@ def write_workspace(root, accuracies, judges=JUDGE):
     for i, (eval_acc, ood_acc) in enumerate(accuracies):
         name = f"iter-{i:03d}"
         (root / "metrics").mkdir(exist_ok=True)
-        (root / f"metrics/{name}.json").write_text(json.dumps(metrics(eval_acc, ood_acc)))
+        (root / f"metrics/{name}.json").write_text(json.dumps(metrics(name, eval_acc, ood_acc)))
+        model = root / "models" / ("base" if i == 0 else name) / "selfsift_model.json"
+        model.parent.mkdir(parents=True, exist_ok=True)
+        model.write_text(json.dumps({"rows": 3, "train_tokens": 400 * i, "weights_sha256": f"sha-of-{name}"}))
         if i == 0:
             continue
         for folder, content in ((f"data/shards/{name}/manifest.json", {"rows_in": 8, "rows_out": 3, "pairs": 2,
                                                                         "funnel": FUNNEL}),
-                                (f"reports/judges/{name}.json", {"judges": judges}),
-                                (f"models/{name}/selfsift_model.json", {"rows": 3, "train_tokens": 400 * i})):
+                                (f"reports/judges/{name}.json", {"judges": judges})):
             (root / folder).parent.mkdir(parents=True, exist_ok=True)
             (root / folder).write_text(json.dumps(content))
     (root / ".selfsift").mkdir(exist_ok=True)
@@ -82,6 +85,7 @@ def test_a_loop_that_stopped_early_still_reports(tmp_path):
     write_params(tmp_path, "unused", report={"run": "from-scratch"},
                  iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}})
     write_workspace(tmp_path, [(0.0, 0.0)])
+    (tmp_path / "metrics/iter-001.json").write_text(json.dumps(metrics("iter-001", 0.5, 0.5)))  # another run's
     manifest = tmp_path / "data/shards/iter-001/manifest.json"
     manifest.parent.mkdir(parents=True)
     manifest.write_text(json.dumps({"rows_in": 8, "rows_out": 0, "pairs": 0, "funnel": FUNNEL}))
@@ -90,6 +94,7 @@ def test_a_loop_that_stopped_early_still_reports(tmp_path):
     text = (tmp_path / summary).read_text()
     assert "| from-scratch |" in text and "kept 0 of 8" in text
     record = json.loads((tmp_path / "reports/runs/from-scratch-seed1234.json").read_text())
+    assert record["iterations"][0]["metrics"]["prompt_level_strict_acc"] == 0.0
     assert record["iterations"][1]["metrics"] is None and record["iterations"][2]["funnel"] is None
 
 
