@@ -68,7 +68,8 @@ def funnel_figure(current: dict, path: Path) -> Path:
 
 
 def calibration_figure(current: dict, path: Path) -> Path:
-    """Share of candidates the verifier passed, per judge-score bin, for each model judge and iteration."""
+    """Share of candidates the verifier passed, per judge-score bin (bins of at least 5 candidates),
+    for each model judge and iteration."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for it in current["iterations"]:
@@ -78,7 +79,7 @@ def calibration_figure(current: dict, path: Path) -> Path:
             if not bins:
                 continue
             centres = [(lo + hi) / 2 for lo, hi in zip(bins, bins[1:])]
-            points = [(c, p / (p + f)) for c, p, f in zip(centres, passed, failed, strict=True) if p + f]
+            points = [(c, p / (p + f)) for c, p, f in zip(centres, passed, failed, strict=True) if p + f >= 5]
             if points:
                 ax.plot(*zip(*points), marker="o",
                         label=f"{judge}, iteration {it['iteration']} (ROC AUC {auc_text(stats.get('roc_auc'))})")
