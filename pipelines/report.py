@@ -32,22 +32,41 @@ def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def current_metrics(name: str, model_dir: str) -> dict | None:
-    """The iteration's metrics, if they measured the model now in `model_dir` (not a stale file
-    from another run that got further)."""
+def reached_iterations(config: Config) -> dict[str, dict]:
+    """{iteration: its manifest, model summary and metrics} for what this run's chain of models reached.
+
+    A workspace can hold later files of another run (a loop that stopped early keeps them), so a
+    part counts only when it links to the chain: a manifest whose candidates came from the generator
+    now counted, a model whose iteration passed validation, metrics of exactly that model."""
+    base = _json(Path(config.model_dir("base"), "selfsift_model.json")) or {}
+    chain = {"base": base.get("weights_sha256")}
+    reached = {iteration_name(0): {"metrics": _metrics_of(iteration_name(0), chain["base"])}}
+    for name, it in config.iterations.items():
+        manifest = _json(Path(f"data/shards/{name}/manifest.json"))
+        generator = chain.get(it.generator)
+        if not manifest or generator is None or manifest.get("generator_model_sha256") != generator:
+            break
+        validated = (_json(Path(f"reports/validation/{name}.json")) or {}).get("success", False)
+        model = _json(Path(config.model_dir(name), "selfsift_model.json")) if validated else None
+        reached[name] = {"manifest": manifest, "model": model}
+        if model:
+            chain[name] = model.get("weights_sha256")
+            reached[name]["metrics"] = _metrics_of(name, chain[name])
+    return reached
+
+
+def _metrics_of(name: str, model_sha256: str | None) -> dict | None:
     metrics = _json(Path(f"metrics/{name}.json"))
-    model = _json(Path(model_dir, "selfsift_model.json")) or {}
-    return metrics if metrics and metrics.get("model_sha256") == model.get("weights_sha256") else None
+    return metrics if metrics and model_sha256 and metrics.get("model_sha256") == model_sha256 else None
 
 
-def iteration_record(config: Config, name: str) -> dict:
-    """What this workspace holds about one iteration; absent parts (a loop that stopped) are None."""
-    manifest = _json(Path(f"data/shards/{name}/manifest.json")) or {}
-    model = _json(Path(f"models/{name}/selfsift_model.json")) or {}
-    judges = (_json(Path(f"reports/judges/{name}.json")) or {}).get("judges", {})
+def iteration_record(name: str, parts: dict) -> dict:
+    """One iteration's record; parts the run did not reach are None."""
+    manifest, model = parts.get("manifest") or {}, parts.get("model") or {}
+    judges = (_json(Path(f"reports/judges/{name}.json")) or {}).get("judges", {}) if manifest else {}
     return {
         "iteration": int(name[5:]),
-        "metrics": current_metrics(name, config.model_dir("base" if name == "iter-000" else name)),
+        "metrics": parts.get("metrics"),
         "candidates": manifest.get("rows_in"),
         "kept": manifest.get("rows_out"),
         "pairs": manifest.get("pairs"),
@@ -62,10 +81,10 @@ def iteration_record(config: Config, name: str) -> dict:
 def run_record(config: Config) -> dict:
     params = {section: {key: getattr(getattr(config, section), key) for key in keys}
               for section, keys in PARAMS_SHOWN.items()}
-    names = [iteration_name(0), *config.iterations]
+    reached = reached_iterations(config)
     return {
         "run": config.report.run, "seed": config.seed, "params": params,
-        "iterations": [iteration_record(config, name) for name in names],
+        "iterations": [iteration_record(name, reached.get(name, {})) for name in [iteration_name(0), *config.iterations]],
         "stage_seconds": stage_times(),
     }
 

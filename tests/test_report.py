@@ -20,24 +20,26 @@ def metrics(name, eval_acc, ood_acc):
             "model_sha256": f"sha-of-{name}"}
 
 
-def write_workspace(root, accuracies, judges=JUDGE):
-    """metrics, manifests, judge reports and model summaries as the loop's stages leave them."""
+def write_json(root, path, content):
+    (root / path).parent.mkdir(parents=True, exist_ok=True)
+    (root / path).write_text(json.dumps(content))
+
+
+def write_workspace(root, accuracies, judges=JUDGE, validated=True):
+    """metrics, manifests, validation and judge reports, model summaries as the loop's stages leave them."""
     for i, (eval_acc, ood_acc) in enumerate(accuracies):
         name = f"iter-{i:03d}"
-        (root / "metrics").mkdir(exist_ok=True)
-        (root / f"metrics/{name}.json").write_text(json.dumps(metrics(name, eval_acc, ood_acc)))
-        model = root / "models" / ("base" if i == 0 else name) / "selfsift_model.json"
-        model.parent.mkdir(parents=True, exist_ok=True)
-        model.write_text(json.dumps({"rows": 3, "train_tokens": 400 * i, "weights_sha256": f"sha-of-{name}"}))
+        write_json(root, f"metrics/{name}.json", metrics(name, eval_acc, ood_acc))
+        model = "models/base" if i == 0 else f"models/{name}"
+        write_json(root, f"{model}/selfsift_model.json", {"rows": 3, "train_tokens": 400 * i,
+                                                          "weights_sha256": f"sha-of-{name}"})
         if i == 0:
             continue
-        for folder, content in ((f"data/shards/{name}/manifest.json", {"rows_in": 8, "rows_out": 3, "pairs": 2,
-                                                                        "funnel": FUNNEL}),
-                                (f"reports/judges/{name}.json", {"judges": judges})):
-            (root / folder).parent.mkdir(parents=True, exist_ok=True)
-            (root / folder).write_text(json.dumps(content))
-    (root / ".selfsift").mkdir(exist_ok=True)
-    (root / ".selfsift/timings.json").write_text(json.dumps({"generate@iter-001": 12.5, "finetune@iter-001": 30.0}))
+        write_json(root, f"data/shards/{name}/manifest.json", {"rows_in": 8, "rows_out": 3, "pairs": 2, "funnel": FUNNEL,
+                                                             "generator_model_sha256": f"sha-of-iter-{i - 1:03d}"})
+        write_json(root, f"reports/validation/{name}.json", {"success": validated})
+        write_json(root, f"reports/judges/{name}.json", {"judges": judges})
+    write_json(root, ".selfsift/timings.json", {"generate@iter-001": 12.5, "finetune@iter-001": 30.0})
 
 
 def run_report(root, seed, run="loop", accuracies=((0.2, 0.1), (0.3, 0.2), (0.45, 0.25)), judges=JUDGE):
@@ -80,22 +82,37 @@ def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
     assert float(table[2]["loop"]) == pytest.approx(50.0) and float(table[2]["no-filter"]) == pytest.approx(20.0)
 
 
-def test_a_loop_that_stopped_early_still_reports(tmp_path):
-    """The from-scratch control can stop at iteration 1 (nothing passes the filter): no model, no metrics."""
+def test_a_loop_that_stopped_early_reports_only_what_it_reached(tmp_path):
+    """The from-scratch control can stop at iteration 1 (nothing passes the filter, validation fails),
+    leaving another run's models, metrics and iteration-2 files in the workspace: none of them count."""
     write_params(tmp_path, "unused", report={"run": "from-scratch"},
                  iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}})
-    write_workspace(tmp_path, [(0.0, 0.0)])
-    (tmp_path / "metrics/iter-001.json").write_text(json.dumps(metrics("iter-001", 0.5, 0.5)))  # another run's
-    manifest = tmp_path / "data/shards/iter-001/manifest.json"
-    manifest.parent.mkdir(parents=True)
-    manifest.write_text(json.dumps({"rows_in": 8, "rows_out": 0, "pairs": 0, "funnel": FUNNEL}))
+    write_workspace(tmp_path, [(0.3, 0.2), (0.5, 0.5), (0.6, 0.6)])  # another run's complete loop
+    write_workspace(tmp_path, [(0.0, 0.0), (0.9, 0.9)], validated=False)  # this run: new base, stopped at 1
+    write_json(tmp_path, "models/base/selfsift_model.json", {"weights_sha256": "sha-of-random-base"})
+    write_json(tmp_path, "metrics/iter-000.json", metrics("random-base", 0.0, 0.0))
+    write_json(tmp_path, "data/shards/iter-001/manifest.json",
+               {"rows_in": 8, "rows_out": 0, "pairs": 0, "funnel": FUNNEL, "generator_model_sha256": "sha-of-random-base"})
     with chdir(tmp_path):
         summary = report.main(config_module.load("params.yaml"))
     text = (tmp_path / summary).read_text()
     assert "| from-scratch |" in text and "kept 0 of 8" in text
     record = json.loads((tmp_path / "reports/runs/from-scratch-seed1234.json").read_text())
-    assert record["iterations"][0]["metrics"]["prompt_level_strict_acc"] == 0.0
-    assert record["iterations"][1]["metrics"] is None and record["iterations"][2]["funnel"] is None
+    first, second, third = record["iterations"]
+    assert first["metrics"]["prompt_level_strict_acc"] == 0.0
+    assert first["metrics"]["model_sha256"] == "sha-of-random-base"
+    assert second["kept"] == 0 and second["metrics"] is None and second["train_rows"] is None
+    assert third["funnel"] is None and third["metrics"] is None and third["judges"] == {}
+
+
+def test_metrics_of_another_model_do_not_count(tmp_path):
+    write_params(tmp_path, "unused", iterations={"iter-001": {"generator": "base"}})
+    write_workspace(tmp_path, [(0.2, 0.1), (0.4, 0.3)])
+    write_json(tmp_path, "metrics/iter-001.json", metrics("an-older-iter-001", 0.9, 0.9))
+    with chdir(tmp_path):
+        report.main(config_module.load("params.yaml"))
+    record = json.loads((tmp_path / "reports/runs/loop-seed1234.json").read_text())
+    assert record["iterations"][1]["metrics"] is None and record["iterations"][1]["kept"] == 3
 
 
 def test_run_name_must_be_a_plain_name(tmp_path):
