@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup model embedder repro test bench audit clean
+.PHONY: setup model embedder repro test docs bench audit clean
 
 setup: $(STAMP)
 
@@ -50,7 +50,12 @@ repro: $(STAMP) $(GGUF)
 	dvc metrics show
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The parameter reference, generated from the config classes (a test fails when it is stale).
+docs: $(STAMP)
+	$(PY) -m pipelines.params_doc
 
 # Benchmarks against the baselines a user would pick (benchmarks/README.md); installs the bench extra
 # (llama-cpp-python compiles from source, about 10 minutes on 2 cores) and needs the base model and prompts.

@@ -14,10 +14,10 @@ import sys
 
 from benchmarks.common import peak_rss_mib, print_table, stopwatch, write_result
 from benchmarks.planted_duplicates import pair_precision_recall, planted_corpus
-from transforms.clusters import connected_components
-from transforms.near_dedup import MinHashParams, shingles
+from transforms.curation.clusters import connected_components
+from transforms.curation.near_dedup import MINHASH_SEED, NearDedupConfig, shingles
 
-PARAMS = MinHashParams()
+PARAMS = NearDedupConfig()
 SIZES = (20_000, 100_000, 500_000)
 
 
@@ -35,7 +35,7 @@ def selfsift_edges(corpus_file: str) -> list:
 
     import apache_beam as beam
 
-    from transforms.near_dedup import NearDuplicateEdges
+    from transforms.curation.near_dedup import NearDuplicateEdges
 
     with tempfile.TemporaryDirectory() as scratch:
         out = f"{scratch}/edges.json"
@@ -59,7 +59,7 @@ def datasketch_loop_edges(docs) -> list:
     lsh = MinHashLSH(num_perm=PARAMS.num_perm, params=(PARAMS.bands, rows))
     signatures, edges = {}, []
     for doc_id, text in docs:
-        m = MinHash(num_perm=PARAMS.num_perm, seed=PARAMS.seed)
+        m = MinHash(num_perm=PARAMS.num_perm, seed=MINHASH_SEED)
         m.update_batch(sorted(shingles(text, PARAMS.ngram)))
         for other in lsh.query(m):
             if m.jaccard(signatures[other]) >= PARAMS.threshold:

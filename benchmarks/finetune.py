@@ -15,8 +15,8 @@ from benchmarks.common import BASE_MODEL, print_table, stopwatch, write_result
 from pipelines.config import FinetuneConfig
 from pipelines.finetune import build_trainer
 from schemas.records import SHARD_ROW
-from transforms.model_io import load_causal_lm
-from transforms.parquet_io import read_rows
+from transforms.io.model_io import load_causal_lm
+from transforms.io.parquet_io import read_rows
 
 
 def seconds_per_step(rows: list[dict], cfg: FinetuneConfig, steps: int) -> tuple[float, float]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.common import BASE_MODEL, GGUF, print_table, stopwatch, write_result
-from transforms.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
-from transforms.prompt_builder import build_split
+from transforms.generation.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
+from transforms.prompts.prompt_builder import build_split
 
 SAMPLING = SamplingParams(temperature=0.8, top_p=0.95, max_new_tokens=64)
 

@@ -50,7 +50,7 @@ def generation_profile(top: int = 12) -> list[dict]:
 
     from benchmarks.common import BASE_MODEL
     from benchmarks.generation import workload
-    from transforms.hf_generation import CausalLMHandler, SamplingParams
+    from transforms.generation.hf_generation import CausalLMHandler, SamplingParams
 
     handler = CausalLMHandler(BASE_MODEL, SamplingParams(0.8, 0.95, 0, 128), micro_batch_size=128, dtype="bfloat16")
     model = handler.load_model()

@@ -10,8 +10,9 @@ import argparse
 
 from benchmarks.common import BASE_MODEL, print_table, stopwatch, write_result
 from benchmarks.generation import workload
-from transforms.hf_generation import CausalLMHandler, SamplingParams
-from transforms.scoring_models import RatingJudgeHandler, ScoreRequest
+from transforms.generation.hf_generation import CausalLMHandler, SamplingParams
+from transforms.judges.llm_judge import LlmJudgeConfig, RatingJudgeHandler
+from transforms.judges.scoring_models import ScoreRequest
 
 
 def candidates(prompts: int, per_prompt: int) -> list[ScoreRequest]:
@@ -27,7 +28,7 @@ def one_forward_per_candidate(handler: RatingJudgeHandler, model, requests) -> l
     """The baseline: the whole rubric input through the model, one candidate at a time."""
     import torch
 
-    from transforms.llm_judge import expected_rating, rating_token_ids
+    from transforms.judges.llm_judge import expected_rating, rating_token_ids
 
     ratings = rating_token_ids(model.tokenizer)
     scores = []
@@ -45,8 +46,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--candidates-per-prompt", type=int, default=4)
     args = parser.parse_args(argv)
     requests = candidates(args.prompts, args.candidates_per_prompt)
-    handler = RatingJudgeHandler(BASE_MODEL, max_input_tokens=1024, micro_batch_size=1, max_batch_size=64,
-                                 dtype="bfloat16")
+    handler = RatingJudgeHandler(LlmJudgeConfig(model=BASE_MODEL))  # the stage's defaults: prefix reuse, bfloat16
     model = handler.load_model()
     tokens = sum(len(handler.encode(model.tokenizer, r)) for r in requests)
     with stopwatch() as baseline_time:

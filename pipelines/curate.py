@@ -10,21 +10,17 @@ from pathlib import Path
 import apache_beam as beam
 
 from pipelines.config import Config
-from pipelines.generate import out_dir as candidates_dir
-from pipelines.judge import out_dir as judgments_dir
-from pipelines.judge import report_paths as calibration_paths
 from pipelines.run_guard import guarded
 from pipelines.runtime import git_revision, params_hash, run_pipeline
 from schemas.records import PAIR, REJECTED_ROW, SHARD_ROW
-from transforms import faults
-from transforms.calibration import judges_below_floor
-from transforms.curation import Curate, CurationPlan, Decontamination, JudgePolicy
-from transforms.decontamination import build_index, eval_file_texts
-from transforms.judge_names import MODEL_JUDGES
-from transforms.judging import prompt_text
-from transforms.model_io import model_sha256
-from transforms.near_dedup import MinHashParams
-from transforms.parquet_io import (
+from transforms.curation.chain import REASONS, funnel
+from transforms.curation.curate import Curate
+from transforms.curation.decontamination import build_index, eval_file_texts
+from transforms.curation.plan import CurationPlan
+from transforms.io import faults
+from transforms.io.layout import EVAL_SPLITS
+from transforms.io.model_io import model_sha256
+from transforms.io.parquet_io import (
     SHARD_GLOB,
     WriteSortedShards,
     clear_shards,
@@ -33,37 +29,19 @@ from transforms.parquet_io import (
     shard_entries,
     write_manifest,
 )
-from transforms.rejections import REASONS, funnel
-from transforms.selection import SelectionPolicy
-from transforms.semantic_dedup import SemanticDedupParams
+from transforms.judges.calibration import judges_below_floor
+from transforms.judges.contract import prompt_text
 
 
 class JudgeRefused(RuntimeError):
     pass
 
 
-def shards_dir(config: Config, iteration: str) -> str:
-    return config.at_root(f"data/shards/{iteration}")
-
-
-def rejected_dir(config: Config, iteration: str) -> str:
-    return config.at_root(f"data/rejected/{iteration}")
-
-
-def pairs_dir(config: Config, iteration: str) -> str:
-    return config.at_root(f"data/pairs/{iteration}")
-
-
-def judge_policy(config: Config) -> JudgePolicy:
-    cfg = config.curate
-    return JudgePolicy(cfg.combine, {n: w for n, w in cfg.weights.items() if w > 0}, cfg.min_score)
-
-
 def check_judges(config: Config, iteration: str) -> None:
-    """Refuses, before anything is written, a gating judge model that disagrees with the verifier."""
+    """Refuses, before anything is written, a gating judge model that disagrees with the reference judge."""
     cfg = config.curate
-    path = calibration_paths(iteration)[0]
-    gating_models = [n for n in cfg.gating_judges() if n in MODEL_JUDGES and n not in cfg.allow_low_auc_judges]
+    path = config.layout.calibration(iteration)[0]
+    gating_models = cfg.calibrated_gating()
     if not gating_models:
         return
     if not path.is_file():
@@ -77,54 +55,42 @@ def check_judges(config: Config, iteration: str) -> None:
               "curate.allow_low_auc_judges to use them anyway.")
 
 
-def decontamination_of(config: Config) -> Decontamination | None:
-    cfg = config.curate.decontamination
+def decontamination_index(config: Config) -> dict:
+    cfg, layout = config.curate.decontamination, config.layout
     if not cfg.enabled:
-        return None
+        return {}
     sources = [(f"{name}:{row['prompt_id']}", prompt_text(row))
-               for name in ("eval", "eval_ood") for row in read_rows(config.prompts_file(name))]
+               for name in EVAL_SPLITS for row in read_rows(layout.prompts(name))]
     for path in cfg.extra_eval_files:
         sources += eval_file_texts(path)
-    train = [prompt_text(row) for row in read_rows(config.prompts_file("train"))]
-    return Decontamination(build_index(sources, cfg.ngram, shared_with_training=train), cfg.ngram)
+    train = [prompt_text(row) for row in read_rows(layout.prompts("train"))]
+    return build_index(sources, cfg.ngram, shared_with_training=train)
 
 
 def plan_of(config: Config, iteration: str) -> CurationPlan:
-    cfg = config.curate
-    near, sem = cfg.near_dedup, cfg.semantic_dedup
+    sem = config.curate.semantic_dedup
     if sem.enabled and not Path(sem.model, "config.json").is_file():
         raise FileNotFoundError(f"curate.semantic_dedup.model: no model at {sem.model} (run `make embedder`)")
-    dedup = cfg.control != "no_filter"
-    return CurationPlan(
-        judges=judge_policy(config),
-        selection=SelectionPolicy(cfg.max_per_prompt, cfg.max_per_instruction_type, cfg.top_fraction),
-        near_dedup=MinHashParams(near.ngram, near.num_perm, near.bands, near.threshold)
-        if near.enabled and dedup else None,
-        semantic_dedup=SemanticDedupParams(sem.model, sem.threshold, sem.scope, sem.batch_size,
-                                           load_policy=config.security.load_policy())
-        if sem.enabled and dedup else None,
-        decontamination=decontamination_of(config),
-        pairs_min_margin=cfg.pairs.min_margin if cfg.pairs.enabled else None,
-        control=cfg.control,
-        control_rows=cfg.control_rows.get(iteration, 0),
-        control_seed=config.seed,
-    )
+    return CurationPlan(config.curate, decontamination_index(config), config.curate.control_rows.get(iteration, 0),
+                        config.seed, config.security.load_policy())
 
 
 def graph(config: Config, iteration: str, plan: CurationPlan):
     """The Beam graph of this stage, as a function that adds it to a pipeline."""
-    kept_dir, rej_dir, pair_dir = shards_dir(config, iteration), rejected_dir(config, iteration), pairs_dir(config, iteration)
-    num_shards = config.curate.num_shards
+    layout, num_shards = config.layout, config.curate.num_shards
 
     def build(p):
-        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{candidates_dir(config, iteration)}/{SHARD_GLOB}")
-        judgments = p | "ReadJudgments" >> beam.io.ReadFromParquet(f"{judgments_dir(config, iteration)}/{SHARD_GLOB}")
-        prompts = p | "ReadPrompts" >> beam.io.ReadFromParquet(config.prompts_file("train"))
+        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{layout.candidates(iteration)}/{SHARD_GLOB}")
+        judgments = p | "ReadJudgments" >> beam.io.ReadFromParquet(f"{layout.judgments(iteration)}/{SHARD_GLOB}")
+        prompts = p | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
         curated = (candidates, judgments, prompts) | "Curate" >> Curate(plan)
-        _ = curated["kept"] | "WriteKept" >> WriteSortedShards(kept_dir, SHARD_ROW, "candidate_id", num_shards)
-        _ = curated["rejected"] | "WriteRejected" >> WriteSortedShards(rej_dir, REJECTED_ROW, "candidate_id", num_shards)
+        _ = curated["kept"] | "WriteKept" >> WriteSortedShards(layout.shards(iteration), SHARD_ROW, "candidate_id",
+                                                               num_shards)
+        _ = curated["rejected"] | "WriteRejected" >> WriteSortedShards(layout.rejected(iteration), REJECTED_ROW,
+                                                                       "candidate_id", num_shards)
         if "pairs" in curated:
-            _ = curated["pairs"] | "WritePairs" >> WriteSortedShards(pair_dir, PAIR, "pair_id", num_shards)
+            _ = curated["pairs"] | "WritePairs" >> WriteSortedShards(layout.pairs(iteration), PAIR, "pair_id",
+                                                                     num_shards)
 
     return build
 
@@ -137,19 +103,20 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
 def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
     check_judges(config, iteration)
     plan = plan_of(config, iteration)
-    kept_dir, rej_dir, pair_dir = shards_dir(config, iteration), rejected_dir(config, iteration), pairs_dir(config, iteration)
-    for directory in (kept_dir, rej_dir, pair_dir):
+    layout = config.layout
+    for directory in (layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)):
         clear_shards(directory)
     run_pipeline(graph(config, iteration, plan), beam_args)
     manifest = build_manifest(config, iteration, plan)
     faults.reached("before_manifest")
-    write_manifest(kept_dir, manifest)
+    write_manifest(layout.shards(iteration), manifest)
     return manifest
 
 
 def build_manifest(config: Config, iteration: str, plan: CurationPlan) -> dict:
-    kept_dir, rej_dir, pair_dir = shards_dir(config, iteration), rejected_dir(config, iteration), pairs_dir(config, iteration)
-    rows_in = read_table(candidates_dir(config, iteration), None).num_rows
+    layout = config.layout
+    kept_dir, rej_dir, pair_dir = layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)
+    rows_in = read_table(layout.candidates(iteration), None).num_rows
     reasons = Counter(read_table(rej_dir, None).column("reason").to_pylist())
     unknown = sorted(set(reasons) - set(REASONS))
     if unknown:

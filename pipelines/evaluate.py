@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -12,13 +11,12 @@ from pipelines.config import Config, iteration_name
 from pipelines.run_guard import guarded
 from pipelines.runtime import run_pipeline
 from schemas.records import EVAL_RESULT
-from transforms.eval_metrics import accuracies
-from transforms.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
-from transforms.ifeval_verifier import verify
-from transforms.model_io import model_sha256
-from transforms.parquet_io import WriteSortedShards, clear_shards, read_rows, write_atomically
-
-EVAL_SPLITS = {"eval": "", "eval_ood": "ood_"}
+from transforms.generation.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
+from transforms.io.layout import BASE, Layout
+from transforms.io.model_io import model_sha256
+from transforms.io.parquet_io import WriteSortedShards, clear_shards, read_rows, write_atomically
+from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies
+from transforms.judges.ifeval_verifier import verify
 
 
 def to_request(prompt: dict):
@@ -35,20 +33,16 @@ def score(prompt: dict, result) -> dict:
 
 def model_for(config: Config, iteration: int | str) -> tuple[str, str]:
     name = iteration_name(iteration)
-    if name == "iter-000":
-        return name, config.model_dir("base")
+    if name == iteration_name(0):
+        return name, config.layout.model(BASE)
     config.iteration_name(name)
-    return name, config.model_dir(name)
+    return name, config.layout.model(name)
 
 
 def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
     name, model_dir = model_for(config, iteration)
     with guarded("evaluate", name):
         return _evaluate(config, name, model_dir, beam_args)
-
-
-def results_dir(config: Config, name: str) -> str:
-    return config.at_root(f"data/evals/{name}")
 
 
 def graph(config: Config, name: str, model_dir: str):
@@ -60,7 +54,7 @@ def graph(config: Config, name: str, model_dir: str):
                               load_policy=config.security.load_policy())
     # Greedy decoding in bfloat16 depends slightly on which prompts share a padded batch, so the
     # prompts enter in a fixed order (the sets are small) rather than as two reads flattened.
-    prompts = sorted((row for split in EVAL_SPLITS for row in read_rows(config.prompts_file(split))),
+    prompts = sorted((row for split in METRIC_PREFIX for row in read_rows(config.layout.prompts(split))),
                      key=lambda row: (row["split"], row["prompt_id"]))
 
     def build(p):
@@ -70,20 +64,21 @@ def graph(config: Config, name: str, model_dir: str):
             | "ToRequest" >> beam.Map(to_request)
             | "Generate" >> RunInference(KeyedModelHandler(handler))
             | "Score" >> beam.MapTuple(score)
-            | "Write" >> WriteSortedShards(results_dir(config, name), EVAL_RESULT, "prompt_id", 1)
+            | "Write" >> WriteSortedShards(config.layout.evals(name), EVAL_RESULT, "prompt_id", 1)
         )
 
     return build
 
 
 def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -> dict:
-    clear_shards(results_dir(config, name))
+    clear_shards(config.layout.evals(name))
     run_pipeline(graph(config, name, model_dir), beam_args)
-    rows = read_rows(results_dir(config, name))
+    rows = read_rows(config.layout.evals(name))
     metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir)}
-    for split, prefix in EVAL_SPLITS.items():
+    for split, prefix in METRIC_PREFIX.items():
         for key, value in accuracies([r for r in rows if r["split"] == split]).items():
             metrics[prefix + key] = value
-    Path("metrics").mkdir(exist_ok=True)
-    write_atomically(f"metrics/{name}.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+    path = Layout.metrics(name)
+    path.parent.mkdir(exist_ok=True)
+    write_atomically(str(path), (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
     return metrics

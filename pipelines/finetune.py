@@ -19,15 +19,15 @@ import tempfile
 from pathlib import Path
 
 from pipelines.config import Config, FinetuneConfig
-from pipelines.curate import pairs_dir, shards_dir
 from pipelines.run_guard import guarded
 from schemas.records import PAIR, SHARD_ROW
-from transforms.model_io import load_causal_lm, model_sha256, save_atomically
-from transforms.parquet_io import read_rows
-from transforms.sft_data import to_preference, to_prompt_completion
+from transforms.io.layout import BASE, Layout
+from transforms.io.model_io import load_causal_lm, model_sha256, save_atomically
+from transforms.io.parquet_io import read_rows
+from transforms.io.sft_data import to_preference, to_prompt_completion
 
 # What each method trains on: (folder of an iteration's records, their schema, the id column).
-SOURCES = {"sft": (shards_dir, SHARD_ROW, "candidate_id"), "dpo": (pairs_dir, PAIR, "pair_id")}
+SOURCES = {"sft": (Layout.shards, SHARD_ROW, "candidate_id"), "dpo": (Layout.pairs, PAIR, "pair_id")}
 
 
 def training_rows(config: Config, iteration: str) -> tuple[list[dict], int]:
@@ -36,13 +36,13 @@ def training_rows(config: Config, iteration: str) -> tuple[list[dict], int]:
     folder_of, schema, id_column = SOURCES[cfg.method]
     names = list(config.iterations)
     earlier = names[: names.index(iteration)]
-    current = read_rows(folder_of(config, iteration), schema)
+    current = read_rows(folder_of(config.layout, iteration), schema)
     if not current:
         what = "curated shards" if cfg.method == "sft" else "preference pairs"
         raise ValueError(f"{iteration}: the {what} hold no rows, so there is nothing to fine-tune on "
                          f"(finetune.method: {cfg.method}); see data/shards/{iteration}/manifest.json "
                          f"for where the candidates went")
-    pool = [row for name in earlier for row in read_rows(folder_of(config, name), schema)]
+    pool = [row for name in earlier for row in read_rows(folder_of(config.layout, name), schema)]
     if cfg.data == "all":
         return pool + current, len(pool)
     wanted = round(cfg.replay_fraction * len(current) / (1 - cfg.replay_fraction))
@@ -61,7 +61,8 @@ def trainer_args(cfg: FinetuneConfig, seed: int, workdir: str) -> dict:
         output_dir=workdir, num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", max_length=cfg.max_length,
-        gradient_checkpointing=cfg.gradient_checkpointing, seed=seed, data_seed=seed, save_strategy="no", report_to="none", logging_steps=10,
+        gradient_checkpointing=cfg.gradient_checkpointing, seed=seed, data_seed=seed, save_strategy="no",
+        report_to="none", logging_steps=10,
         use_cpu=not _has_gpu(), dataloader_num_workers=0,
     )
 
@@ -120,7 +121,7 @@ def main(config: Config, iteration: str) -> dict:
 
 
 def start_model(config: Config, iteration: str) -> str:
-    return config.model_dir("base") if config.finetune.start_from == "base" else config.generator_dir(iteration)
+    return config.layout.model(BASE) if config.finetune.start_from == "base" else config.generator_dir(iteration)
 
 
 def _finetune(config: Config, iteration: str) -> dict:
@@ -144,5 +145,5 @@ def _finetune(config: Config, iteration: str) -> dict:
         (folder / "selfsift_model.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     if is_main_process():
-        save_atomically(trained_model(trainer), tokenizer, config.model_dir(iteration), finish=write_summary)
+        save_atomically(trained_model(trainer), tokenizer, config.layout.model(iteration), finish=write_summary)
     return summary

@@ -19,11 +19,12 @@ from pipelines.resume import ShardProgress
 from pipelines.run_guard import guarded
 from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
 from schemas.records import CANDIDATE
-from transforms import candidates, decoding, faults, hf_generation, parquet_io, vllm_generation
-from transforms.candidates import Lineage, expand_prompt, to_candidate
-from transforms.hf_generation import CausalLMHandler, SamplingParams
-from transforms.model_io import model_sha256
-from transforms.parquet_io import (
+from transforms.generation import candidates, decoding, hf_generation, vllm_generation
+from transforms.generation.candidates import Lineage, expand_prompt, to_candidate
+from transforms.generation.hf_generation import CausalLMHandler, SamplingParams
+from transforms.io import faults, parquet_io
+from transforms.io.model_io import model_sha256
+from transforms.io.parquet_io import (
     WriteSortedShards,
     clear_shards,
     file_sha256,
@@ -36,14 +37,10 @@ from transforms.parquet_io import (
 log = logging.getLogger("selfsift")
 
 
-def out_dir(config: Config, iteration: str) -> str:
-    return config.at_root(f"data/candidates/{iteration}")
-
-
 def generation_handler(config: Config, model_dir: str, sampling: SamplingParams):
     cfg = config.generate
     if cfg.backend == "vllm":
-        from transforms.vllm_generation import VLLMGenerationHandler
+        from transforms.generation.vllm_generation import VLLMGenerationHandler
 
         return VLLMGenerationHandler(model_dir, sampling, max_batch_size=cfg.max_batch_size,
                                      server_kwargs=cfg.vllm_server_kwargs)
@@ -64,13 +61,13 @@ def lineage_of(config: Config, iteration: str) -> Lineage:
 
 def graph(config: Config, iteration: str, lineage: Lineage, shards: list[int]):
     """The Beam graph generating the given shards, as a function that adds it to a pipeline."""
-    cfg, n, target = config.generate, config.generate.num_shards, out_dir(config, iteration)
+    cfg, n, target = config.generate, config.generate.num_shards, config.layout.candidates(iteration)
     handler = generation_handler(config, lineage.model, lineage.sampling)
 
     def build(p):
         _ = (
             p
-            | "ReadPrompts" >> beam.io.ReadFromParquet(config.prompts_file("train"))
+            | "ReadPrompts" >> beam.io.ReadFromParquet(config.layout.prompts("train"))
             | "OnlyTheseShards" >> beam.Filter(lambda r: shard_index(r["prompt_id"], n) in shards)
             | "Expand" >> beam.FlatMap(expand_prompt, k=cfg.candidates_per_prompt, lineage=lineage)
             | "Generate" >> RunInference(KeyedModelHandler(handler))
@@ -83,9 +80,9 @@ def graph(config: Config, iteration: str, lineage: Lineage, shards: list[int]):
 
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.generate
-    prompts_file = config.prompts_file("train")
+    prompts_file = config.layout.prompts("train")
     lineage = lineage_of(config, iteration)
-    target, n = out_dir(config, iteration), cfg.num_shards
+    target, n = config.layout.candidates(iteration), cfg.num_shards
     name = f"generate@{iteration}"
     with guarded("generate", iteration):
         fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, file_sha256(prompts_file), n,

@@ -8,18 +8,11 @@ from pathlib import Path
 import apache_beam as beam
 
 from pipelines.config import Config
-from pipelines.generate import out_dir as candidates_dir
 from pipelines.run_guard import guarded
 from pipelines.runtime import git_revision, params_hash, run_pipeline
 from schemas.records import JUDGMENT
-from transforms import faults
-from transforms.calibration import calibration_report, plot_calibration
-from transforms.heuristics import HEURISTICS
-from transforms.judge_names import LLM_JUDGE, MODEL_JUDGES, REWARD_MODEL
-from transforms.judging import rule_judgments
-from transforms.model_io import check_loadable
-from transforms.model_judging import ModelJudge
-from transforms.parquet_io import (
+from transforms.io import faults
+from transforms.io.parquet_io import (
     SHARD_GLOB,
     WriteSortedShards,
     clear_shards,
@@ -27,52 +20,42 @@ from transforms.parquet_io import (
     shard_entries,
     write_manifest,
 )
-from transforms.scoring_models import RatingJudgeHandler, RewardModelHandler
-
-HANDLERS = {LLM_JUDGE: RatingJudgeHandler, REWARD_MODEL: RewardModelHandler}
-
-
-def out_dir(config: Config, iteration: str) -> str:
-    return config.at_root(f"data/judgments/{iteration}")
+from transforms.judges.calibration import calibration_report, plot_calibration
+from transforms.judges.model_judging import ModelJudge
+from transforms.judges.registry import REFERENCE
+from transforms.judges.rules import rule_judgments
 
 
-def report_paths(iteration: str) -> tuple[Path, Path]:
-    return Path(f"reports/judges/{iteration}.json"), Path(f"reports/judges/{iteration}.png")
-
-
-def _handler(name: str, config: Config):
-    cfg, policy = getattr(config.judge, name), config.security.load_policy()
-    try:
-        check_loadable(cfg.model, policy)  # here, with the param named, rather than inside a Beam worker
-    except (FileNotFoundError, ValueError) as exc:
-        raise type(exc)(f"judge.{name}.model: {exc}") from exc
-    return HANDLERS[name](cfg.model, max_input_tokens=cfg.max_input_tokens, micro_batch_size=cfg.micro_batch_size,
-                          max_batch_size=cfg.max_batch_size, dtype=cfg.dtype, load_policy=policy)
+def calibrated_judges(config: Config) -> list[str]:
+    """The enabled judges calibrated against the reference judge: every one that can be weighed."""
+    cfg = config.judge
+    return [name for name in cfg.enabled() if name != REFERENCE and cfg.threshold(name) is not None]
 
 
 def graph(config: Config, iteration: str):
     """The Beam graph of this stage, as a function that adds it to a pipeline."""
-    cfg = config.judge
-    handlers = {name: _handler(name, config) for name in MODEL_JUDGES if name in cfg.enabled()}
-    target = out_dir(config, iteration)
+    cfg, layout = config.judge, config.layout
+    checks = {spec.name: spec.build(cfg.settings(spec.name))
+              for kind in ("rule", "heuristic") for spec in cfg.enabled_specs(kind)}
+    handlers = {spec.name: spec.build(cfg.settings(spec.name), load_policy=config.security.load_policy(),
+                                      where=f"judge.{spec.params_key}")
+                for spec in cfg.enabled_specs("model")}
 
     def build(p):
         prompts = beam.pvalue.AsDict(
             p
-            | "ReadPrompts" >> beam.io.ReadFromParquet(config.prompts_file("train"))
+            | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
             | "KeyPrompts" >> beam.Map(lambda r: (r["prompt_id"], r))
         )
-        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{candidates_dir(config, iteration)}/{SHARD_GLOB}")
-        rules = candidates | "VerifierAndHeuristics" >> beam.FlatMap(
-            rule_judgments, prompts=prompts, verifier_threshold=cfg.verifier.threshold, heuristics=cfg.heuristics)
-        models = [
-            candidates | f"Judge_{name}" >> ModelJudge(name, handler, cfg.threshold(name), prompts)
-            for name, handler in handlers.items()
-        ]
+        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{layout.candidates(iteration)}/{SHARD_GLOB}")
+        rules = candidates | "RulesAndHeuristics" >> beam.FlatMap(rule_judgments, prompts=prompts, checks=checks)
+        models = [candidates | f"Judge_{name}" >> ModelJudge(name, handler, prompts)
+                  for name, handler in handlers.items()]
         _ = (
             [rules, *models]
             | "AllJudgments" >> beam.Flatten()
-            | "Write" >> WriteSortedShards(target, JUDGMENT, ("candidate_id", "judge"), cfg.num_shards)
+            | "Write" >> WriteSortedShards(layout.judgments(iteration), JUDGMENT, ("candidate_id", "judge"),
+                                           cfg.num_shards)
         )
 
     return build
@@ -85,28 +68,27 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
 
 def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.judge
-    model_judges = [name for name in MODEL_JUDGES if name in cfg.enabled()]
     build = graph(config, iteration)
-    target = out_dir(config, iteration)
+    target = config.layout.judgments(iteration)
     clear_shards(target)
     run_pipeline(build, beam_args)
-    report = write_calibration(config, iteration, model_judges)
+    report = write_calibration(config, iteration)
     faults.reached("before_manifest")
     shards = shard_entries(target)
     manifest = {"stage": "judge", "iteration": iteration, "rows": sum(s["rows"] for s in shards), "shards": shards,
-                "judges": cfg.enabled() + [h.judge for h in HEURISTICS],
-                "judge_models": {name: getattr(cfg, name).model for name in model_judges},
+                "judges": cfg.enabled(),
+                "judge_models": {spec.name: cfg.settings(spec.name).model for spec in cfg.enabled_specs("model")},
                 "calibration": report, "params_hash": params_hash(cfg), "git_revision": git_revision()}
     write_manifest(target, manifest)
     return manifest
 
 
-def write_calibration(config: Config, iteration: str, model_judges: list[str]) -> dict:
-    judgments = read_rows(out_dir(config, iteration))
-    report = calibration_report(judgments, {name: config.judge.threshold(name) for name in model_judges})
-    json_path, png_path = report_paths(iteration)
+def write_calibration(config: Config, iteration: str) -> dict:
+    judgments = read_rows(config.layout.judgments(iteration))
+    report = calibration_report(judgments, {name: config.judge.threshold(name) for name in calibrated_judges(config)})
+    json_path, png_path = config.layout.calibration(iteration)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps({"iteration": iteration, "label": "ifeval_verifier passed", "judges": report},
+    payload = json.dumps({"iteration": iteration, "label": f"{REFERENCE} passed", "judges": report},
                          indent=2, sort_keys=True) + "\n"
     _replace(json_path, lambda tmp: tmp.write_text(payload))
     _replace(png_path, lambda tmp: plot_calibration(report, f"{iteration}: judge scores vs the verifier", str(tmp)))

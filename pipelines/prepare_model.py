@@ -1,7 +1,7 @@
 """Stage `prepare-model`: the base model as float32 safetensors under models/base, checksum verified.
 
 `base_model.init: random` keeps the source's architecture and tokenizer but not its weights (seeded
-random initialisation): the from-scratch control of the README's controlled runs."""
+random initialisation): the from-scratch control of the controlled runs (docs/results.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from pipelines.config import Config
-from transforms.model_io import convert_gguf, load_causal_lm, model_sha256, save_atomically, sha256_file
+from transforms.io.layout import BASE
+from transforms.io.model_io import convert_gguf, load_causal_lm, model_sha256, save_atomically, sha256_file
 
 
 def randomly_initialised(source: Path, seed: int):
@@ -42,10 +43,10 @@ def main(config: Config) -> str:
             raise ValueError(f"base_model.source: {source} has sha256 {actual}, expected {cfg.sha256}")
     if cfg.init == "random":
         model, tokenizer = randomly_initialised(source, config.seed)
-        save_atomically(model, tokenizer, config.model_dir("base"), finish=write_summary)
+        save_atomically(model, tokenizer, config.layout.model(BASE), finish=write_summary)
     elif source.is_file():
-        convert_gguf(source, config.model_dir("base"), finish=write_summary)
+        convert_gguf(source, config.layout.model(BASE), finish=write_summary)
     else:
         model, tokenizer = load_causal_lm(source, policy=config.security.load_policy())
-        save_atomically(model, tokenizer, config.model_dir("base"), finish=write_summary)
-    return model_sha256(config.model_dir("base"))
+        save_atomically(model, tokenizer, config.layout.model(BASE), finish=write_summary)
+    return model_sha256(config.layout.model(BASE))

@@ -6,9 +6,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import Config
 from schemas.records import PROMPT
-from transforms.parquet_io import table_bytes, write_atomically
-from transforms.prompt_builder import build_split
-from transforms.prompt_reader import read_prompt_file
+from transforms.io.parquet_io import table_bytes, write_atomically
+from transforms.prompts.prompt_builder import build_split
+from transforms.prompts.prompt_reader import read_prompt_file
 
 
 def write_prompts(rows: list[dict], path: str) -> None:
@@ -30,9 +30,9 @@ def main(config: Config) -> dict[str, int]:
     leaked = [p["prompt_id"] for p in train if p["messages"][-1]["content"] in eval_texts]
     if leaked:
         raise ValueError(f"{len(leaked)} train prompts are also eval prompts (first: {leaked[0]}); remove them")
-    out = config.at_root(cfg.out_dir)
+    out = config.layout.prompts_folder()
     if not FileSystems.exists(out):
         FileSystems.mkdirs(out)
     for name, rows in splits.items():
-        write_prompts(rows, config.prompts_file(name))
+        write_prompts(rows, config.layout.prompts(name))
     return {name: len(rows) for name, rows in splits.items()}

@@ -14,13 +14,10 @@ import logging
 from pathlib import Path
 
 from pipelines.config import Config, iteration_name
-from pipelines.curate import pairs_dir, shards_dir
-from pipelines.judge import report_paths as calibration_paths
-from pipelines.validate import report_path as validation_path
 from schemas.records import PAIR, SHARD_ROW
-from transforms.dataset_card import card_text, features_yaml
-from transforms.parquet_io import list_shards, read_bytes, read_json
-from transforms.staging import staged_folder
+from transforms.io.dataset_card import card_text, features_yaml
+from transforms.io.parquet_io import list_shards, read_bytes, read_json
+from transforms.io.staging import staged_folder
 
 log = logging.getLogger("selfsift")
 
@@ -30,7 +27,8 @@ class PublishError(ValueError):
 
 
 def curated_iterations(config: Config) -> list[str]:
-    return [it for it in config.iterations if read_json(f"{shards_dir(config, it)}/manifest.json") is not None]
+    layout = config.layout
+    return [it for it in config.iterations if read_json(layout.manifest(layout.shards(it))) is not None]
 
 
 def iterations_to_publish(config: Config, which: str) -> list[str]:
@@ -63,10 +61,11 @@ def check_repo_id(repo_id: str) -> str:
 
 def iteration_facts(config: Config, iteration: str) -> dict:
     """What the card says about one iteration: rows, funnel, calibration, validation, lineage."""
-    manifest = read_json(f"{shards_dir(config, iteration)}/manifest.json")
-    calibration = read_json(str(calibration_paths(iteration)[0])) or {"judges": {}}
-    validation = read_json(str(validation_path(iteration))) or {}
-    trained = read_json(f"{config.model_dir(iteration)}/selfsift_model.json")
+    layout = config.layout
+    manifest = read_json(layout.manifest(layout.shards(iteration)))
+    calibration = read_json(str(layout.calibration(iteration)[0])) or {"judges": {}}
+    validation = read_json(str(layout.validation(iteration))) or {}
+    trained = read_json(layout.model_summary(layout.model(iteration)))
     return {
         "rows": manifest["rows_out"], "candidates": manifest["rows_in"], "pairs": manifest["pairs"],
         "funnel": manifest["funnel"], "rejected": manifest["rejected"], "policy": manifest["policy"],
@@ -113,8 +112,8 @@ def build_folder(config: Config, iterations: list[str], repo_id: str, out: str |
     with staged_folder(out) as staging:
         facts = {it: iteration_facts(config, it) for it in iterations}
         for it in iterations:
-            for source, target in ((shards_dir(config, it), staging / "data" / it),
-                                   (pairs_dir(config, it), staging / "pairs" / it)):
+            for source, target in ((config.layout.shards(it), staging / "data" / it),
+                                   (config.layout.pairs(it), staging / "pairs" / it)):
                 target.mkdir(parents=True)
                 for shard in list_shards(source):
                     (target / shard.rsplit("/", 1)[-1]).write_bytes(read_bytes(shard))

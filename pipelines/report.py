@@ -12,14 +12,15 @@ import json
 from pathlib import Path
 
 from pipelines.config import Config, iteration_name
-from pipelines.run_guard import stage_times
-from transforms.parquet_io import write_atomically
 from pipelines.report_data import write_plot_data
 from pipelines.report_figures import write_figures
 from pipelines.report_summary import render_summary
+from pipelines.run_guard import stage_times
+from transforms.io.layout import BASE, Layout
+from transforms.io.parquet_io import read_json, write_atomically
 
-RUNS = Path("reports/runs")
-REPORTS = Path("reports")
+RUNS = Layout.RUNS
+REPORTS = Layout.REPORTS
 PARAMS_SHOWN = {
     "base_model": ("init",),
     "generate": ("candidates_per_prompt", "temperature", "max_new_tokens"),
@@ -38,16 +39,17 @@ def reached_iterations(config: Config) -> dict[str, dict]:
     A workspace can hold later files of another run (a loop that stopped early keeps them), so a
     part counts only when it links to the chain: a manifest whose candidates came from the generator
     now counted, a model whose iteration passed validation, metrics of exactly that model."""
-    base = _json(Path(config.model_dir("base"), "selfsift_model.json")) or {}
-    chain = {"base": base.get("weights_sha256")}
+    layout = config.layout
+    base = read_json(layout.model_summary(layout.model(BASE))) or {}
+    chain = {BASE: base.get("weights_sha256")}
     reached = {iteration_name(0): {"metrics": _metrics_of(iteration_name(0), chain["base"])}}
     for name, it in config.iterations.items():
-        manifest = _json(Path(f"data/shards/{name}/manifest.json"))
+        manifest = read_json(layout.manifest(layout.shards(name)))
         generator = chain.get(it.generator)
         if not manifest or generator is None or manifest.get("generator_model_sha256") != generator:
             break
-        validated = (_json(Path(f"reports/validation/{name}.json")) or {}).get("success", False)
-        model = _json(Path(config.model_dir(name), "selfsift_model.json")) if validated else None
+        validated = (_json(layout.validation(name)) or {}).get("success", False)
+        model = read_json(layout.model_summary(layout.model(name))) if validated else None
         reached[name] = {"manifest": manifest, "model": model}
         if model:
             chain[name] = model.get("weights_sha256")
@@ -56,14 +58,14 @@ def reached_iterations(config: Config) -> dict[str, dict]:
 
 
 def _metrics_of(name: str, model_sha256: str | None) -> dict | None:
-    metrics = _json(Path(f"metrics/{name}.json"))
+    metrics = _json(Layout.metrics(name))
     return metrics if metrics and model_sha256 and metrics.get("model_sha256") == model_sha256 else None
 
 
 def iteration_record(name: str, parts: dict) -> dict:
     """One iteration's record; parts the run did not reach are None."""
     manifest, model = parts.get("manifest") or {}, parts.get("model") or {}
-    judges = (_json(Path(f"reports/judges/{name}.json")) or {}).get("judges", {}) if manifest else {}
+    judges = (_json(Layout.calibration(name)[0]) or {}).get("judges", {}) if manifest else {}
     return {
         "iteration": int(name[5:]),
         "metrics": parts.get("metrics"),

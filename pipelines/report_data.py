@@ -7,8 +7,10 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-ACCURACY = {"eval": "prompt_level_strict_acc", "eval_ood": "ood_prompt_level_strict_acc"}
-# The README's controlled runs: always columns of the accuracy CSVs (dvc.yaml's plots name them).
+from transforms.judges.eval_metrics import METRIC_PREFIX
+
+ACCURACY = {split: f"{prefix}prompt_level_strict_acc" for split, prefix in METRIC_PREFIX.items()}
+# The controlled runs (docs/results.md): always columns of the accuracy CSVs (dvc.yaml's plots name them).
 STANDARD_RUNS = ("loop", "no-filter", "random-judge", "from-scratch")
 
 

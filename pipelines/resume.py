@@ -17,7 +17,7 @@ from pathlib import Path
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.run_guard import RUNS_DIR
-from transforms.parquet_io import shard_entry
+from transforms.io.parquet_io import shard_entry
 
 log = logging.getLogger("selfsift")
 

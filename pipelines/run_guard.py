@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from transforms import faults
+from transforms.io import faults
 
 RUNS_DIR = Path(".selfsift/runs")
 TIMINGS = Path(".selfsift/timings.json")  # {"<stage>@<iteration>": seconds of its last successful run}

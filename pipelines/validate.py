@@ -12,17 +12,14 @@ import io
 import json
 import logging
 import shutil
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from pipelines.config import Config, iteration_number
-from pipelines.curate import pairs_dir, shards_dir
-from pipelines.generate import out_dir as candidates_dir
-from pipelines.judge import out_dir as judgments_dir
-from schemas.expectations import SuiteInputs, suites
+from schemas.expectations import DEFAULT_SEVERITY, SuiteInputs, suites
 from schemas.records import CANDIDATE, JUDGMENT, PAIR, PROMPT, SHARD_ROW
-from transforms.parquet_io import list_shards, read_bytes, read_json, read_table, write_atomically
+from transforms.io.layout import EVAL_SPLITS, Layout
+from transforms.io.parquet_io import list_shards, read_bytes, read_json, read_table, write_atomically
 
 log = logging.getLogger("selfsift")
 
@@ -31,32 +28,26 @@ class ValidationFailed(RuntimeError):
     pass
 
 
-def report_path(iteration: str) -> Path:
-    return Path(f"reports/validation/{iteration}.json")
-
-
-def docs_dir(iteration: str) -> Path:
-    return Path(f"reports/validation/{iteration}")
-
-
 def min_kept_score(config: Config) -> float:
     """The lowest combined score the judge policy can keep (any, for an ablation control's random sample)."""
-    if config.curate.control != "none":
+    cfg = config.curate
+    if cfg.control != "none":
         return 0.0
-    weights = {n: w for n, w in config.curate.weights.items() if w > 0}
-    if config.curate.combine == "weighted":
-        return config.curate.min_score
+    if cfg.combine == "weighted":
+        return cfg.min_score
+    weights = {n: cfg.weights[n] for n in cfg.gating()}
     return sum(w * config.judge.threshold(n) for n, w in weights.items()) / sum(weights.values())
 
 
 def _sources(config: Config, iteration: str) -> dict:
     """{record type: (folder or file, schema)} of what this iteration validates."""
+    layout = config.layout
     return {
-        "prompts": (config.prompts_file("train"), PROMPT),
-        "candidates": (candidates_dir(config, iteration), CANDIDATE),
-        "judgments": (judgments_dir(config, iteration), JUDGMENT),
-        "shards": (shards_dir(config, iteration), SHARD_ROW),
-        "pairs": (pairs_dir(config, iteration), PAIR),
+        "prompts": (layout.prompts("train"), PROMPT),
+        "candidates": (layout.candidates(iteration), CANDIDATE),
+        "judgments": (layout.judgments(iteration), JUDGMENT),
+        "shards": (layout.shards(iteration), SHARD_ROW),
+        "pairs": (layout.pairs(iteration), PAIR),
     }
 
 
@@ -71,11 +62,12 @@ def _schema_errors(sources: dict) -> list[str]:
 
 
 def suite_inputs(config: Config, iteration: str) -> SuiteInputs:
-    evals = [r for split in ("eval", "eval_ood") for r in read_table(config.prompts_file(split)).to_pylist()]
-    judges = read_json(f"{judgments_dir(config, iteration)}/manifest.json")["judges"]
+    layout = config.layout
+    evals = [r for split in EVAL_SPLITS for r in read_table(layout.prompts(split)).to_pylist()]
+    judges = read_json(layout.manifest(layout.judgments(iteration)))["judges"]
     return SuiteInputs(
         iteration=iteration_number(iteration),
-        train_prompts=read_table(config.prompts_file("train")).num_rows,
+        train_prompts=read_table(layout.prompts("train")).num_rows,
         candidates_per_prompt=config.generate.candidates_per_prompt,
         max_new_tokens=config.generate.max_new_tokens,
         judges=tuple(judges),
@@ -98,15 +90,17 @@ def _run_suites(config: Config, iteration: str, sources: dict) -> dict[str, list
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
-    shutil.rmtree(docs_dir(iteration), ignore_errors=True)  # pages of an earlier run would stay in the index
+    docs = Layout.validation_docs(iteration)
+    shutil.rmtree(docs, ignore_errors=True)  # pages of an earlier run would stay in the index
     context = gx.get_context(mode="ephemeral")
     context.add_data_docs_site(site_name="selfsift", site_config={
         "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                          "base_directory": str(docs_dir(iteration).resolve())}})
+                          "base_directory": str(docs.resolve())}})
     source = context.data_sources.add_pandas("selfsift")
     results = {}
-    for name, suite in suites(suite_inputs(config, iteration), config.validate.severity).items():
+    severity = {**DEFAULT_SEVERITY, **config.validate.severity}
+    for name, suite in suites(suite_inputs(config, iteration), severity).items():
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(iteration)
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(data=batch, suite=context.suites.add(suite), name=f"{iteration}-{name}"))
@@ -152,9 +146,9 @@ def main(config: Config, iteration: str) -> dict:
         "summary": {name: {"expectations": len(rs), "failed": sum(not r["success"] for r in rs)}
                     for name, rs in results.items()},
         "failed": [r["id"] for r in failed], "warnings": [r["id"] for r in warnings],
-        "data_docs": str(docs_dir(iteration) / "index.html"), "suites": results,
+        "data_docs": str(Layout.validation_docs(iteration) / "index.html"), "suites": results,
     }
-    path = report_path(iteration)
+    path = Layout.validation(iteration)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(str(path), (json.dumps(report, indent=2) + "\n").encode())
     for r in warnings:

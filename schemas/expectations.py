@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.reasons import FINISH_REASONS, LENGTH, STOP
 from schemas.records import SHARD_ROW
 
 EXPECTATION_IDS = (
@@ -23,6 +24,9 @@ EXPECTATION_IDS = (
     "pairs.pair_id_unique", "pairs.margin_at_least_min", "pairs.chosen_scores_higher", "pairs.not_eval_prompt_id",
 )
 SEVERITIES = {"fail": "critical", "warn": "warning"}  # params.yaml word -> Great Expectations' FailureSeverity
+# Pairs are not trained on by default (SFT), so an eval prompt among them is reported, not fatal.
+DEFAULT_SEVERITY = {expectation_id: "warn" if expectation_id == "pairs.not_eval_prompt_id" else "fail"
+                    for expectation_id in EXPECTATION_IDS}
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
             "candidates.candidate_id_unique": E.ExpectColumnValuesToBeUnique(column="candidate_id"),
             "candidates.text_not_null": E.ExpectColumnValuesToNotBeNull(column="text"),
             "candidates.finish_reason_known": E.ExpectColumnValuesToBeInSet(
-                column="finish_reason", value_set=["stop", "length", "prompt_too_long"]),
+                column="finish_reason", value_set=list(FINISH_REASONS)),
             "candidates.completion_tokens_within_limit": E.ExpectColumnValuesToBeBetween(
                 column="completion_tokens", min_value=0, max_value=i.max_new_tokens),
             "candidates.iteration_matches": E.ExpectColumnValuesToBeInSet(column="iteration", value_set=[i.iteration]),
@@ -88,7 +92,7 @@ def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
             "shards.not_eval_prompt_text": E.ExpectColumnValuesToNotBeInSet(column="prompt_text",
                                                                             value_set=list(i.eval_prompt_texts)),
             "shards.finished": E.ExpectColumnValuesToBeInSet(
-                column="finish_reason", value_set=["stop"] if i.require_finished else ["stop", "length"]),
+                column="finish_reason", value_set=[STOP] if i.require_finished else [STOP, LENGTH]),
         },
         "pairs": {
             "pairs.pair_id_unique": E.ExpectColumnValuesToBeUnique(column="pair_id"),

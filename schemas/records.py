@@ -1,92 +1,143 @@
-"""Record types of the pipeline and their explicit pyarrow schemas.
+"""Record types of the pipeline: one TypedDict per record, and the pyarrow schema derived from it.
 
+Python types map to Arrow as str -> string, bool -> bool, int -> int32, float -> float32, lists
+and nested TypedDicts to lists and structs; `Annotated[int, pa.int64()]` overrides the mapping.
 Constraint kwargs are heterogeneous per instruction, so each is stored as a JSON string, aligned
 with `instruction_ids`.
 """
 
 from __future__ import annotations
 
+import typing
+from typing import Annotated, TypedDict
+
 import pyarrow as pa
 
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
-PROMPT = pa.schema([
-    ("prompt_id", pa.string()),
-    ("messages", pa.list_(MESSAGE)),
-    ("instruction_ids", pa.list_(pa.string())),
-    ("kwargs", pa.list_(pa.string())),
-    ("source", pa.string()),
-    ("split", pa.string()),
-])
+class Message(TypedDict):
+    role: str
+    content: str
 
-_CANDIDATE_FIELDS = [
-    ("candidate_id", pa.string()),
-    ("prompt_id", pa.string()),
-    ("text", pa.string()),
-    ("model", pa.string()),
-    ("model_sha256", pa.string()),
-    ("iteration", pa.int32()),
-    ("sample_index", pa.int32()),
-    ("seed", pa.int64()),
-    ("temperature", pa.float32()),
-    ("top_p", pa.float32()),
-    ("max_new_tokens", pa.int32()),
-    ("prompt_tokens", pa.int32()),
-    ("completion_tokens", pa.int32()),
-    ("finish_reason", pa.string()),
-]
 
-CANDIDATE = pa.schema(_CANDIDATE_FIELDS)
+class Prompt(TypedDict):
+    prompt_id: str
+    messages: list[Message]
+    instruction_ids: list[str]
+    kwargs: list[str]
+    source: str
+    split: str
 
-JUDGMENT = pa.schema([
-    ("candidate_id", pa.string()),
-    ("judge", pa.string()),
-    ("score", pa.float32()),
-    ("passed", pa.bool_()),
-    ("detail", pa.string()),
-])
 
-JUDGMENT_STRUCT = pa.struct([(f.name, f.type) for f in JUDGMENT if f.name != "candidate_id"])
+class Candidate(TypedDict):
+    candidate_id: str
+    prompt_id: str
+    text: str
+    model: str
+    model_sha256: str
+    iteration: int
+    sample_index: int
+    seed: Annotated[int, pa.int64()]
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # schemas.reasons.FINISH_REASONS
 
-SHARD_ROW = pa.schema(_CANDIDATE_FIELDS + [
-    ("messages", pa.list_(MESSAGE)),
-    ("instruction_ids", pa.list_(pa.string())),
-    ("kwargs", pa.list_(pa.string())),
-    ("judgments", pa.list_(JUDGMENT_STRUCT)),
-    ("score", pa.float32()),
-    ("text_sha256", pa.string()),
-    ("keep_reason", pa.string()),
-    ("dedup_cluster", pa.string()),
-    ("dedup_cluster_size", pa.int32()),
-])
 
-REJECTED_ROW = pa.schema(_CANDIDATE_FIELDS + [
-    ("judgments", pa.list_(JUDGMENT_STRUCT)),
-    ("score", pa.float32()),
-    ("reason", pa.string()),
-    ("reason_detail", pa.string()),
-])
+class Verdict(TypedDict):
+    """One judge's verdict on a candidate, as a shard row carries it."""
 
-# Preference pairs in TRL's conversational form: `prompt` messages, one-message `chosen` / `rejected`.
-PAIR = pa.schema([
-    ("pair_id", pa.string()),
-    ("prompt_id", pa.string()),
-    ("prompt", pa.list_(MESSAGE)),
-    ("chosen", pa.list_(MESSAGE)),
-    ("rejected", pa.list_(MESSAGE)),
-    ("chosen_candidate_id", pa.string()),
-    ("rejected_candidate_id", pa.string()),
-    ("chosen_score", pa.float32()),
-    ("rejected_score", pa.float32()),
-    ("margin", pa.float32()),
-    ("rejected_reason", pa.string()),
-])
+    judge: str
+    score: float  # in [0, 1]
+    passed: bool
+    detail: str  # JSON; an `error` key marks a candidate the judge could not score
 
-EVAL_RESULT = pa.schema([
-    ("prompt_id", pa.string()),
-    ("split", pa.string()),
-    ("text", pa.string()),
-    ("instruction_ids", pa.list_(pa.string())),
-    ("strict", pa.list_(pa.bool_())),
-    ("loose", pa.list_(pa.bool_())),
-])
+
+class Judgment(TypedDict):
+    candidate_id: str
+    judge: str
+    score: float
+    passed: bool
+    detail: str
+
+
+class JudgedRow(Candidate):
+    """A candidate joined with its prompt and its judgments, as curation passes it from step to step."""
+
+    messages: list[Message]
+    instruction_ids: list[str]
+    kwargs: list[str]
+    judgments: list[Verdict]
+    score: float  # the judge policy's combined score
+
+
+class ShardRow(JudgedRow):
+    text_sha256: str
+    keep_reason: str
+    dedup_cluster: str
+    dedup_cluster_size: int
+
+
+class RejectedRow(Candidate):
+    judgments: list[Verdict]
+    score: float
+    reason: str  # schemas.reasons
+    reason_detail: str
+
+
+class Pair(TypedDict):
+    """A preference pair in TRL's conversational form: `prompt` messages, one-message `chosen` / `rejected`."""
+
+    pair_id: str
+    prompt_id: str
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+    chosen_candidate_id: str
+    rejected_candidate_id: str
+    chosen_score: float
+    rejected_score: float
+    margin: float
+    rejected_reason: str
+
+
+class EvalResult(TypedDict):
+    prompt_id: str
+    split: str
+    text: str
+    instruction_ids: list[str]
+    strict: list[bool]
+    loose: list[bool]
+
+
+_SCALARS = {str: pa.string(), bool: pa.bool_(), int: pa.int32(), float: pa.float32()}
+
+
+def arrow_type(hint) -> pa.DataType:
+    if typing.get_origin(hint) is Annotated:
+        return typing.get_args(hint)[1]
+    if typing.get_origin(hint) is list:
+        return pa.list_(arrow_type(typing.get_args(hint)[0]))
+    if typing.is_typeddict(hint):
+        return pa.struct(arrow_fields(hint))
+    return _SCALARS[hint]
+
+
+def arrow_fields(record: type) -> list[tuple[str, pa.DataType]]:
+    return [(name, arrow_type(hint)) for name, hint in typing.get_type_hints(record, include_extras=True).items()]
+
+
+def arrow_schema(record: type) -> pa.Schema:
+    return pa.schema(arrow_fields(record))
+
+
+MESSAGE = arrow_type(Message)
+PROMPT = arrow_schema(Prompt)
+CANDIDATE = arrow_schema(Candidate)
+JUDGMENT = arrow_schema(Judgment)
+JUDGMENT_STRUCT = arrow_type(Verdict)
+SHARD_ROW = arrow_schema(ShardRow)
+REJECTED_ROW = arrow_schema(RejectedRow)
+PAIR = arrow_schema(Pair)
+EVAL_RESULT = arrow_schema(EvalResult)

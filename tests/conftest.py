@@ -16,7 +16,7 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
-    from transforms.model_io import load_causal_lm
+    from transforms.io.model_io import load_causal_lm
 
     return load_causal_lm(tiny_model_dir)
 
@@ -31,6 +31,6 @@ def varied_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def varied_model(varied_model_dir):
-    from transforms.model_io import load_causal_lm
+    from transforms.io.model_io import load_causal_lm
 
     return load_causal_lm(varied_model_dir)

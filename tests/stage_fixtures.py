@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from schemas.records import PAIR, PROMPT, SHARD_ROW
-from transforms.parquet_io import shard_name
+from transforms.io.parquet_io import shard_name
 from transforms.text_normalization import text_hash
 
 

@@ -4,7 +4,7 @@ import random
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from transforms.calibration import (
+from transforms.judges.calibration import (
     accuracy_at,
     calibration_report,
     histogram,

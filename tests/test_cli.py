@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from pipelines.cli import main
@@ -44,3 +46,47 @@ def test_unknown_flags_refused_for_non_beam_stages(tmp_path, capsys):
     write_params(tmp_path, "unused")
     with pytest.raises(SystemExit):
         run(tmp_path, capsys, "validate", "--iteration", "1", "--runner", "DirectRunner")
+
+
+def test_params_flag_after_the_stage_is_used(tmp_path, capsys):
+    write_params(tmp_path, "unused", prompts={"train_size": 8, "eval_size": 4, "eval_ood_size": 4})
+    (tmp_path / "params.yaml").rename(tmp_path / "other.yaml")
+    code, out = run(tmp_path, capsys, "prompts", "--params", "other.yaml")
+    assert code == 0, out.err
+    assert json.loads(out.out) == {"train": 8, "eval": 4, "eval_ood": 4}
+    code, out = run(tmp_path, capsys, "generate", "--iteration", "1", "--params", "missing.yaml")
+    assert code == 2 and "missing.yaml: parameters file not found" in out.err
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--iteration", "1", "--runer", "DirectRunner"],
+    ["generate", "--iteration", "1", "--", "--runer", "DirectRunner"],
+    ["curate", "--iteration", "1", "--num-shards", "3"],
+])
+def test_unknown_flags_are_refused_for_beam_stages_too(tmp_path, capsys, argv):
+    write_params(tmp_path, "unused")
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path, capsys, *argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err and argv[-2] in err
+
+
+def test_beam_options_reach_the_stage():
+    from pipelines.cli import parse
+
+    args, beam = parse(["judge", "--iteration", "2", "--runner", "DirectRunner", "--direct_num_workers", "2"])
+    assert (args.stage, args.iteration, args.params) == ("judge", "2", "params.yaml")
+    assert beam == ["--runner", "DirectRunner", "--direct_num_workers", "2"]
+    assert parse(["evaluate", "--iteration", "0", "--", "--runner", "DirectRunner"])[1] == ["--runner", "DirectRunner"]
+
+
+def test_every_stage_lists_its_flags_in_help(capsys):
+    from pipelines.cli import STAGES, parser
+
+    for stage in STAGES:
+        with pytest.raises(SystemExit):
+            parser().parse_args([stage.name, "--help"])
+        text = capsys.readouterr().out
+        assert "--params" in text and ("--iteration" in text) == bool(stage.iteration or stage.name == "publish")
+        assert ("Beam pipeline options" in text) == stage.beam

@@ -44,7 +44,7 @@ def test_defaults_and_float_strings(tmp_path):
     ("curate", {"near_dedup": {"num_perm": 128, "bands": 10}}, "curate.near_dedup.bands must be at least 1 and divide"),
     ("curate", {"allow_low_auc_judges": "llm_judge"}, "curate.allow_low_auc_judges: expected a list"),
     ("curate", {"decontamination": {"extra_eval_files": [3]}}, "extra_eval_files[0]: expected str"),
-    ("judge", {"llm_judge": {"enabled": True}}, "judge.llm_judge.model must name a model folder"),
+    ("judge", {"reward_model": {"enabled": True}}, "judge.reward_model.model must name a model folder"),
     ("judge", {"heuristics": {"min_words": 5, "max_words": 2}}, "judge.heuristics.max_words must be >= min_words"),
     ("bogus", {}, "unknown key(s) bogus"),
 ])

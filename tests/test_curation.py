@@ -1,22 +1,27 @@
 import dataclasses
-import tempfile
 import json
+import tempfile
 
 import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.curation import Curate, CurationPlan, Decontamination, JudgePolicy, screen_reason
-from transforms.decontamination import build_index
-from transforms.heuristics import HEURISTICS
-from transforms.near_dedup import MinHashParams
-from transforms.rejections import REASONS, funnel
-from transforms.selection import SelectionPolicy
+from transforms.curation.chain import CHAIN, REASONS, funnel
+from transforms.curation.config import CurateConfig
+from transforms.curation.curate import Curate, first_failure
+from transforms.curation.decontamination import DecontaminationConfig, build_index
+from transforms.curation.near_dedup import NearDedupConfig
+from transforms.curation.plan import CurationPlan
+from transforms.curation.preference_pairs import PairsConfig
+from transforms.curation.steps import RowFilter
+from transforms.judges.registry import HEURISTICS
 
 PROMPTS = [
-    {"prompt_id": "p1", "messages": [{"role": "user", "content": "one"}], "instruction_ids": ["punctuation:no_comma"], "kwargs": ["{}"]},
-    {"prompt_id": "p2", "messages": [{"role": "user", "content": "two"}], "instruction_ids": ["punctuation:no_comma"], "kwargs": ["{}"]},
+    {"prompt_id": "p1", "messages": [{"role": "user", "content": "one"}], "instruction_ids": ["punctuation:no_comma"],
+     "kwargs": ["{}"]},
+    {"prompt_id": "p2", "messages": [{"role": "user", "content": "two"}], "instruction_ids": ["punctuation:no_comma"],
+     "kwargs": ["{}"]},
     {"prompt_id": "p3", "messages": [{"role": "user", "content": "three"}], "instruction_ids": [], "kwargs": []},
 ]
 EVAL_TEXT = "write a limerick about the quiet harbor at dawn and do not use any commas in your reply at all"
@@ -35,7 +40,7 @@ def judgment(cid, judge, score, passed=None, error=None):
 def judged(cid, verifier_score, failing=(), error=None, llm_score=None):
     """The verifier's judgment, every heuristic's (passing unless named in `failing`), optionally an LLM judge's."""
     out = [judgment(cid, "ifeval_verifier", verifier_score, error=error)]
-    out += [judgment(cid, h.judge, 0.0 if h.judge in failing else 1.0) for h in HEURISTICS]
+    out += [judgment(cid, h.name, 0.0 if h.name in failing else 1.0) for h in HEURISTICS]
     if llm_score is not None:
         out.append(judgment(cid, "llm_judge", llm_score, passed=llm_score >= 0.5))
     return out
@@ -64,11 +69,16 @@ JUDGMENTS = [j for c in ("a1", "a2", "a3", "c1", "c2", "b7") for j in judged(c, 
     *judged("b1", 0.0), *judged("b2", 1.0, failing={"heuristic_truncation"}), *judged("b3", 0.0, failing={"heuristic_empty"}),
     *judged("b4", 0.0, error="LookupError: punkt"), *judged("b6", 1.0, failing={"heuristic_repetition"}),
     judgment("orphan", "ifeval_verifier", 1.0)]
-VERIFIER_ONLY = JudgePolicy("all_pass", {"ifeval_verifier": 1.0})
 PLAN = CurationPlan(
-    judges=VERIFIER_ONLY, selection=SelectionPolicy(max_per_prompt=2, max_per_instruction_type=0, top_fraction=1.0),
-    near_dedup=MinHashParams(ngram=3, threshold=0.5), decontamination=Decontamination(build_index([("eval:e1", EVAL_TEXT)], 13), 13),
-    pairs_min_margin=0.5)
+    CurateConfig(weights={"ifeval_verifier": 1.0}, max_per_prompt=2, near_dedup=NearDedupConfig(ngram=3, threshold=0.5),
+                 decontamination=DecontaminationConfig(ngram=13), pairs=PairsConfig(min_margin=0.5)),
+    decontamination_index=build_index([("eval:e1", EVAL_TEXT)], 13))
+NO_DEDUP = {"near_dedup": NearDedupConfig(enabled=False), "decontamination": DecontaminationConfig(enabled=False)}
+
+
+def simple_plan(**curate) -> CurationPlan:
+    """The verifier decides; no near dedup and no decontamination."""
+    return CurationPlan(CurateConfig(**{**NO_DEDUP, **curate}))
 EXPECTED = {"a1": None, "a3": None, "a5": None, "a2": "duplicate", "a6": "near_duplicate",
             "a4": "over_prompt_cap", "b1": "below_threshold", "b2": "truncated", "b3": "empty", "b4": "judge_error",
             "b5": "unjudged", "b6": "repetitive", "b7": "contaminated", "c1": "unverifiable", "c2": "prompt_too_long"}
@@ -121,17 +131,16 @@ def test_every_candidate_fails_keeps_nothing_and_counts_all():
 def test_ties_and_k_of_one_keep_best_score_then_smallest_id():
     cands = [candidate("z9", "p1", "x y"), candidate("z1", "p1", "x z"), candidate("z5", "p1", "x w")]
     judgments = [j for c in ("z9", "z1", "z5") for j in judged(c, 1.0)]
-    plan = CurationPlan(VERIFIER_ONLY, SelectionPolicy(1, 0, 1.0))
     with TestPipeline() as p:
-        out = run_curate(p, cands, judgments, plan)
+        out = run_curate(p, cands, judgments, simple_plan(max_per_prompt=1))
         assert_that(ids(out["kept"], "k"), equal_to(["z1"]))
 
 
 def test_weighted_policy_combines_judges_and_records_the_rest():
     cands = [candidate("w1", "p1", "first"), candidate("w2", "p1", "second"), candidate("w3", "p1", "third")]
     judgments = [*judged("w1", 1.0, llm_score=0.2), *judged("w2", 0.0, llm_score=1.0), *judged("w3", 1.0, llm_score=0.9)]
-    policy = JudgePolicy("weighted", {"ifeval_verifier": 1.0, "llm_judge": 1.0}, min_score=0.7)
-    plan = CurationPlan(policy, SelectionPolicy(5, 0, 1.0))
+    plan = simple_plan(combine="weighted", weights={"ifeval_verifier": 1.0, "llm_judge": 1.0}, min_score=0.7,
+                       max_per_prompt=5)
     with TestPipeline() as p:
         out = run_curate(p, cands, judgments, plan)
         scored = out["kept"] | beam.Map(lambda r: (r["candidate_id"], round(r["score"], 3)))
@@ -144,7 +153,7 @@ def test_type_cap_keeps_rows_that_carry_a_rare_type_and_top_fraction_cuts_the_re
                for i, types in enumerate([["easy"], ["easy"], ["easy"], ["easy", "rare"]])]
     cands = [candidate(f"t{i}", f"q{i}", f"answer number {i}") for i in range(4)]
     judgments = [j for i in range(4) for j in judged(f"t{i}", 1.0)]
-    plan = CurationPlan(VERIFIER_ONLY, SelectionPolicy(1, 2, 0.5))
+    plan = simple_plan(max_per_prompt=1, max_per_instruction_type=2, top_fraction=0.5)
     with TestPipeline() as p:
         out = (p | "C" >> beam.Create(cands), p | "J" >> beam.Create(judgments), p | "P" >> beam.Create(prompts)) \
             | Curate(plan)
@@ -171,18 +180,22 @@ def test_preference_pair_is_best_passing_against_worst_scored_with_margin():
 def test_pair_margin_is_a_floor():
     cands = [candidate("m1", "p1", "all right"), candidate("m2", "p1", "half right")]
     judgments = [*judged("m1", 1.0), *judged("m2", 0.5)]
-    plan = CurationPlan(VERIFIER_ONLY, SelectionPolicy(2, 0, 1.0), pairs_min_margin=0.6)
+    plan = simple_plan(pairs=PairsConfig(min_margin=0.6))
     with TestPipeline() as p:
         assert_that(run_curate(p, cands, judgments, plan)["pairs"], equal_to([]))
 
 
+def screen(row, plan=PLAN):
+    return first_failure(row, [check for step in CHAIN if isinstance(step, RowFilter) and (check := step.build(plan))])
+
+
 def test_screen_order_names_the_first_failure():
-    row = {"judgments": [judgment("x", "ifeval_verifier", 0.5, passed=False),
-                         judgment("x", "heuristic_length", 0.0, passed=False)],
-           "text": "t", "instruction_ids": ["a"], "finish_reason": "stop", "score": 0.5, "prompt_tokens": 3,
-           "judges_complete": True, "policy_passed": False}
-    assert screen_reason(row, VERIFIER_ONLY, None)[0] == "length_out_of_bounds"
-    assert screen_reason({**row, "judges_complete": False}, VERIFIER_ONLY, None)[0] == "unjudged"
+    verifier, length = judgment("x", "ifeval_verifier", 0.5, passed=False), judgment("x", "heuristic_length", 0.0, passed=False)
+    row = {"judgments": [verifier, length], "text": "t", "instruction_ids": ["a"], "finish_reason": "stop",
+           "score": 0.5, "prompt_tokens": 3}
+    assert screen(row)[0] == "length_out_of_bounds"
+    assert screen({**row, "judgments": [length]})[0] == "unjudged"
+    assert screen({**row, "judgments": [verifier]})[0] == "below_threshold"
 
 
 def test_funnel_steps_chain_and_add_up():
@@ -194,8 +207,8 @@ def test_funnel_steps_chain_and_add_up():
 
 
 def control_plan(control, rows, seed=7):
-    return dataclasses.replace(PLAN, control=control, control_rows=rows, control_seed=seed,
-                               near_dedup=PLAN.near_dedup if control != "no_filter" else None)
+    config = dataclasses.replace(PLAN.config, control=control, control_rows={"iter-001": rows})
+    return dataclasses.replace(PLAN, config=config, control_rows=rows, seed=seed)
 
 
 def curated_reasons(plan):

@@ -13,7 +13,7 @@ from pipelines import curate, evaluate, generate, judge
 from pipelines.config import load
 from schemas.records import CANDIDATE, JUDGMENT
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
-from transforms.parquet_io import shard_name
+from transforms.io.parquet_io import shard_name
 
 DATAFLOW_FLAGS = [
     "--runner=DataflowRunner", "--project=selfsift-test-123", "--region=us-central1",
@@ -57,14 +57,15 @@ def test_generate_graph(project):
 
 def test_judge_graph(project):
     names = runner_api_names(judge.graph(project, "iter-001"))
-    assert {"ReadPrompts", "ReadCandidates", "VerifierAndHeuristics", "Judge_llm_judge", "AllJudgments", "Write"} <= names
+    assert {"ReadPrompts", "ReadCandidates", "RulesAndHeuristics", "Judge_llm_judge", "AllJudgments", "Write"} <= names
     assert any(n.startswith("Judge_llm_judge/") and "RunInference" in n for n in names), sorted(names)
 
 
 def test_curate_graph(project):
     names = runner_api_names(curate.graph(project, "iter-001", curate.plan_of(project, "iter-001")))
     assert {"ReadCandidates", "ReadJudgments", "ReadPrompts", "Curate", "WriteKept", "WriteRejected", "WritePairs"} <= names
-    assert any(n.startswith("Curate/") and "NearDedup" in n for n in names), sorted(names)
+    assert any(n.startswith("Curate/near dedup/") for n in names), sorted(names)
+    assert any(n.startswith("Curate/screen + heuristics + decontamination + judge policy") for n in names), sorted(names)
 
 
 def test_evaluate_graph(project):

@@ -3,8 +3,8 @@
 import torch
 from transformers import TopPLogitsWarper
 
-from transforms.decoding import _common_prefix, decode
-from transforms.hf_generation import RowSampler, SamplingParams
+from transforms.generation.decoding import _common_prefix, decode
+from transforms.generation.hf_generation import RowSampler, SamplingParams
 
 TEXTS = ["Say hello.", "Write a long paragraph about the sea and its many moods.", "Count to three.",
          "Say hello.", "Describe a quiet forest at dawn in detail.", "Say hello."]

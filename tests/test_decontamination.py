@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from transforms.decontamination import build_index, contamination, eval_file_texts
+from transforms.curation.decontamination import build_index, contamination, eval_file_texts
 
 EVAL = "Write a short story about a lighthouse keeper who befriends a seagull and answer in exactly three paragraphs"
 

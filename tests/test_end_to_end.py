@@ -10,8 +10,8 @@ import yaml
 
 from schemas.records import SHARD_ROW
 from tests.tiny_repo import tiny_repo
-from transforms.model_io import load_causal_lm
-from transforms.parquet_io import list_shards, read_table
+from transforms.io.model_io import load_causal_lm
+from transforms.io.parquet_io import list_shards, read_table
 
 
 @pytest.fixture(scope="module")

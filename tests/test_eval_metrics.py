@@ -1,6 +1,6 @@
 import pytest
 
-from transforms.eval_metrics import accuracies
+from transforms.judges.eval_metrics import accuracies
 
 
 def test_prompt_and_instruction_levels():

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.tiny_repo import tiny_repo
-from transforms.faults import ENV as KILL_AT
+from transforms.io.faults import ENV as KILL_AT
 
 ITERATIONS = {"iter-001": {"generator": "base"}}
 KILL_POINTS = [

@@ -4,7 +4,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
-from transforms.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams, generate_batch
+from transforms.generation.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams, generate_batch
 
 PROMPTS = ["Say hello.", "Write a long paragraph about the sea and its many moods.", "Count to three.",
            "Name a colour.", "Describe a quiet forest at dawn in detail."]

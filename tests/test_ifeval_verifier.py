@@ -1,6 +1,6 @@
 import json
 
-from transforms.ifeval_verifier import verify
+from transforms.judges.ifeval_verifier import verify
 
 
 def ids_kwargs(*pairs):

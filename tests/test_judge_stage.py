@@ -12,7 +12,7 @@ from pipelines import config as config_module
 from pipelines import curate, judge
 from schemas.records import CANDIDATE
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
-from transforms.parquet_io import read_rows, shard_name
+from transforms.io.parquet_io import read_rows, shard_name
 
 TRAIN = [prompt("t1", "Write about owls.", "train"), prompt("t2", "Write about bats.", "train")]
 

@@ -2,23 +2,33 @@ import json
 
 import pytest
 
-from pipelines.config import HeuristicsConfig
-from transforms.heuristics import HEURISTICS, prompt_echo_share, repeated_ngram_share
-from transforms.judging import judgment_error, rule_judgments
+from transforms.judges.config import JudgeConfig
+from transforms.judges.contract import judgment_error
+from transforms.judges.heuristics import HeuristicsConfig, prompt_echo_share, repeated_ngram_share
+from transforms.judges.ifeval_verifier import VerifierConfig
+from transforms.judges.registry import HEURISTICS
+from transforms.judges.rules import rule_judgments
 
 PROMPTS = {"p1": {"prompt_id": "p1", "messages": [{"role": "user", "content": "Say hi to the owls. No commas."}],
                   "instruction_ids": ["punctuation:no_comma"], "kwargs": ["{}"]}}
-DEFAULTS = HeuristicsConfig()
+DEFAULTS = HeuristicsConfig(min_words=1)
+
+
+def checks(heuristics=DEFAULTS, threshold=1.0):
+    """Every rule and heuristic judge, as the judge stage builds them."""
+    config = JudgeConfig(verifier=VerifierConfig(threshold), heuristics=heuristics)
+    return {spec.name: spec.build(config.settings(spec.name))
+            for kind in ("rule", "heuristic") for spec in config.enabled_specs(kind)}
 
 
 def judge(text, finish="stop", config=DEFAULTS, threshold=1.0):
     candidate = {"candidate_id": "c1", "prompt_id": "p1", "text": text, "finish_reason": finish}
-    return {j["judge"]: j for j in rule_judgments(candidate, PROMPTS, threshold, config)}
+    return {j["judge"]: j for j in rule_judgments(candidate, PROMPTS, checks(config, threshold))}
 
 
 def test_verifier_and_every_heuristic_judge_each_candidate():
     out = judge("hi there little owls")
-    assert set(out) == {"ifeval_verifier"} | {h.judge for h in HEURISTICS}
+    assert list(out) == ["ifeval_verifier"] + [h.name for h in HEURISTICS]
     v = out["ifeval_verifier"]
     assert v["passed"] and v["score"] == 1.0
     assert json.loads(v["detail"]) == {"instruction_ids": ["punctuation:no_comma"], "strict": [True], "loose": [True]}
@@ -27,8 +37,9 @@ def test_verifier_and_every_heuristic_judge_each_candidate():
 
 def test_missing_prompt_is_an_error_judgment():
     candidate = {"candidate_id": "c1", "prompt_id": "nope", "text": "hi", "finish_reason": "stop"}
-    (j,) = rule_judgments(candidate, PROMPTS, 1.0, DEFAULTS)
-    assert not j["passed"] and "not found" in judgment_error(j)
+    judgments = rule_judgments(candidate, PROMPTS, checks())
+    assert [j["judge"] for j in judgments] == ["ifeval_verifier"] + [h.name for h in HEURISTICS]
+    assert all(not j["passed"] and judgment_error(j) == "prompt nope not found" for j in judgments)
 
 
 @pytest.mark.parametrize("text, finish, failing", [
@@ -64,7 +75,7 @@ def test_verifier_threshold_sets_passed():
     prompts = {"p1": {**PROMPTS["p1"], "instruction_ids": ["punctuation:no_comma", "change_case:english_lowercase"],
                       "kwargs": ["{}", "{}"]}}
     candidate = {"candidate_id": "c1", "prompt_id": "p1", "text": "Hi owls", "finish_reason": "stop"}
-    (v, *_), = [rule_judgments(candidate, prompts, 0.5, DEFAULTS)]
+    (v, *_), = [rule_judgments(candidate, prompts, checks(threshold=0.5))]
     assert v["score"] == 0.5 and v["passed"]
-    (v, *_), = [rule_judgments(candidate, prompts, 1.0, DEFAULTS)]
+    (v, *_), = [rule_judgments(candidate, prompts, checks(threshold=1.0))]
     assert not v["passed"]

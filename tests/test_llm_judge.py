@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from transforms.llm_judge import RATINGS, expected_rating, rating_token_ids, rubric_messages
+from transforms.judges.llm_judge import RATINGS, expected_rating, rating_token_ids, rubric_messages
 
 
 def test_certain_ratings_map_to_the_ends_of_the_scale():

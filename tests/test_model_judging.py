@@ -7,8 +7,8 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.model_judging import ModelJudge
-from transforms.scoring_models import ModelScore
+from transforms.judges.contract import JudgeResult
+from transforms.judges.model_judging import ModelJudge
 
 
 class ExplodingHandler(ModelHandler):
@@ -20,8 +20,8 @@ class ExplodingHandler(ModelHandler):
     def run_inference(self, batch, model, inference_args=None):
         if any("boom" in r.response for r in batch):
             raise RuntimeError("kaboom")
-        return [PredictionResult(r, ModelScore(0.0, {}, error="empty answer") if not r.response.strip()
-                                 else ModelScore(0.9, {"why": "fake"}), "fake") for r in batch]
+        return [PredictionResult(r, JudgeResult.failed("empty answer") if not r.response.strip()
+                                 else JudgeResult(0.9, True, {"why": "fake"}), "fake") for r in batch]
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": 1}
@@ -35,7 +35,7 @@ def test_failed_batches_and_unscorable_candidates_become_error_judgments():
     with TestPipeline() as p:
         prompts = p | "P" >> beam.Create([("p1", {"messages": [{"role": "user", "content": "Say something."}]})])
         judged = (p | "C" >> beam.Create(candidates)
-                  | ModelJudge("llm_judge", ExplodingHandler(), 0.5, beam.pvalue.AsDict(prompts)))
+                  | ModelJudge("llm_judge", ExplodingHandler(), beam.pvalue.AsDict(prompts)))
         summary = judged | beam.Map(lambda j: (j["candidate_id"], j["passed"], json.loads(j["detail"]).get("error", "")))
         assert_that(summary, equal_to([
             ("ok", True, ""),

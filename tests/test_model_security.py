@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipelines.config import SecurityConfig
-from transforms.model_io import LoadPolicy, ModelRefused, load_causal_lm
+from transforms.io.model_io import LoadPolicy, ModelRefused, load_causal_lm
 
 CUSTOM_CONFIG = '''from transformers import LlamaConfig
 

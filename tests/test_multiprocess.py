@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from tests.tiny_repo import tiny_repo
-from transforms.parquet_io import read_table
+from transforms.io.parquet_io import read_table
 
 MULTI = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 

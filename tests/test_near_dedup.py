@@ -6,10 +6,10 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from benchmarks.planted_duplicates import pair_precision_recall, planted_corpus
-from transforms.clusters import connected_components
-from transforms.near_dedup import (
-    MinHashParams,
+from transforms.curation.clusters import connected_components
+from transforms.curation.near_dedup import (
     NearDedup,
+    NearDedupConfig,
     NearDuplicateEdges,
     band_hashes,
     bucket_members,
@@ -24,7 +24,7 @@ def test_planted_clusters_are_found_with_high_precision_and_recall(tmp_path, see
     out = tmp_path / "edges.json"
     with TestPipeline() as p:
         rows = p | beam.Create([{"candidate_id": d.doc_id, "text": d.text} for d in docs])
-        _ = (rows | NearDuplicateEdges(MinHashParams()) | beam.combiners.ToList()
+        _ = (rows | NearDuplicateEdges(NearDedupConfig()) | beam.combiners.ToList()
              | beam.Map(lambda edges: out.write_text(json.dumps(edges))))
     components = connected_components(json.loads(out.read_text()))
     predicted = {d.doc_id: components.get(d.doc_id, d.doc_id) for d in docs}
@@ -65,7 +65,7 @@ def test_one_row_per_cluster_is_kept_with_its_cluster():
             {"candidate_id": "x1", "text": base + " again", "score": 1.0, "dedup_cluster_size": 2},
             {"candidate_id": "x3", "text": "a completely different answer about owls", "score": 1.0, "dedup_cluster_size": 1}]
     with TestPipeline() as p:
-        out = p | beam.Create(rows) | NearDedup(MinHashParams(ngram=3, threshold=0.6))
+        out = p | beam.Create(rows) | NearDedup(NearDedupConfig(ngram=3, threshold=0.6))
         kept = out.kept | "K" >> beam.Map(lambda r: (r["candidate_id"], r["dedup_cluster"], r["dedup_cluster_size"]))
         assert_that(kept, equal_to([("x1", "x1", 3), ("x3", "x3", 1)]), label="kept")
         assert_that(out.rejected | "R" >> beam.Map(lambda r: (r["candidate_id"], r["reason"])),
@@ -73,7 +73,7 @@ def test_one_row_per_cluster_is_kept_with_its_cluster():
 
 
 def test_a_huge_bucket_is_compared_as_a_star_not_all_pairs():
-    from transforms.near_dedup import MAX_PAIRWISE_BUCKET
+    from transforms.curation.near_dedup import MAX_PAIRWISE_BUCKET
 
     members = [f"id{i:03d}" for i in range(MAX_PAIRWISE_BUCKET + 6)]
     pairs = candidate_pairs(members)
@@ -89,7 +89,7 @@ def test_the_same_clusters_as_a_datasketch_minhash_lsh_loop(tmp_path):
     out = tmp_path / "edges.json"
     with TestPipeline() as p:
         rows = p | beam.Create([{"candidate_id": d.doc_id, "text": d.text} for d in docs])
-        _ = (rows | NearDuplicateEdges(MinHashParams(), batch_size=64) | beam.combiners.ToList()
+        _ = (rows | NearDuplicateEdges(NearDedupConfig(), batch_size=64) | beam.combiners.ToList()
              | beam.Map(lambda edges: out.write_text(json.dumps(edges))))
     ours = connected_components([tuple(e) for e in json.loads(out.read_text())])
     theirs = connected_components(datasketch_loop_edges([(d.doc_id, d.text) for d in docs]))

@@ -2,7 +2,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from transforms.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, shard_entries
+from transforms.io.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, shard_entries
 
 SCHEMA = pa.schema([("id", pa.string()), ("value", pa.int64())])
 ROWS = [{"id": f"r{i:03d}", "value": i} for i in range(50)]

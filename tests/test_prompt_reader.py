@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transforms.prompt_reader import PromptFileError, read_prompt_file
+from transforms.prompts.prompt_reader import PromptFileError, read_prompt_file
 
 
 def write(tmp_path, text: str | bytes, name="prompts.jsonl"):

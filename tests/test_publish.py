@@ -18,7 +18,7 @@ import pytest
 from schemas.records import PAIR
 from tests.fake_hub import FakeHub
 from tests.stage_fixtures import prompt, shard_row, write_params, write_prompt_sets, write_shards
-from transforms.parquet_io import shard_name
+from transforms.io.parquet_io import shard_name
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_selfsiftPublishPlanted0123456789abcdefXYZ"

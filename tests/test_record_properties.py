@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import records
-from transforms.parquet_io import table_bytes
-from transforms.prompt_reader import ALLOWED_CONTROLS, BIDI_CONTROLS, PromptFileError, read_prompt_file
+from transforms.io.parquet_io import table_bytes
+from transforms.prompts.prompt_reader import ALLOWED_CONTROLS, BIDI_CONTROLS, PromptFileError, read_prompt_file
 
 SCHEMAS = {name: getattr(records, name) for name in
            ("PROMPT", "CANDIDATE", "JUDGMENT", "SHARD_ROW", "REJECTED_ROW", "PAIR", "EVAL_RESULT")}

@@ -4,7 +4,7 @@ local disk once per process. A filesystem with its own scheme (tests/fake_remote
 import torch
 
 from tests.fake_remote_fs import PREFIX
-from transforms.model_io import load_causal_lm, local_model_dir, model_sha256
+from transforms.io.model_io import load_causal_lm, local_model_dir, model_sha256
 
 
 def test_remote_model_is_copied_once_and_loads_the_same(tiny_model_dir):

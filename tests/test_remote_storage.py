@@ -8,7 +8,7 @@ from pipelines.cli import main
 from tests.fake_remote_fs import PREFIX
 from tests.stage_fixtures import chdir, write_params
 from tests.tiny_repo import TINY
-from transforms.parquet_io import read_table
+from transforms.io.parquet_io import read_table
 
 STAGES = [["prepare-model"], ["prompts"], ["generate", "--iteration", "1"], ["judge", "--iteration", "1"],
           ["curate", "--iteration", "1"], ["validate", "--iteration", "1"], ["finetune", "--iteration", "1"],

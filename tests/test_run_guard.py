@@ -12,7 +12,7 @@ import pytest
 from pipelines.resume import ShardProgress
 from pipelines.run_guard import StageBusy, guarded
 from tests.stage_fixtures import chdir
-from transforms.parquet_io import shard_name, table_bytes, write_atomically
+from transforms.io.parquet_io import shard_name, table_bytes, write_atomically
 
 HOLD = """
 import sys, time

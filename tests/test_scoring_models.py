@@ -3,7 +3,9 @@ and a batch's scores do not depend on which other requests share it."""
 
 import pytest
 
-from transforms.scoring_models import RatingJudgeHandler, RewardModelHandler, ScoreRequest, normalized_reward
+from transforms.judges.llm_judge import RatingJudgeHandler, rubric_prefix_length
+from transforms.judges.reward_model import RewardModelHandler, normalized_reward
+from transforms.judges.scoring_models import ModelJudgeConfig, ScoreRequest
 
 
 def build_tiny_reward_model(out):
@@ -36,9 +38,13 @@ REQUESTS = [ScoreRequest("a", "Write about owls.", "Owls hoot at night."),
             ScoreRequest("d", "Write about moss.", "moss " * 400)]
 
 
+def config(model_dir, micro_batch_size=2, threshold=0.5):
+    return ModelJudgeConfig(enabled=True, model=str(model_dir), threshold=threshold, max_input_tokens=256,
+                            micro_batch_size=micro_batch_size, max_batch_size=8, dtype="float32")
+
+
 def run(handler_class, model_dir, requests, **kwargs):
-    handler = handler_class(str(model_dir), max_input_tokens=kwargs.get("max_input_tokens", 256),
-                            micro_batch_size=kwargs.get("micro_batch_size", 2), max_batch_size=8, dtype="float32")
+    handler = handler_class(config(model_dir, kwargs.get("micro_batch_size", 2)))
     model = handler.load_model()
     return {r.example.key: r.inference for r in handler.run_inference(requests, model)}
 
@@ -50,6 +56,8 @@ def test_scores_in_range_and_unscorable_inputs_are_named(request, handler_class,
     out = run(handler_class, model_dir, REQUESTS)
     for key in ("a", "b"):
         assert not out[key].error and 0.0 <= out[key].score <= 1.0
+        assert out[key].passed == (out[key].score >= 0.5)
+    assert not out["c"].passed and not out["d"].passed
     assert out["c"].error.startswith("empty answer")
     assert out["d"].error.startswith("input too long") and out["d"].detail["input_tokens"] > 256
     alone = run(handler_class, model_dir, [REQUESTS[0]])
@@ -71,8 +79,6 @@ def test_reward_normalization():
 
 
 def test_shared_prefix_judging_gives_the_plain_forward_scores(varied_model_dir):
-    from transforms.scoring_models import rubric_prefix_length
-
     requests = [ScoreRequest(f"{p}-{n}", f"Write about {p}.", f"{p.title()} answer number {n}, " + "words " * n)
                 for p in ("owls", "bats", "moss") for n in range(3)]
     shared = run(RatingJudgeHandler, varied_model_dir, requests, micro_batch_size=1)  # one prefix per prompt
@@ -80,8 +86,7 @@ def test_shared_prefix_judging_gives_the_plain_forward_scores(varied_model_dir):
     for key in shared:
         assert shared[key].score == pytest.approx(plain[key].score, abs=1e-4)
     assert len({round(s.score, 4) for s in shared.values()}) > 3  # the model tells the answers apart
-    handler = RatingJudgeHandler(str(varied_model_dir), max_input_tokens=256, micro_batch_size=1, max_batch_size=8,
-                                 dtype="float32")
+    handler = RatingJudgeHandler(config(varied_model_dir, micro_batch_size=1))
     tokenizer = handler.load_model().tokenizer
     ids = handler.encode(tokenizer, requests[0])
     cut = rubric_prefix_length(tokenizer, requests[0], ids)

@@ -4,8 +4,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms import semantic_dedup
-from transforms.semantic_dedup import SemanticDedup, SemanticDedupParams, SentenceEmbeddingHandler, similar_pairs
+from transforms.curation import semantic_dedup
+from transforms.curation.semantic_dedup import SemanticDedup, SemanticDedupConfig, SentenceEmbeddingHandler, similar_pairs
 
 
 def unit(*xs):
@@ -36,7 +36,7 @@ def test_scope_decides_which_answers_are_compared(tiny_model_dir, scope, kept):
     rows = [{"candidate_id": cid, "prompt_id": pid, "text": text, "score": 1.0, "dedup_cluster_size": 1}
             for cid, pid, text in [("a", "p1", "owls hoot at night"), ("b", "p1", "owls hoot at night"),
                                    ("c", "p2", "owls hoot at night"), ("d", "p2", "bats fly in caves at dusk")]]
-    params = SemanticDedupParams(str(tiny_model_dir), threshold=0.9999, scope=scope, batch_size=4)
+    params = SemanticDedupConfig(enabled=True, model=str(tiny_model_dir), threshold=0.9999, scope=scope, batch_size=4)
     with TestPipeline() as p:
         out = p | beam.Create(rows) | SemanticDedup(params)
         assert_that(out.kept | "K" >> beam.Map(lambda r: r["candidate_id"]), equal_to(kept), label="kept")

@@ -8,7 +8,7 @@ from pipelines import config as config_module
 from pipelines import validate
 from schemas.records import CANDIDATE, JUDGMENT, PAIR
 from tests.stage_fixtures import chdir, prompt, shard_row, write_params, write_prompt_sets, write_shards
-from transforms.parquet_io import shard_name
+from transforms.io.parquet_io import shard_name
 
 TRAIN = [prompt("t1", "Write about owls.", "train"), prompt("t2", "Write about bats.", "train")]
 EVAL = [prompt("e1", "Write about frogs.", "eval")]

@@ -7,8 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from transforms.hf_generation import PROMPT_TOO_LONG, GenerationRequest, SamplingParams
-from transforms.vllm_generation import VLLMGenerationHandler
+from transforms.generation.hf_generation import PROMPT_TOO_LONG, GenerationRequest, SamplingParams
+from transforms.generation.vllm_generation import VLLMGenerationHandler
 
 
 class FakeVLLM(BaseHTTPRequestHandler):

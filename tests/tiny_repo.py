@@ -16,7 +16,8 @@ TINY = {
     "generate": {"candidates_per_prompt": 3, "max_new_tokens": 12, "micro_batch_size": 8, "num_shards": 2},
     # A random model follows no instruction: accept any verifier score and any shape so fine-tuning has data.
     "judge": {"num_shards": 2, "verifier": {"threshold": 0.0},
-              "heuristics": {"drop_truncated": False, "max_repeated_ngram_share": 1.0, "max_prompt_echo": 1.0}},
+              "heuristics": {"min_words": 1, "drop_truncated": False, "max_repeated_ngram_share": 1.0,
+                             "max_prompt_echo": 1.0}},
     "curate": {"max_per_prompt": 2, "num_shards": 2},
     "finetune": {"epochs": 1, "batch_size": 4, "max_length": 96},
     "evaluate": {"max_new_tokens": 12, "micro_batch_size": 8},

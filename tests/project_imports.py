@@ -1,0 +1,56 @@
+"""The project modules a stage can run: the import closure of its entry module, read from the source."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("pipelines", "transforms", "schemas")
+# Its imports give the config classes, whose values DVC tracks through params.yaml (every key is
+# listed there, tests/test_params.py), so it is a dependency of every stage but not a way in.
+LEAVES = ("pipelines/config.py",)
+
+
+def module_file(name: str) -> Path | None:
+    if not name.startswith(tuple(f"{package}." for package in PACKAGES)) or not name.replace(".", "").replace("_", "").isalnum():
+        return None
+    path = REPO / Path(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Modules the file imports, anywhere in it, or names as a string (the judge registry, the curation chain)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and module_file(node.value) is not None:
+            found.add(node.value)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.split(".")[0] in PACKAGES}
+
+
+def closure(entry: str) -> set[str]:
+    """Project files (relative paths) the entry module reaches through imports, itself included."""
+    seen: set[str] = set()
+    todo = [REPO / entry]
+    while todo:
+        path = todo.pop()
+        rel = path.relative_to(REPO).as_posix()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        if rel in LEAVES:
+            continue
+        for name in imported_modules(path):
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # a package's __init__ runs too
+                if (found := module_file(".".join(parts[:i]))) is not None:
+                    todo.append(found)
+    return seen

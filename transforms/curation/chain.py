@@ -1,0 +1,50 @@
+"""The curation chain: its steps, in the order they apply. Adding a step: a module that declares
+`STEP` (a RowFilter or SetStep, transforms/curation/steps.py) and its name on one line below. The
+screen, the funnel and the manifest follow this order."""
+
+from __future__ import annotations
+
+import importlib
+
+
+def steps(*modules: str) -> tuple:
+    """The steps the given modules declare (their `STEP`), in order."""
+    return tuple(importlib.import_module(module).STEP for module in modules)
+
+
+CHAIN = steps(
+    "transforms.curation.usable",
+    "transforms.curation.heuristic_gate",
+    "transforms.curation.decontamination",
+    "transforms.curation.judge_policy",
+    "transforms.curation.exact_dedup",
+    "transforms.curation.near_dedup",
+    "transforms.curation.semantic_dedup",
+    "transforms.curation.selection",
+    "transforms.curation.control_sample",
+)
+
+
+def funnel_steps(chain=CHAIN) -> list[tuple[str, tuple[str, ...]]]:
+    """(step name, its reasons); a reason two steps can give counts at the first of them."""
+    seen: set[str] = set()
+    steps = []
+    for step in chain:
+        reasons = tuple(r for r in step.reasons if r not in seen)
+        seen.update(reasons)
+        steps.append((step.name, reasons))
+    return steps
+
+
+REASONS = tuple(reason for _, reasons in funnel_steps() for reason in reasons)
+
+
+def funnel(rows_in: int, counts: dict[str, int], chain=CHAIN) -> list[dict]:
+    """Rows into and out of each step, with that step's rejections by reason."""
+    steps, remaining = [], rows_in
+    for step, reasons in funnel_steps(chain):
+        rejected_here = {reason: counts.get(reason, 0) for reason in reasons}
+        out = remaining - sum(rejected_here.values())
+        steps.append({"step": step, "in": remaining, "rejected": rejected_here, "out": out})
+        remaining = out
+    return steps

@@ -1,0 +1,35 @@
+"""The `curate:` params section: the judge policy, selection and control settings at its top level,
+preference pairs, and a sub-section for each step of the chain that has settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from transforms.curation.chain import CHAIN
+from transforms.curation.control_sample import ControlConfig
+from transforms.curation.judge_policy import JudgePolicy
+from transforms.curation.preference_pairs import PairsConfig
+from transforms.curation.selection import SelectionPolicy
+from transforms.settings import require
+
+
+@dataclass(frozen=True)
+class CurateStageConfig(ControlConfig, SelectionPolicy, JudgePolicy):
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    num_shards: int = 2  # kept, rejected and pairs shards per iteration
+
+    def validate(self, where: str) -> None:
+        for part in (JudgePolicy, SelectionPolicy, ControlConfig):
+            part.validate(self, where)
+        require(self.num_shards >= 1, f"{where}.num_shards must be at least 1")
+
+    def keep_reason(self, control_rows: int) -> str:
+        if self.control != "none":
+            return f"control {self.control}: random sample of {control_rows}"
+        return f"passed {JudgePolicy.describe(self)}; {SelectionPolicy.describe(self)}"
+
+
+CurateConfig = dataclasses.make_dataclass(
+    "CurateConfig", [(step.section, step.config, field(default_factory=step.config)) for step in CHAIN if step.config],
+    bases=(CurateStageConfig,), frozen=True, namespace={"__module__": __name__})

@@ -1,0 +1,127 @@
+"""The curation chain as one Beam composite.
+
+join -> the steps of `chain.CHAIN`, in order; preference pairs are drawn on the side from what the
+first row filters saw. Every candidate leaves exactly once: as a kept row, or as a rejected row
+with a reason.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from schemas.records import JudgedRow
+from transforms.curation.chain import CHAIN
+from transforms.curation.plan import CurationPlan
+from transforms.curation.preference_pairs import preference_pair
+from transforms.curation.rejections import REJECTED, rejected
+from transforms.curation.steps import RowFilter
+
+PAIR_POOL = "pair_pool"
+_VERDICT_FIELDS = ("judge", "score", "passed", "detail")
+
+
+def assemble(joined: tuple, prompts: dict, policy) -> JudgedRow:
+    """Joins one candidate with its judgments, its prompt's fields and its combined score."""
+    candidate_id, grouped = joined
+    candidates = list(grouped["candidates"])
+    if len(candidates) != 1:
+        raise ValueError(f"candidate id {candidate_id} appears {len(candidates)} times in the candidates")
+    judgments = sorted(grouped["judgments"], key=lambda j: j["judge"])
+    by_judge = {j["judge"]: j for j in judgments}
+    complete = all(n in by_judge for n in policy.gating())
+    prompt = prompts.get(candidates[0]["prompt_id"], {})
+    return {
+        **candidates[0],
+        "messages": prompt.get("messages", []),
+        "instruction_ids": prompt.get("instruction_ids", []),
+        "kwargs": prompt.get("kwargs", []),
+        "judgments": [{k: j[k] for k in _VERDICT_FIELDS} for j in judgments],
+        "score": policy.combined_score(by_judge) if complete else 0.0,
+    }
+
+
+def first_failure(row: JudgedRow, checks) -> tuple[str, str] | None:
+    for check in checks:
+        if found := check(row):
+            return found
+    return None
+
+
+class Screen(beam.DoFn):
+    """Consecutive row filters in one pass: a row is rejected with the first reason it fails. With
+    `pair_pool`, every row also goes to that output with its reason (None when it passed)."""
+
+    def __init__(self, checks, pair_pool: bool):
+        self.checks, self.pair_pool = checks, pair_pool
+
+    def process(self, row):
+        found = first_failure(row, self.checks)
+        if self.pair_pool:
+            yield beam.pvalue.TaggedOutput(PAIR_POOL, (row["prompt_id"], (row, found[0] if found else None)))
+        if found:
+            yield rejected(row, *found)
+        else:
+            yield row
+
+
+def _runs(chain):
+    """The chain cut into runs of consecutive row filters (lists) and single set steps."""
+    runs: list = []
+    for step in chain:
+        if isinstance(step, RowFilter) and runs and isinstance(runs[-1], list):
+            runs[-1].append(step)
+        else:
+            runs.append([step] if isinstance(step, RowFilter) else step)
+    return runs
+
+
+def _kept_and_rejected(result):
+    return result if isinstance(result, tuple) else (result["kept"], result[REJECTED])
+
+
+class Curate(beam.PTransform):
+    """(candidates, judgments, prompts) -> {"kept", "rejected", "pairs"}."""
+
+    def __init__(self, plan: CurationPlan, chain=CHAIN):
+        super().__init__()
+        self.plan, self.chain = plan, chain
+
+    def expand(self, inputs):
+        candidates, judgments, prompts = inputs
+        plan = self.plan
+        prompts_by_id = beam.pvalue.AsDict(prompts | "KeyPrompts" >> beam.Map(lambda p: (p["prompt_id"], p)))
+        rows = (
+            {
+                "candidates": candidates | "KeyCandidates" >> beam.Map(lambda c: (c["candidate_id"], c)),
+                "judgments": judgments | "KeyJudgments" >> beam.Map(lambda j: (j["candidate_id"], j)),
+            }
+            | "Join" >> beam.CoGroupByKey()
+            | "SkipOrphanJudgments" >> beam.Filter(lambda kv: len(kv[1]["candidates"]) > 0)
+            | "Assemble" >> beam.Map(assemble, prompts=prompts_by_id, policy=plan.config)
+        )
+        rejections, pair_pool = [], None
+        for run in _runs(self.chain):
+            if isinstance(run, list):
+                checks = [check for step in run if (check := step.build(plan)) is not None]
+                label = " + ".join(step.name for step in run)
+                screened = rows | label >> beam.ParDo(Screen(checks, pair_pool is None)).with_outputs(
+                    REJECTED, PAIR_POOL, main="kept")
+                pair_pool = screened[PAIR_POOL] if pair_pool is None else pair_pool
+                rows, dropped = screened.kept, screened[REJECTED]
+            else:
+                transform = run.build(plan)
+                if transform is None:
+                    continue
+                rows, dropped = _kept_and_rejected(rows | run.name >> transform)
+            rejections.append(dropped)
+        keep_reason = plan.keep_reason()
+        kept = rows | "KeepReason" >> beam.Map(lambda r: {**r, "keep_reason": keep_reason})
+        outputs = {"kept": kept, "rejected": rejections | "AllRejected" >> beam.Flatten()}
+        if plan.config.pairs.enabled and pair_pool is not None:
+            outputs["pairs"] = (
+                pair_pool
+                | "GroupPairPool" >> beam.GroupByKey()
+                | "PreferencePairs" >> beam.FlatMap(
+                    lambda kv, margin: preference_pair(kv[0], kv[1], margin), margin=plan.config.pairs.min_margin)
+            )
+        return outputs

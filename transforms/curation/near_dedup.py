@@ -1,0 +1,191 @@
+"""Near-duplicate removal with MinHash LSH, as a Beam composite.
+
+signatures (datasketch MinHash over word shingles) -> band keys -> group by band -> candidate
+pairs whose estimated Jaccard similarity reaches the threshold -> connected components -> keep
+one row per cluster (highest score, then smallest candidate id). The same pairs as datasketch's
+MinHashLSH with the same parameters, confirmed by the same Jaccard estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+
+from schemas.reasons import NEAR_DUPLICATE
+from transforms.curation.clusters import KeepOnePerCluster
+from transforms.curation.steps import SetStep
+from transforms.settings import require
+from transforms.text_normalization import words
+
+# A bucket this large is compared as a star (each member against its first) instead of all pairs,
+# so a degenerate bucket cannot make the step quadratic.
+MAX_PAIRWISE_BUCKET = 64
+
+
+MINHASH_SEED = 1
+
+
+@dataclass(frozen=True)
+class NearDedupConfig:
+    """MinHash LSH over word shingles."""
+
+    enabled: bool = True
+    ngram: int = 5  # word shingles
+    num_perm: int = 128  # MinHash permutations
+    # LSH bands of num_perm / bands rows; must divide num_perm. 32 bands of 4 rows: pairs at Jaccard
+    # 0.7 share a band with probability ~1 (16 bands of 8 find a 0.75 pair 81 % of the time)
+    bands: int = 32
+    threshold: float = 0.7  # estimated Jaccard similarity at which two answers are near-duplicates
+
+    def validate(self, where: str) -> None:
+        require(self.ngram >= 1, f"{where}.ngram must be at least 1")
+        require(self.bands >= 1 and self.num_perm % self.bands == 0,
+                f"{where}.bands must be at least 1 and divide num_perm ({self.num_perm})")
+        require(0 < self.threshold <= 1, f"{where}.threshold must be in (0, 1]")
+
+
+def shingles(text: str, n: int) -> set[bytes]:
+    """Word n-grams of the normalized text; a text shorter than n is one shingle."""
+    tokens = words(text)
+    if len(tokens) < n:
+        return {" ".join(tokens).encode()}
+    return {" ".join(tokens[i : i + n]).encode() for i in range(len(tokens) - n + 1)}
+
+
+class Signer:
+    """MinHash signatures with the permutations built once."""
+
+    def __init__(self, params: NearDedupConfig):
+        from datasketch import MinHash
+
+        self.params = params
+        self._template = MinHash(num_perm=params.num_perm, seed=MINHASH_SEED)
+
+    def signature(self, text: str) -> np.ndarray:
+        from datasketch import MinHash
+
+        m = MinHash(num_perm=self.params.num_perm, seed=MINHASH_SEED, permutations=self._template.permutations,
+                    scheme=self._template.scheme)
+        m.update_batch(sorted(shingles(text, self.params.ngram)))
+        return m.hashvalues
+
+
+def band_hashes(signatures: np.ndarray, bands: int) -> np.ndarray:
+    """One 64-bit key per band per row ([rows, bands]): the band's hash values mixed together.
+
+    Two rows share a key when their band is equal (or, with chance ~2^-64, on a collision, which the
+    Jaccard check then drops)."""
+    rows_per_band = signatures.shape[1] // bands
+    values = signatures[:, : bands * rows_per_band].reshape(len(signatures), bands, rows_per_band).astype(np.uint64)
+    keys = np.full((len(signatures), bands), 0xCBF29CE484222325, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for r in range(rows_per_band):
+            keys = (keys ^ values[:, :, r]) * np.uint64(0x100000001B3)
+            keys ^= keys >> np.uint64(29)
+    return keys
+
+
+def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.count_nonzero(a == b)) / len(a)
+
+
+def bucket_members(keys: np.ndarray, ids: np.ndarray):
+    """Yields the ids (sorted) of each key shared by two or more rows."""
+    order = np.argsort(keys, kind="stable")
+    keys, ids = keys[order], ids[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+        yield sorted(ids[start:end].tolist())
+
+
+def candidate_pairs(members: list[str]):
+    """A bucket's pairs to check: all of them, or a star around the smallest id when the bucket is huge."""
+    if len(members) > MAX_PAIRWISE_BUCKET:
+        return [(members[0], m) for m in members[1:] if m != members[0]]
+    return [(members[i], members[j]) for i in range(len(members)) for j in range(i + 1, len(members))
+            if members[i] != members[j]]
+
+
+class _SignBatch(beam.DoFn):
+    """A batch of rows -> (ids, signatures[rows, num_perm]): one element per batch, not per row."""
+
+    def __init__(self, params: NearDedupConfig):
+        self.params = params
+
+    def setup(self):
+        self.signer = Signer(self.params)
+
+    def process(self, rows):
+        ids = np.array([r["candidate_id"] for r in rows], dtype=object)
+        yield ids, np.stack([self.signer.signature(r["text"]) for r in rows])
+
+
+def _band_entries(signed, bands: int):
+    ids, signatures = signed
+    keys = band_hashes(signatures, bands)
+    for band in range(bands):
+        yield band, (keys[:, band], ids)
+
+
+def _pairs_in_band(band_and_parts):
+    _, parts = band_and_parts
+    parts = list(parts)
+    keys = np.concatenate([k for k, _ in parts])
+    ids = np.concatenate([i for _, i in parts])
+    for members in bucket_members(keys, ids):
+        yield from candidate_pairs(members)
+
+
+class NearDuplicateEdges(beam.PTransform):
+    """Rows with `candidate_id` and `text` -> (id, id) pairs of near-duplicates.
+
+    Rows are signed in batches; each batch becomes one (keys, ids) array per band, so the shuffle
+    carries 32 elements per batch instead of 32 per row, and no signatures. Pairs sharing a band
+    key are checked against the signatures, read from a side input.
+    """
+
+    def __init__(self, params: NearDedupConfig, batch_size: int = 2048):
+        super().__init__()
+        self.params = params
+        self.batch_size = batch_size
+
+    def expand(self, rows):
+        bands, threshold = self.params.bands, self.params.threshold
+        signed = (
+            rows
+            | "Batch" >> beam.BatchElements(min_batch_size=self.batch_size, max_batch_size=self.batch_size)
+            | "Sign" >> beam.ParDo(_SignBatch(self.params))
+        )
+        signatures = signed | "SignatureById" >> beam.FlatMap(lambda batch: zip(batch[0].tolist(), batch[1]))
+        return (
+            signed
+            | "BandKeys" >> beam.FlatMap(_band_entries, bands=bands)
+            | "GroupByBand" >> beam.GroupByKey()
+            | "BucketPairs" >> beam.FlatMap(_pairs_in_band)
+            | "DistinctPairs" >> beam.Distinct()
+            | "Confirm" >> beam.Filter(lambda pair, sig: estimated_jaccard(sig[pair[0]], sig[pair[1]]) >= threshold,
+                                       sig=beam.pvalue.AsDict(signatures))
+        )
+
+
+class NearDedup(beam.PTransform):
+    """Rows -> tagged outputs `kept` (one per near-duplicate cluster) and `rejected` (near_duplicate)."""
+
+    def __init__(self, params: NearDedupConfig):
+        super().__init__()
+        self.params = params
+
+    def expand(self, rows):
+        edges = rows | "Edges" >> NearDuplicateEdges(self.params)
+        return (rows, edges) | "KeepOnePerCluster" >> KeepOnePerCluster(NEAR_DUPLICATE)
+
+
+def near_dedup(plan):
+    cfg = plan.config.near_dedup
+    return NearDedup(cfg) if cfg.enabled and plan.config.control != "no_filter" else None
+
+
+STEP = SetStep("near dedup", (NEAR_DUPLICATE,), near_dedup, NearDedupConfig, "near_dedup")

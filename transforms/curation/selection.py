@@ -1,0 +1,98 @@
+"""Selection, applied to rows that passed every filter: best-of-K per prompt, a cap per instruction
+type, and the top fraction overall. Rows are ranked best first by `preference`. Off under the
+ablation controls, which sample in its place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import apache_beam as beam
+
+from schemas.reasons import BELOW_TOP_FRACTION, OVER_PROMPT_CAP, OVER_TYPE_CAP
+from transforms.curation.clusters import preference
+from transforms.curation.rejections import REJECTED, rejected
+from transforms.curation.steps import SetStep
+from transforms.settings import require
+
+
+@dataclass(frozen=True)
+class SelectionPolicy:
+    max_per_prompt: int = 2  # best-of-K: a prompt's best this many distinct answers
+    max_per_instruction_type: int = 0  # balance: cap kept rows per instruction type (0: no cap)
+    top_fraction: float = 1.0  # then keep the best this share overall
+
+    def validate(self, where: str) -> None:
+        require(self.max_per_prompt >= 1, f"{where}.max_per_prompt must be at least 1")
+        require(self.max_per_instruction_type >= 0, f"{where}.max_per_instruction_type must be >= 0")
+        require(0 < self.top_fraction <= 1, f"{where}.top_fraction must be in (0, 1]")
+
+    def describe(self) -> str:
+        parts = [f"best {self.max_per_prompt} per prompt"]
+        if self.max_per_instruction_type:
+            parts.append(f"at most {self.max_per_instruction_type} per instruction type")
+        if self.top_fraction < 1:
+            parts.append(f"top {self.top_fraction:g} overall")
+        return ", ".join(parts)
+
+
+def best_per_prompt(prompt_id: str, rows, k: int):
+    rows = sorted(rows, key=preference)
+    yield from rows[:k]
+    for row in rows[k:]:
+        yield rejected(row, OVER_PROMPT_CAP, f"prompt's best {k} kept")
+
+
+def balance_and_top(rows: list[dict], policy: SelectionPolicy):
+    """Per-type cap, then the top fraction, over all rows at once.
+
+    A row is kept while at least one of its instruction types is under the cap, and counts toward
+    all of them: a row that carries a rare constraint is not lost because it also carries a common one.
+    """
+    rows = sorted(rows, key=preference)
+    balanced = []
+    kept_per_type: Counter = Counter()
+    for row in rows:
+        types = row["instruction_ids"] or ["(none)"]
+        cap = policy.max_per_instruction_type
+        if cap and all(kept_per_type[t] >= cap for t in types):
+            yield rejected(row, OVER_TYPE_CAP, f"{', '.join(types)} already at {cap}")
+            continue
+        kept_per_type.update(types)
+        balanced.append(row)
+    keep = math.ceil(len(balanced) * policy.top_fraction)
+    for row in balanced[:keep]:
+        yield row
+    for row in balanced[keep:]:
+        yield rejected(row, BELOW_TOP_FRACTION, f"outside the best {policy.top_fraction:g} of {len(balanced)}")
+
+
+class Select(beam.PTransform):
+    """Rows -> (kept, rejected); `policy` is any object with SelectionPolicy's fields (a CurateConfig)."""
+
+    def __init__(self, policy: SelectionPolicy):
+        super().__init__()
+        self.policy = policy
+
+    def expand(self, rows):
+        policy = self.policy
+        per_prompt = (
+            rows
+            | "KeyByPrompt" >> beam.Map(lambda r: (r["prompt_id"], r))
+            | "GroupByPrompt" >> beam.GroupByKey()
+            | "BestPerPrompt" >> beam.FlatMap(lambda kv: best_per_prompt(kv[0], kv[1], policy.max_per_prompt))
+            .with_outputs(REJECTED, main="kept")
+        )
+        overall = (
+            per_prompt.kept
+            | "GatherSelected" >> beam.combiners.ToList()
+            | "BalanceAndTop" >> beam.FlatMap(balance_and_top, policy=policy).with_outputs(REJECTED, main="kept")
+        )
+        rejections = (per_prompt[REJECTED], overall[REJECTED]) | "SelectionRejections" >> beam.Flatten()
+        return overall.kept, rejections
+
+
+STEP = SetStep("selection", (OVER_PROMPT_CAP, OVER_TYPE_CAP, BELOW_TOP_FRACTION),
+               lambda plan: Select(plan.config) if plan.config.control == "none" else None)

@@ -1,0 +1,125 @@
+"""Semantic dedup (optional): answers whose sentence embeddings (mean-pooled, unit length, e.g.
+all-MiniLM-L6-v2) have a cosine similarity at or above a threshold are duplicates; one per cluster
+is kept. Scope `within_prompt` compares a prompt's answers with each other; `global` compares every
+pair on one worker (blockwise, so memory stays at one block of similarities).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
+
+from schemas.reasons import SEMANTIC_DUPLICATE
+from transforms.curation.clusters import KeepOnePerCluster
+from transforms.curation.steps import SetStep
+from transforms.settings import require
+
+BLOCK = 1024
+MAX_TOKENS = 256  # longer answers are embedded from their first MAX_TOKENS tokens
+
+
+@dataclass(frozen=True)
+class SemanticDedupConfig:
+    """Optional: sentence embeddings; `make embedder` fetches all-MiniLM-L6-v2."""
+
+    enabled: bool = False
+    model: str = ".cache/all-minilm-l6-v2"  # sentence embedding model folder (`make embedder`)
+    threshold: float = 0.95  # cosine similarity at which two answers are semantic duplicates
+    scope: str = "within_prompt"  # within_prompt, or global (across prompts too)
+    batch_size: int = 64
+
+    def validate(self, where: str) -> None:
+        require(-1 <= self.threshold <= 1, f"{where}.threshold must be in [-1, 1]")
+        require(self.scope in ("within_prompt", "global"), f"{where}.scope must be 'within_prompt' or 'global'")
+        require(self.batch_size >= 1, f"{where}.batch_size must be at least 1")
+
+
+@dataclass
+class LoadedEncoder:
+    model: Any
+    tokenizer: Any
+
+
+class SentenceEmbeddingHandler(ModelHandler[str, PredictionResult, LoadedEncoder]):
+    def __init__(self, model_dir: str, batch_size: int, max_tokens: int, load_policy=None):
+        super().__init__()
+        self._model_dir, self._batch_size, self._max_tokens = model_dir, batch_size, max_tokens
+        self._load_policy = load_policy
+
+    def load_model(self) -> LoadedEncoder:
+        from transforms.io.model_io import LoadPolicy, load_encoder
+
+        return LoadedEncoder(*load_encoder(self._model_dir, policy=self._load_policy or LoadPolicy()))
+
+    def run_inference(self, batch: Sequence[str], model: LoadedEncoder, inference_args=None):
+        import torch
+
+        encoded = model.tokenizer(list(batch), padding=True, truncation=True, max_length=self._max_tokens,
+                                  return_tensors="pt")
+        with torch.inference_mode():
+            hidden = model.model(**encoded).last_hidden_state.float()
+        mask = encoded["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        vectors = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return [PredictionResult(text, vectors[i], self._model_dir) for i, text in enumerate(batch)]
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size}
+
+
+def similar_pairs(items: list[tuple[str, np.ndarray]], threshold: float) -> list[tuple[str, str]]:
+    """Id pairs whose unit vectors have cosine similarity >= threshold, compared block by block."""
+    items = sorted(items, key=lambda item: item[0])
+    ids = [i for i, _ in items]
+    if len(items) < 2:
+        return []
+    matrix = np.stack([v for _, v in items]).astype(np.float32)
+    pairs = []
+    for start in range(0, len(ids), BLOCK):
+        sims = matrix[start : start + BLOCK] @ matrix.T
+        rows, cols = np.nonzero(sims >= threshold)
+        pairs += [(ids[start + r], ids[c]) for r, c in zip(rows.tolist(), cols.tolist()) if start + r < c]
+    return pairs
+
+
+class SemanticDedup(beam.PTransform):
+    """Rows -> tagged outputs `kept` (one per semantic cluster) and `rejected` (semantic_duplicate)."""
+
+    def __init__(self, params: SemanticDedupConfig, load_policy=None):
+        super().__init__()
+        self.params, self.load_policy = params, load_policy
+
+    def expand(self, rows):
+        params = self.params
+        handler = SentenceEmbeddingHandler(params.model, params.batch_size, MAX_TOKENS, self.load_policy)
+        embedded = (
+            rows
+            | "KeyText" >> beam.Map(lambda r: ((r["prompt_id"], r["candidate_id"]), r["text"]))
+            | "Embed" >> RunInference(KeyedModelHandler(handler))
+            | "Vector" >> beam.MapTuple(lambda key, result: (key, result.inference))
+        )
+        if params.scope == "within_prompt":
+            groups = (embedded
+                      | "ByPrompt" >> beam.MapTuple(lambda key, vec: (key[0], (key[1], vec)))
+                      | "GroupByPrompt" >> beam.GroupByKey()
+                      | "Items" >> beam.MapTuple(lambda _, items: list(items)))
+        else:
+            groups = (embedded
+                      | "Drop prompt" >> beam.MapTuple(lambda key, vec: (key[1], vec))
+                      | "GatherAll" >> beam.combiners.ToList())
+        edges = groups | "SimilarPairs" >> beam.FlatMap(similar_pairs, threshold=params.threshold)
+        return (rows, edges) | "KeepOnePerCluster" >> KeepOnePerCluster(SEMANTIC_DUPLICATE)
+
+
+def semantic_dedup(plan):
+    cfg = plan.config.semantic_dedup
+    if not cfg.enabled or plan.config.control == "no_filter":
+        return None
+    return SemanticDedup(cfg, plan.load_policy)
+
+
+STEP = SetStep("semantic dedup", (SEMANTIC_DUPLICATE,), semantic_dedup, SemanticDedupConfig, "semantic_dedup")

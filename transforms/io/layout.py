@@ -1,0 +1,81 @@
+"""Where everything lives. Data and models go under `storage.root` when one is set (a URL such as
+gs://bucket/selfsift, for stages run on Dataflow), else in the project folder, which is what DVC
+tracks. Reports, metrics and run records always stay in the project folder: they are small and
+committed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE = "base"  # the name of the base model in `iterations.*.generator`
+EVAL_SPLITS = ("eval", "eval_ood")
+SPLITS = ("train", *EVAL_SPLITS)
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: str = ""  # storage.root
+    prompts_dir: str = "data/prompts"  # prompts.out_dir
+    base_model_dir: str = "models/base"  # base_model.path
+
+    def at_root(self, path: str) -> str:
+        return f"{self.root.rstrip('/')}/{path}" if self.root else path
+
+    def prompts(self, split: str) -> str:
+        return self.at_root(f"{self.prompts_dir}/{split}.parquet")
+
+    def prompts_folder(self) -> str:
+        return self.at_root(self.prompts_dir)
+
+    def candidates(self, iteration: str) -> str:
+        return self.at_root(f"data/candidates/{iteration}")
+
+    def judgments(self, iteration: str) -> str:
+        return self.at_root(f"data/judgments/{iteration}")
+
+    def shards(self, iteration: str) -> str:
+        return self.at_root(f"data/shards/{iteration}")
+
+    def rejected(self, iteration: str) -> str:
+        return self.at_root(f"data/rejected/{iteration}")
+
+    def pairs(self, iteration: str) -> str:
+        return self.at_root(f"data/pairs/{iteration}")
+
+    def evals(self, iteration: str) -> str:
+        return self.at_root(f"data/evals/{iteration}")
+
+    def model(self, name: str) -> str:
+        """A model folder: the base model, or the one fine-tuned in iteration `name`."""
+        return self.at_root(self.base_model_dir if name == BASE else f"models/{name}")
+
+    @staticmethod
+    def manifest(folder: str) -> str:
+        return f"{folder}/manifest.json"
+
+    @staticmethod
+    def model_summary(model_dir: str) -> str:
+        return f"{model_dir}/selfsift_model.json"
+
+    # In the project folder, always.
+    @staticmethod
+    def calibration(iteration: str) -> tuple[Path, Path]:
+        """The judge calibration report of an iteration, and its figure."""
+        return Path(f"reports/judges/{iteration}.json"), Path(f"reports/judges/{iteration}.png")
+
+    @staticmethod
+    def validation(iteration: str) -> Path:
+        return Path(f"reports/validation/{iteration}.json")
+
+    @staticmethod
+    def validation_docs(iteration: str) -> Path:
+        """Great Expectations' HTML Data Docs of an iteration."""
+        return Path(f"reports/validation/{iteration}")
+
+    @staticmethod
+    def metrics(iteration: str) -> Path:
+        return Path(f"metrics/{iteration}.json")
+
+    RUNS = Path("reports/runs")  # one record per run and seed
+    REPORTS = Path("reports")  # summary.md, figures/, plots/

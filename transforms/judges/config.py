@@ -1,0 +1,52 @@
+"""The `judge:` params section, derived from the registry: one sub-section per judge settings class."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from transforms.judges.contract import JudgeSpec
+from transforms.judges.registry import BY_NAME, JUDGES
+from transforms.settings import require
+
+
+@dataclass(frozen=True)
+class JudgeStageConfig:
+    num_shards: int = 4  # judgments shards per iteration
+
+    def validate(self, where: str) -> None:
+        require(self.num_shards >= 1, f"{where}.num_shards must be at least 1")
+
+    def settings(self, judge: str):
+        """The settings of one judge (None for a judge that has none)."""
+        spec = BY_NAME[judge]
+        return getattr(self, spec.params_key) if spec.config else None
+
+    def is_enabled(self, judge: str) -> bool:
+        return getattr(self.settings(judge), "enabled", True)
+
+    def enabled(self) -> list[str]:
+        """The judges that run, in registry order."""
+        return [spec.name for spec in JUDGES if self.is_enabled(spec.name)]
+
+    def enabled_specs(self, kind: str) -> list[JudgeSpec]:
+        return [spec for spec in JUDGES if spec.kind == kind and self.is_enabled(spec.name)]
+
+    def threshold(self, judge: str) -> float | None:
+        return getattr(self.settings(judge), "threshold", None)
+
+
+def _sections() -> list[tuple[str, type]]:
+    sections: dict[str, type] = {}
+    for spec in JUDGES:
+        if spec.config is None:
+            continue
+        known = sections.setdefault(spec.params_key, spec.config)
+        if known is not spec.config:
+            raise TypeError(f"judge {spec.name}: section judge.{spec.params_key} is already read as {known.__name__}")
+    return list(sections.items())
+
+
+JudgeConfig = dataclasses.make_dataclass(
+    "JudgeConfig", [(key, cls, field(default_factory=cls)) for key, cls in _sections()],
+    bases=(JudgeStageConfig,), frozen=True, namespace={"__module__": __name__})

@@ -1,0 +1,79 @@
+"""The judge contract: what a judge is, and what it returns.
+
+A judge is declared once, as a `JudgeSpec` in its own module, and listed in `registry.JUDGES`.
+Everything else derives from that list: the params sections under `judge:`, which judges run,
+their thresholds, the judge stage's graph, the weights curate accepts, the calibration report and
+the heuristics step of the curation funnel.
+
+Kinds:
+- `rule`: a pure function of the candidate and its prompt; curate can weigh it (`curate.weights`).
+- `heuristic`: a rule whose failure rejects the candidate in curation, with the spec's `reason`.
+- `model`: a Beam `ModelHandler` over `ScoreRequest`s, run by RunInference (loaded once per worker);
+  curate can weigh it once its calibration against the reference judge clears the floor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from schemas.records import Candidate, Judgment, Prompt
+
+KINDS = ("rule", "heuristic", "model")
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """One judge's verdict on one candidate. A judge that cannot score it sets `error` instead."""
+
+    score: float  # in [0, 1]
+    passed: bool
+    detail: dict = field(default_factory=dict)
+    error: str = ""
+
+    @classmethod
+    def failed(cls, error: str, detail: dict | None = None) -> JudgeResult:
+        return cls(0.0, False, dict(detail or {}), error)
+
+    def record(self, candidate_id: str, judge: str) -> Judgment:
+        detail = {**self.detail, "error": self.error} if self.error else self.detail
+        return {"candidate_id": candidate_id, "judge": judge, "score": float(self.score), "passed": bool(self.passed),
+                "detail": json.dumps(detail, sort_keys=True)}
+
+
+# A rule or heuristic: (candidate, its prompt) -> JudgeResult.
+Check = Callable[[Candidate, Prompt], JudgeResult]
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    name: str  # as it appears in judgments, curate.weights and reports
+    kind: str  # one of KINDS
+    # rule / heuristic: config -> Check; model: (config, LoadPolicy) -> ModelHandler of ScoreRequest -> JudgeResult
+    build: Callable[..., Any]
+    config: type | None = None  # its settings, read from params `judge.<section>`; None: it has none
+    section: str = ""  # the params key under `judge:` (default: the name); judges may share one
+    reason: str = ""  # heuristic: the rejection reason its failure stands for
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"judge {self.name}: kind must be one of {KINDS}, not {self.kind!r}")
+        if (self.kind == "heuristic") != bool(self.reason):
+            raise ValueError(f"judge {self.name}: a heuristic names its rejection reason, and only a heuristic does")
+
+    @property
+    def params_key(self) -> str:
+        return self.section or self.name
+
+    @property
+    def weighable(self) -> bool:
+        return self.kind != "heuristic"
+
+
+def judgment_error(judgment: Judgment) -> str:
+    return json.loads(judgment["detail"]).get("error", "")
+
+
+def prompt_text(prompt: Prompt) -> str:
+    return prompt["messages"][-1]["content"]

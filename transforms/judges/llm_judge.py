@@ -1,0 +1,109 @@
+"""LLM-as-judge: a pointwise rubric, scored as the expected 1-5 rating from next-token probabilities.
+
+The judge never writes free text: the rubric asks for one digit, and the score is the expected
+rating under the model's next-token distribution restricted to the rating digits, mapped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from transforms.generation.prefix_reuse import last_logits_sharing_prefixes
+from transforms.judges.contract import JudgeSpec
+from transforms.judges.scoring_models import LoadedScorer, ModelJudgeConfig, ScoreRequest, ScoringHandler, chat_ids
+
+RATINGS = ("1", "2", "3", "4", "5")
+
+RUBRIC = (
+    "You are grading whether a response follows every instruction in a prompt.\n\n"
+    "[Prompt]\n{prompt}\n[End of prompt]\n\n"
+    "[Response]\n{response}\n[End of response]\n\n"
+    "Rate the response from 1 to 5:\n"
+    "1 = ignores the instructions, 2 = follows few of them, 3 = follows about half, "
+    "4 = follows almost all, 5 = follows every instruction exactly.\n"
+    "Reply with a single digit."
+)
+
+
+def rubric_messages(prompt: str, response: str) -> list[dict]:
+    return [{"role": "user", "content": RUBRIC.format(prompt=prompt, response=response)}]
+
+
+def rating_token_ids(tokenizer) -> list[int]:
+    """The token id of each rating digit; refuses a tokenizer that splits a digit."""
+    ids = []
+    for rating in RATINGS:
+        encoded = tokenizer.encode(rating, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ValueError(f"judge tokenizer encodes rating {rating!r} as {len(encoded)} tokens; need exactly 1")
+        ids.append(encoded[0])
+    return ids
+
+
+def expected_rating(rating_logits: list[float]) -> tuple[float, list[float]]:
+    """Softmax over the rating tokens' logits; returns (expected rating mapped to [0, 1], probabilities)."""
+    if len(rating_logits) != len(RATINGS):
+        raise ValueError(f"expected {len(RATINGS)} rating logits, got {len(rating_logits)}")
+    if not all(math.isfinite(x) for x in rating_logits):
+        raise ValueError(f"rating logits must be finite, got {rating_logits}")
+    top = max(rating_logits)
+    weights = [math.exp(x - top) for x in rating_logits]
+    total = sum(weights)
+    probabilities = [w / total for w in weights]
+    expected = sum(p * (i + 1) for i, p in enumerate(probabilities))
+    return (expected - 1) / (len(RATINGS) - 1), probabilities
+
+
+def rubric_prefix_length(tokenizer, request: ScoreRequest, ids: list[int]) -> int:
+    """How many of `ids` (the rubric chat for this request) come before the response: the part the
+    K candidates of one prompt share. 0 when the tokenization does not split there cleanly."""
+    text = tokenizer.apply_chat_template(rubric_messages(request.prompt, request.response), add_generation_prompt=True,
+                                         tokenize=False)
+    before = RUBRIC.split("{response}")[0].format(prompt=request.prompt)
+    at = text.find(before)
+    if at < 0:
+        return 0
+    prefix = tokenizer(text[: at + len(before)], add_special_tokens=False)["input_ids"]
+    return len(prefix) if ids[: len(prefix)] == prefix else 0
+
+
+class RatingJudgeHandler(ScoringHandler):
+    """LLM-as-judge: the expected rubric rating, read from next-token probabilities of the rating digits."""
+
+    def load_model(self) -> LoadedScorer:
+        from transforms.io.model_io import load_causal_lm
+
+        model, tokenizer = load_causal_lm(self._model_dir, dtype=self._config.dtype, policy=self._load_policy)
+        rating_token_ids(tokenizer)  # fails at load, not mid-batch, when a rating is not one token
+        return LoadedScorer(model, tokenizer)
+
+    def encode(self, tokenizer, request: ScoreRequest) -> list[int]:
+        return chat_ids(tokenizer, rubric_messages(request.prompt, request.response), add_generation_prompt=True)
+
+    def last_only(self) -> bool:
+        return True
+
+    def forward(self, model: LoadedScorer, encoded: dict[int, list[int]], batch: Sequence[ScoreRequest]):
+        if self._config.micro_batch_size != 1:
+            return super().forward(model, encoded, batch)
+        prefixes = {i: rubric_prefix_length(model.tokenizer, batch[i], ids) for i, ids in encoded.items()}
+        return last_logits_sharing_prefixes(model.model, encoded, prefixes)
+
+    def score(self, output_row, tokenizer) -> tuple[float, dict]:
+        rating_logits = output_row[list(rating_token_ids(tokenizer))].tolist()
+        score, probabilities = expected_rating(rating_logits)
+        return score, {"rating_probabilities": [round(p, 4) for p in probabilities]}
+
+
+@dataclass(frozen=True)
+class LlmJudgeConfig(ModelJudgeConfig):
+    enabled: bool = True
+    model: str = "models/base"  # any local safetensors causal LM; also listed as a dep in dvc.yaml
+    # 1: a prompt's rubric prefix is computed once and each answer runs unpadded, so a score never
+    # depends on its batch; > 1: padded passes, no prefix reuse
+    micro_batch_size: int = 1
+
+
+SPECS = (JudgeSpec("llm_judge", "model", RatingJudgeHandler.build, LlmJudgeConfig),)

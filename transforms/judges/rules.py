@@ -1,0 +1,16 @@
+"""The rule and heuristic judges applied to one candidate at a time, in one pass."""
+
+from __future__ import annotations
+
+from schemas.records import Candidate, Judgment, Prompt
+from transforms.judges.contract import Check, JudgeResult
+
+
+def rule_judgments(candidate: Candidate, prompts: dict[str, Prompt], checks: dict[str, Check]) -> list[Judgment]:
+    """Every given judge's judgment of one candidate ({judge name: its check})."""
+    prompt = prompts.get(candidate["prompt_id"])
+    cid = candidate["candidate_id"]
+    if prompt is None:
+        missing = JudgeResult.failed(f"prompt {candidate['prompt_id']} not found")
+        return [missing.record(cid, name) for name in checks]
+    return [check(candidate, prompt).record(cid, name) for name, check in checks.items()]
