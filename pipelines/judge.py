@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import apache_beam as beam
 
@@ -20,6 +19,7 @@ from transforms.io.parquet_io import (
     shard_entries,
     write_manifest,
 )
+from transforms.io.staging import replace_file
 from transforms.judges.calibration import calibration_report, plot_calibration
 from transforms.judges.model_judging import ModelJudge
 from transforms.judges.registry import REFERENCE
@@ -90,17 +90,9 @@ def write_calibration(config: Config, iteration: str) -> dict:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps({"iteration": iteration, "label": f"{REFERENCE} passed", "judges": report},
                          indent=2, sort_keys=True) + "\n"
-    _replace(json_path, lambda tmp: tmp.write_text(payload))
-    _replace(png_path, lambda tmp: plot_calibration(report, f"{iteration}: judge scores vs the verifier", str(tmp)))
+    replace_file(json_path, lambda tmp: tmp.write_text(payload))
+    replace_file(png_path, lambda tmp: plot_calibration(report, f"{iteration}: judge scores vs the verifier", str(tmp)))
     return report
-
-
-def _replace(path: Path, write) -> None:
-    """Writes through a fixed temporary name, so a killed run leaves no half report and no litter."""
-    tmp = path.with_name(f".tmp-{path.name}")
-    write(tmp)
-    faults.reached("mid_write")
-    tmp.replace(path)
 
 
 def calibration_table(report: dict) -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.run_guard import RUNS_DIR
 from transforms.io.parquet_io import shard_entry
+from transforms.io.staging import replace_file
 
 log = logging.getLogger("selfsift")
 
@@ -47,10 +47,8 @@ class ShardProgress:
 
     def record(self, file: str, seconds: float) -> None:
         self.done[file] = {**shard_entry(FileSystems.join(self.directory, file)), "seconds": round(seconds, 3)}
-        RUNS_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "shards": self.done}, indent=2, sort_keys=True))
-        os.replace(tmp, self.path)
+        record = json.dumps({"fingerprint": self.fingerprint, "shards": self.done}, indent=2, sort_keys=True)
+        replace_file(self.path, lambda tmp: tmp.write_text(record), crash_point=False)
 
     def clear(self) -> None:
         Path(self.path).unlink(missing_ok=True)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from transforms.io import faults
+from transforms.io.staging import replace_file
 
 RUNS_DIR = Path(".selfsift/runs")
 TIMINGS = Path(".selfsift/timings.json")  # {"<stage>@<iteration>": seconds of its last successful run}
@@ -68,9 +69,8 @@ def guarded(stage: str, iteration: str):
 def _record_time(name: str, seconds: float) -> None:
     timings = _read(TIMINGS)
     timings[name] = round(seconds, 1)
-    staging = TIMINGS.with_suffix(".tmp")
-    staging.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
-    staging.replace(TIMINGS)
+    replace_file(TIMINGS, lambda tmp: tmp.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n"),
+                 crash_point=False)
 
 
 def stage_times() -> dict[str, float]:

@@ -36,7 +36,8 @@ def min_kept_score(config: Config) -> float:
     if cfg.combine == "weighted":
         return cfg.min_score
     weights = {n: cfg.weights[n] for n in cfg.gating()}
-    return sum(w * config.judge.threshold(n) for n, w in weights.items()) / sum(weights.values())
+    # a judge without a threshold decides `passed` itself, so any of its scores can be kept
+    return sum(w * (config.judge.threshold(n) or 0.0) for n, w in weights.items()) / sum(weights.values())
 
 
 def _sources(config: Config, iteration: str) -> dict:

@@ -1,4 +1,5 @@
-"""Writing a folder all at once: build it beside its final name, then rename it into place."""
+"""Writing a local file or folder all at once: build it beside its final name, then rename it into
+place. (Files that may live under a remote storage.root go through parquet_io.write_atomically.)"""
 
 from __future__ import annotations
 
@@ -7,6 +8,22 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
+
+from transforms.io import faults
+
+
+def replace_file(path: str | Path, write: Callable[[Path], None], crash_point: bool = True) -> None:
+    """`write(tmp)` fills a fixed temporary name beside `path`, which is then renamed over `path`: a
+    killed process leaves the old file or the new one, never half of one, and no litter. With
+    `crash_point`, fault-injection tests can kill the process in between (`<stage>:mid_write`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    write(tmp)
+    if crash_point:
+        faults.reached("mid_write")
+    tmp.replace(path)
 
 
 @contextlib.contextmanager
