@@ -23,7 +23,7 @@ from transforms.io.staging import replace_file
 from transforms.judges.calibration import calibration_report, plot_calibration
 from transforms.judges.model_judging import ModelJudge
 from transforms.judges.registry import REFERENCE
-from transforms.judges.rules import rule_judgments
+from transforms.judges.rules import enabled_checks, rule_judgments
 
 
 def calibrated_judges(config: Config) -> list[str]:
@@ -35,8 +35,7 @@ def calibrated_judges(config: Config) -> list[str]:
 def graph(config: Config, iteration: str):
     """The Beam graph of this stage, as a function that adds it to a pipeline."""
     cfg, layout = config.judge, config.layout
-    checks = {spec.name: spec.build(cfg.settings(spec.name))
-              for kind in ("rule", "heuristic") for spec in cfg.enabled_specs(kind)}
+    checks = enabled_checks(cfg)
     handlers = {spec.name: spec.build(cfg.settings(spec.name), load_policy=config.security.load_policy(),
                                       where=f"judge.{spec.params_key}")
                 for spec in cfg.enabled_specs("model")}

@@ -7,7 +7,7 @@ from transforms.judges.contract import judgment_error
 from transforms.judges.heuristics import HeuristicsConfig, prompt_echo_share, repeated_ngram_share
 from transforms.judges.ifeval_verifier import VerifierConfig
 from transforms.judges.registry import HEURISTICS
-from transforms.judges.rules import rule_judgments
+from transforms.judges.rules import enabled_checks, rule_judgments
 
 PROMPTS = {"p1": {"prompt_id": "p1", "messages": [{"role": "user", "content": "Say hi to the owls. No commas."}],
                   "instruction_ids": ["punctuation:no_comma"], "kwargs": ["{}"]}}
@@ -16,9 +16,7 @@ DEFAULTS = HeuristicsConfig(min_words=1)
 
 def checks(heuristics=DEFAULTS, threshold=1.0):
     """Every rule and heuristic judge, as the judge stage builds them."""
-    config = JudgeConfig(verifier=VerifierConfig(threshold), heuristics=heuristics)
-    return {spec.name: spec.build(config.settings(spec.name))
-            for kind in ("rule", "heuristic") for spec in config.enabled_specs(kind)}
+    return enabled_checks(JudgeConfig(verifier=VerifierConfig(threshold), heuristics=heuristics))
 
 
 def judge(text, finish="stop", config=DEFAULTS, threshold=1.0):

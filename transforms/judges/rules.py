@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from schemas.records import Candidate, Judgment, Prompt
 from transforms.judges.contract import Check, JudgeResult
+from transforms.judges.registry import JUDGES
+
+
+def enabled_checks(config) -> dict[str, Check]:
+    """{name: check} of every enabled rule and heuristic judge, in registry order (`config`: a JudgeConfig)."""
+    return {spec.name: spec.build(config.settings(spec.name)) for spec in JUDGES
+            if spec.kind != "model" and config.is_enabled(spec.name)}
 
 
 def rule_judgments(candidate: Candidate, prompts: dict[str, Prompt], checks: dict[str, Check]) -> list[Judgment]:
