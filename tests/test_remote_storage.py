@@ -12,7 +12,7 @@ from transforms.io.parquet_io import read_table
 
 STAGES = [["prepare-model"], ["prompts"], ["generate", "--iteration", "1"], ["judge", "--iteration", "1"],
           ["curate", "--iteration", "1"], ["validate", "--iteration", "1"], ["finetune", "--iteration", "1"],
-          ["evaluate", "--iteration", "1"], ["publish", "--iteration", "1", "--dry-run"]]
+          ["evaluate", "--iteration", "1"], ["publish", "--iteration", "1", "--dry-run"], ["report"]]
 
 
 def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys):
@@ -39,3 +39,6 @@ def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys
     assert json.loads((project / "reports/validation/iter-001.json").read_text())["success"]
     assert json.loads((project / "metrics/iter-001.json").read_text())["n_prompts"] == 6
     assert (project / "publish/data/iter-001").is_dir()
+    record = json.loads((project / "reports/runs/loop-seed1234.json").read_text())  # read through the same layout
+    iteration = record["iterations"][1]
+    assert iteration["candidates"] == 10 * 3 and iteration["funnel"] and iteration["metrics"]["n_prompts"] == 6
