@@ -27,7 +27,8 @@ from transforms.judges.rules import enabled_checks, rule_judgments
 
 
 def calibrated_judges(config: Config) -> list[str]:
-    """The enabled judges calibrated against the reference judge: every one that can be weighed."""
+    """The enabled judges, other than the reference, that have a threshold: their scores are calibrated against
+    the reference judge's verdicts."""
     cfg = config.judge
     return [name for name in cfg.enabled() if name != REFERENCE and cfg.threshold(name) is not None]
 

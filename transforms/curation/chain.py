@@ -25,11 +25,11 @@ CHAIN = steps(
 )
 
 
-def funnel_steps(chain=CHAIN) -> list[tuple[str, tuple[str, ...]]]:
+def funnel_steps() -> list[tuple[str, tuple[str, ...]]]:
     """(step name, its reasons); a reason two steps can give counts at the first of them."""
     seen: set[str] = set()
     steps = []
-    for step in chain:
+    for step in CHAIN:
         reasons = tuple(r for r in step.reasons if r not in seen)
         seen.update(reasons)
         steps.append((step.name, reasons))
@@ -39,10 +39,10 @@ def funnel_steps(chain=CHAIN) -> list[tuple[str, tuple[str, ...]]]:
 REASONS = tuple(reason for _, reasons in funnel_steps() for reason in reasons)
 
 
-def funnel(rows_in: int, counts: dict[str, int], chain=CHAIN) -> list[dict]:
+def funnel(rows_in: int, counts: dict[str, int]) -> list[dict]:
     """Rows into and out of each step, with that step's rejections by reason."""
     steps, remaining = [], rows_in
-    for step, reasons in funnel_steps(chain):
+    for step, reasons in funnel_steps():
         rejected_here = {reason: counts.get(reason, 0) for reason in reasons}
         out = remaining - sum(rejected_here.values())
         steps.append({"step": step, "in": remaining, "rejected": rejected_here, "out": out})

@@ -76,15 +76,16 @@ def _runs(chain):
 
 
 def _kept_and_rejected(result):
+    """A set step's output: a (kept, rejected) pair, or tagged outputs `kept` and `rejected`."""
     return result if isinstance(result, tuple) else (result["kept"], result[REJECTED])
 
 
 class Curate(beam.PTransform):
     """(candidates, judgments, prompts) -> {"kept", "rejected", "pairs"}."""
 
-    def __init__(self, plan: CurationPlan, chain=CHAIN):
+    def __init__(self, plan: CurationPlan):
         super().__init__()
-        self.plan, self.chain = plan, chain
+        self.plan = plan
 
     def expand(self, inputs):
         candidates, judgments, prompts = inputs
@@ -100,7 +101,7 @@ class Curate(beam.PTransform):
             | "Assemble" >> beam.Map(assemble, prompts=prompts_by_id, policy=plan.config)
         )
         rejections, pair_pool = [], None
-        for run in _runs(self.chain):
+        for run in _runs(CHAIN):
             if isinstance(run, list):
                 checks = [check for step in run if (check := step.build(plan)) is not None]
                 label = " + ".join(step.name for step in run)

@@ -37,6 +37,7 @@ class RowFilter:
 class SetStep:
     name: str
     reasons: tuple[str, ...]
-    build: Callable[[CurationPlan], Optional[beam.PTransform]]  # rows -> (kept, rejected)
+    # rows -> (kept, rejected), or tagged outputs `kept` and `rejected`
+    build: Callable[[CurationPlan], Optional[beam.PTransform]]
     config: type | None = None
     section: str = ""

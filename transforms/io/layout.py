@@ -15,9 +15,9 @@ SPLITS = ("train", *EVAL_SPLITS)
 
 @dataclass(frozen=True)
 class Layout:
-    root: str = ""  # storage.root
-    prompts_dir: str = "data/prompts"  # prompts.out_dir
-    base_model_dir: str = "models/base"  # base_model.path
+    root: str  # storage.root ("": the project folder)
+    prompts_dir: str  # prompts.out_dir
+    base_model_dir: str  # base_model.path
 
     def at_root(self, path: str) -> str:
         return f"{self.root.rstrip('/')}/{path}" if self.root else path
