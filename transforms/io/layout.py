@@ -10,7 +10,6 @@ from pathlib import Path
 
 BASE = "base"  # the name of the base model in `iterations.*.generator`
 EVAL_SPLITS = ("eval", "eval_ood")
-SPLITS = ("train", *EVAL_SPLITS)
 
 
 @dataclass(frozen=True)
