@@ -31,7 +31,7 @@ __all__ = ["Config", "ConfigError", "CurateConfig", "JudgeConfig", "iteration_na
 class BaseModelConfig:
     source: str  # a GGUF file, or a folder holding a transformers model in safetensors
     sha256: str = ""  # expected checksum of a GGUF source; empty skips the check
-    path: str = "models/base"
+    path: str = "models/base"  # where the base model is written as safetensors (under models/)
     init: str = "pretrained"  # "pretrained": the source's weights; "random": its architecture, randomly initialised
 
     def validate(self, where: str) -> None:
@@ -47,7 +47,7 @@ class PromptsConfig:
     eval_ood_size: int = 120  # eval_ood: unseen wordings, 4 never-trained types, unseen topics
     max_constraints: int = 3  # each prompt combines 1..max_constraints compatible constraints
     seed: int = 1234  # the prompt sets' own seed: runs with another loop `seed` keep the same eval sets
-    out_dir: str = "data/prompts"
+    out_dir: str = "data/prompts"  # where train, eval and eval_ood are written (under data/)
 
     def validate(self, where: str) -> None:
         require_at_least_one(self, where, "train_size", "eval_size", "eval_ood_size", "max_constraints")
@@ -58,15 +58,15 @@ class PromptsConfig:
 class GenerateConfig:
     backend: str = "transformers"  # "transformers" (CPU or GPU), or "vllm" (GPU workers; docs/dataflow.md)
     vllm_server_kwargs: dict[str, str] = field(default_factory=dict)  # extra `vllm serve` flags, e.g. {max-model-len: "2048"}
-    candidates_per_prompt: int = 4
-    temperature: float = 0.8
-    top_p: float = 0.95
+    candidates_per_prompt: int = 4  # K sampled answers per train prompt
+    temperature: float = 0.8  # 0 is greedy
+    top_p: float = 0.95  # nucleus sampling: keep tokens while the mass above them is below top_p
     top_k: int = 0  # 0 disables top-k
-    max_new_tokens: int = 128
+    max_new_tokens: int = 128  # an answer that hits it has finish_reason length
     micro_batch_size: int = 128  # sequences decoded together (a prompt's K candidates share its prefill)
     max_batch_size: int = 128  # elements RunInference hands the model at once
     max_prompt_tokens: int = 1024  # longer prompts are not generated (finish_reason prompt_too_long)
-    num_shards: int = 4
+    num_shards: int = 4  # candidate shards; a prompt's K candidates share one
     resumable: bool = True  # one Beam run per shard: a crash loses only unfinished shards (false: one run, e.g. on Dataflow)
     dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
 
@@ -98,10 +98,10 @@ class ValidateConfig:
 
 @dataclass(frozen=True)
 class LoraConfig:
-    enabled: bool = False
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    enabled: bool = False  # train peft adapters instead of every weight
+    r: int = 16  # adapter rank
+    alpha: int = 32  # adapter scaling (peft's lora_alpha)
+    dropout: float = 0.05  # dropout on the adapters
     target_modules: str = "all-linear"  # peft's name for every linear layer but the output head
 
     def validate(self, where: str) -> None:
@@ -115,14 +115,14 @@ class FinetuneConfig:
     start_from: str = "previous"  # "previous": continue training the generator; "base": retrain the base (ReST-EM)
     data: str = "iteration"  # "iteration": this iteration's shards; "all": every iteration's so far
     replay_fraction: float = 0.0  # with data: iteration, this share of the training rows comes from earlier iterations
-    dpo_beta: float = 0.1
+    dpo_beta: float = 0.1  # DPO's KL penalty (TRL's beta)
     lora: LoraConfig = field(default_factory=LoraConfig)
-    epochs: float = 3.0
-    learning_rate: float = 1e-4
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_length: int = 512
-    warmup_ratio: float = 0.05
+    epochs: float = 3.0  # passes over the training rows
+    learning_rate: float = 1e-4  # peak, cosine schedule after warmup
+    batch_size: int = 8  # rows per device per step
+    gradient_accumulation_steps: int = 1  # steps whose gradients add up before one optimizer update
+    max_length: int = 512  # tokens per training row (prompt and answer); longer rows are truncated
+    warmup_ratio: float = 0.05  # share of the steps spent warming the learning rate up
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
 
     def validate(self, where: str) -> None:
@@ -144,9 +144,9 @@ class FinetuneConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     max_new_tokens: int = 160  # greedy
-    micro_batch_size: int = 128
-    max_batch_size: int = 128
-    dtype: str = "bfloat16"
+    micro_batch_size: int = 128  # answers decoded together
+    max_batch_size: int = 128  # elements RunInference hands the model at once
+    dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
 
     def validate(self, where: str) -> None:
         for name in ("max_new_tokens", "micro_batch_size", "max_batch_size"):
@@ -160,7 +160,7 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 @dataclass(frozen=True)
 class PublishConfig:
     repo_id: str = "selfsift/ifeval-smollm2-selfsift"  # ORG/NAME of the Hub dataset; `selfsift publish --repo-id` overrides it
-    private: bool = True
+    private: bool = True  # create the Hub repo private
     license: str = "apache-2.0"  # of the generated data; SmolLM2 is Apache-2.0
     folder: str = "publish"  # where the Hub-ready folder is built (replaced on every build): publish or publish/...
 

@@ -21,7 +21,7 @@ from transforms.text_normalization import words
 class DecontaminationConfig:
     """Drop answers sharing a word n-gram with the eval prompts or these files."""
 
-    enabled: bool = True
+    enabled: bool = True  # on by default: answers must not leak the eval prompts into training
     ngram: int = 13  # word n-grams shared with any eval text
     extra_eval_files: list[str] = field(default_factory=list)  # .jsonl/.parquet/.txt files of more eval text
 

@@ -31,7 +31,7 @@ MINHASH_SEED = 1
 class NearDedupConfig:
     """MinHash LSH over word shingles."""
 
-    enabled: bool = True
+    enabled: bool = True  # keep one answer per cluster of near-duplicates
     ngram: int = 5  # word shingles
     num_perm: int = 128  # MinHash permutations
     # LSH bands of num_perm / bands rows; must divide num_perm. 32 bands of 4 rows: pairs at Jaccard

@@ -21,7 +21,7 @@ NOT_PAIRABLE = frozenset({UNJUDGED, JUDGE_ERROR, PROMPT_TOO_LONG, EMPTY, CONTAMI
 class PairsConfig:
     """Preference pairs for DPO, written to data/pairs/."""
 
-    enabled: bool = True
+    enabled: bool = True  # write pairs (DPO trains on them; SFT does not)
     min_margin: float = 0.5  # chosen score minus rejected score
 
     def validate(self, where: str) -> None:

@@ -26,11 +26,11 @@ MAX_TOKENS = 256  # longer answers are embedded from their first MAX_TOKENS toke
 class SemanticDedupConfig:
     """Optional: sentence embeddings; `make embedder` fetches all-MiniLM-L6-v2."""
 
-    enabled: bool = False
+    enabled: bool = False  # needs the embedding model below
     model: str = ".cache/all-minilm-l6-v2"  # sentence embedding model folder (`make embedder`)
     threshold: float = 0.95  # cosine similarity at which two answers are semantic duplicates
     scope: str = "within_prompt"  # within_prompt, or global (across prompts too)
-    batch_size: int = 64
+    batch_size: int = 64  # answers embedded together
 
     def validate(self, where: str) -> None:
         require(-1 <= self.threshold <= 1, f"{where}.threshold must be in [-1, 1]")

@@ -21,7 +21,7 @@ class HeuristicsConfig:
     # every default task asks for a few sentences or more; shorter answers (such as "P.S. I hope
     # this helps.") pass only by gaming a check
     min_words: int = 15
-    max_words: int = 400
+    max_words: int = 400  # longer answers are rejected as length_out_of_bounds
     repetition_ngram: int = 3  # word n-grams counted for the repetition share
     max_repeated_ngram_share: float = 0.3  # share of n-gram occurrences that repeat an earlier one
     max_prompt_echo: float = 0.8  # share of the answer's word 3-grams copied from the prompt that makes it an echo

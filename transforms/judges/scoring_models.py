@@ -56,13 +56,13 @@ def _forward_in_micro_batches(model, tokenizer, encoded: dict[int, list[int]], m
 
 @dataclass(frozen=True)
 class ModelJudgeConfig:
-    enabled: bool = False
+    enabled: bool = False  # run this judge (with weight 0 in curate.weights it is recorded and calibrated only)
     model: str = ""  # a local folder with a safetensors model
     threshold: float = 0.5  # passed: score (in [0, 1]) at least this
     max_input_tokens: int = 1024  # longer inputs are rejected as judge_error, never truncated
     micro_batch_size: int = 16  # inputs run through the model together
     max_batch_size: int = 64  # elements RunInference hands the model at once
-    dtype: str = "bfloat16"
+    dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
 
     def validate(self, where: str) -> None:
         require(not self.enabled or bool(self.model), f"{where}.model must name a model folder when enabled")
