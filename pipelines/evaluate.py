@@ -1,8 +1,11 @@
-"""Stage `evaluate` (Beam): greedy answers to the held-out prompts, scored with the same checkers."""
+"""Stage `evaluate` (Beam): greedy answers to the held-out prompts, scored with the same checkers,
+and the model's health beside its accuracies (transforms/health/metrics.py): length, repetition,
+diversity and format artifacts, each with its change from the base model's answers."""
 
 from __future__ import annotations
 
 import json
+import logging
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -12,11 +15,15 @@ from pipelines.run_guard import guarded
 from pipelines.runtime import run_pipeline
 from schemas.records import EVAL_RESULT
 from transforms.generation.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
+from transforms.health.answer_checks import detected_language, expected_language
+from transforms.health.metrics import health
 from transforms.io.layout import BASE, Layout
 from transforms.io.model_io import model_sha256
-from transforms.io.parquet_io import WriteSortedShards, clear_shards, read_rows, write_atomically
+from transforms.io.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, write_atomically
 from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies
-from transforms.judges.ifeval_verifier import verify
+from transforms.judges.ifeval_verifier import parse_kwargs, verify
+
+log = logging.getLogger("selfsift")
 
 
 def to_request(prompt: dict):
@@ -25,15 +32,22 @@ def to_request(prompt: dict):
 
 
 def score(prompt: dict, result) -> dict:
-    text = result.inference.text
+    generation = result.inference
+    text = generation.text
     verdict = verify(text, prompt["instruction_ids"], prompt["kwargs"], prompt["messages"][-1]["content"])
     return {"prompt_id": prompt["prompt_id"], "split": prompt["split"], "text": text,
+            "completion_tokens": generation.completion_tokens, "finish_reason": generation.finish_reason,
+            "language": detected_language(text) if text.strip() else "",
+            "expected_language": expected_language(prompt["instruction_ids"], parse_kwargs(prompt["kwargs"])),
             "instruction_ids": prompt["instruction_ids"], "strict": list(verdict.strict), "loose": list(verdict.loose)}
+
+
+BASE_EVALUATION = iteration_name(0)
 
 
 def model_for(config: Config, iteration: int | str) -> tuple[str, str]:
     name = iteration_name(iteration)
-    if name == iteration_name(0):
+    if name == BASE_EVALUATION:
         return name, config.layout.model(BASE)
     config.iteration_name(name)
     return name, config.layout.model(name)
@@ -70,14 +84,30 @@ def graph(config: Config, name: str, model_dir: str):
     return build
 
 
+def base_answers(config: Config, name: str) -> list[dict] | None:
+    """The base model's answers, which the health changes are paired against; None for the base itself."""
+    if name == BASE_EVALUATION:
+        return None
+    folder = config.layout.evals(BASE_EVALUATION)
+    if not list_shards(folder):
+        log.warning("evaluate@%s: no base model answers in %s, so health has no changes against the base "
+                    "(run `selfsift evaluate --iteration 0` first)", name, folder)
+        return None
+    return read_rows(folder)
+
+
 def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -> dict:
     clear_shards(config.layout.evals(name))
     run_pipeline(graph(config, name, model_dir), beam_args)
     rows = read_rows(config.layout.evals(name))
-    metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir)}
+    base_rows = base_answers(config, name)
+    metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir), "health": {}}
     for split, prefix in METRIC_PREFIX.items():
-        for key, value in accuracies([r for r in rows if r["split"] == split]).items():
+        answers = [r for r in rows if r["split"] == split]
+        for key, value in accuracies(answers).items():
             metrics[prefix + key] = value
+        base = [r for r in base_rows if r["split"] == split] if base_rows else None
+        metrics["health"][split] = health(answers, config.judge.heuristics, base)
     path = Layout.metrics(name)
     path.parent.mkdir(exist_ok=True)
     write_atomically(str(path), (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())

@@ -6,6 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from pipelines.report_data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread
+from pipelines.report_health import SPLITS, health_of
 
 
 def _pyplot():
@@ -128,6 +129,48 @@ def train_tokens_figure(records: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
+ARTIFACT_RATES = ("hit_budget", "repetitive", "stray_quote", "unbalanced", "template_markup", "empty", "wrong_language")
+
+
+def health_figure(records: list[dict], current: dict, path: Path) -> Path:
+    """Mean answer length on each eval set by iteration for every run with health metrics, and this
+    run's artifact rates on eval with their 95 % intervals."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, split in zip(axes[:2], SPLITS, strict=True):
+        for record in records:
+            health = health_of(record)
+            xs = sorted(i for i in health if split in health[i])
+            if xs:
+                ax.plot(xs, [health[i][split]["length_mean"]["value"] for i in xs], marker="o",
+                        label=f"{record['run']}, seed {record['seed']}")
+        ax.set_title(f"{split}: mean answer length")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("tokens")
+        ax.xaxis.set_major_locator(_integer_ticks())
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    ax = axes[2]
+    health = health_of(current)
+    width = 0.8 / max(len(health), 1)
+    for n, (i, per_split) in enumerate(sorted(health.items())):
+        entries = [per_split[SPLITS[0]][name] for name in ARTIFACT_RATES]
+        values = [100 * e["value"] for e in entries]
+        errors = [[100 * (e["value"] - e["low"]) for e in entries], [100 * (e["high"] - e["value"]) for e in entries]]
+        ax.barh([k + n * width for k in range(len(ARTIFACT_RATES))], values, height=width, xerr=errors,
+                capsize=2, label=f"iteration {i}")
+    ax.set_yticks(range(len(ARTIFACT_RATES)), ARTIFACT_RATES)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"% of {SPLITS[0]} answers (95 % Wilson interval)")
+    ax.set_title(f"artifact rates ({current['run']}, seed {current['seed']})")
+    if health:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no health metrics in this run", ha="center", transform=ax.transAxes)
+    return _save(fig, path)
+
+
 def write_figures(records: list[dict], current: dict, out: Path) -> dict[str, Path]:
     return {
         "accuracy": accuracy_figure(records, out / "accuracy.png"),
@@ -135,4 +178,5 @@ def write_figures(records: list[dict], current: dict, out: Path) -> dict[str, Pa
         "calibration": calibration_figure(current, out / "calibration.png"),
         "stage_times": stage_times_figure(current, out / "stage_times.png"),
         "train_tokens": train_tokens_figure(records, out / "train_tokens.png"),
+        "health": health_figure(records, current, out / "health.png"),
     }

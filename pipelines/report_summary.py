@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from pipelines.report_data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread
+from pipelines.report_health import health_section
 
 
 def _cell(values: list[float] | None) -> str:
@@ -94,5 +95,6 @@ def render_summary(records: list[dict], current: dict, figures: dict[str, Path],
         *funnel_lines(current), image("funnel"), "", "### Judge calibration", "", *judge_lines(current), "",
         image("calibration"), "", "### Stage wall times", "", *times, "", image("stage_times"), "",
         "### Training data", "", *training_lines(current), "", image("train_tokens"), "",
+        "## Model health", "", *health_section(records), image("health"), "",
     ]
     return "\n".join(parts)

@@ -106,6 +106,10 @@ class EvalResult(TypedDict):
     prompt_id: str
     split: str
     text: str
+    completion_tokens: int
+    finish_reason: str
+    language: str  # detected in the answer ("" when undetectable); the health metrics compare it
+    expected_language: str  # with the language the prompt asks for
     instruction_ids: list[str]
     strict: list[bool]
     loose: list[bool]

@@ -15,7 +15,10 @@ from transforms.curation.near_dedup import NearDedupConfig
 from transforms.curation.plan import CurationPlan
 from transforms.curation.preference_pairs import PairsConfig
 from transforms.curation.steps import RowFilter
+from transforms.judges.config import JudgeConfig
+from transforms.judges.heuristics import HeuristicsConfig
 from transforms.judges.registry import HEURISTICS
+from transforms.judges.rules import enabled_checks, rule_judgments
 
 PROMPTS = [
     {"prompt_id": "p1", "messages": [{"role": "user", "content": "one"}], "instruction_ids": ["punctuation:no_comma"],
@@ -283,3 +286,16 @@ def test_validation_relaxes_only_what_a_control_does_not_filter(tmp_path):
 
     assert min_kept_score(load("none")) == 1.0  # the verifier's threshold
     assert min_kept_score(load("random_judge")) == min_kept_score(load("no_filter")) == 0.0
+
+
+def test_artifact_heuristics_reject_in_curation_only_when_switched_on():
+    stray = candidate("s1", "p1", 'Hi there owls of the night.\n\n"And the bats fly over the barn at dusk')
+    clean = candidate("s2", "p1", "Hi there owls of the night and the bats fly over the barn at dusk")
+    prompts = {p["prompt_id"]: p for p in PROMPTS}
+    for reject, expected in ((False, []), (True, [("s1", "stray_quote")])):
+        checks = enabled_checks(JudgeConfig(heuristics=HeuristicsConfig(min_words=1, reject_artifacts=reject)))
+        judgments = [j for c in (stray, clean) for j in rule_judgments(c, prompts, checks)]
+        with TestPipeline() as p:
+            out = run_curate(p, [stray, clean], judgments, simple_plan(max_per_prompt=2))
+            reasons = out["rejected"] | beam.Map(lambda r: (r["candidate_id"], r["reason"]))
+            assert_that(reasons, equal_to(expected))

@@ -11,7 +11,7 @@ import yaml
 from schemas.records import SHARD_ROW
 from tests.tiny_repo import tiny_repo
 from transforms.io.model_io import load_causal_lm
-from transforms.io.parquet_io import list_shards, read_table
+from transforms.io.parquet_io import list_shards, read_rows, read_table
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,18 @@ def test_metrics_for_every_iteration(repro):
         assert keys | {f"ood_{k}" for k in keys} | {"n_prompts", "ood_n_prompts"} <= set(metrics)
         assert metrics["n_prompts"] == 6 and metrics["ood_n_prompts"] == 6
         assert all(0.0 <= metrics[k] <= 1.0 for k in keys)
+        evals = read_rows(str(root / f"data/evals/iter-{n:03d}"))
+        for split in ("eval", "eval_ood"):
+            health = metrics["health"][split]
+            answers = [r for r in evals if r["split"] == split]
+            assert health["n_answers"] == 6
+            assert health["length_mean"]["value"] == pytest.approx(sum(r["completion_tokens"] for r in answers) / 6, abs=1e-4)
+            assert health["hit_budget"]["value"] == pytest.approx(sum(r["finish_reason"] == "length" for r in answers) / 6,
+                                                                   abs=1e-4)
+            assert ("delta" in health["length_mean"]) == (n > 0)  # changes are against the base model's answers
     shown = subprocess.run(["dvc", "metrics", "show"], cwd=root, env=env, capture_output=True, text=True)
     assert all(f"metrics/iter-00{n}.json" in shown.stdout for n in (0, 1, 2)), shown.stdout
+    assert "health.eval.stray_quote.value" in shown.stdout
     csv = (root / "reports/plots/accuracy_eval.csv").read_text().splitlines()
     assert csv[0].startswith("iteration,loop,") and [line.split(",")[0] for line in csv[1:]] == ["0", "1", "2"]
     record = json.loads((root / "reports/runs/loop-seed1234.json").read_text())

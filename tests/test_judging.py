@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -77,3 +78,17 @@ def test_verifier_threshold_sets_passed():
     assert v["score"] == 0.5 and v["passed"]
     (v, *_), = [rule_judgments(candidate, prompts, checks(threshold=1.0))]
     assert not v["passed"]
+
+
+def test_artifact_heuristics_are_recorded_always_and_reject_only_when_switched_on():
+    stray = 'Hi owls at night.\n\n"And the bats fly over the barn'
+    recorded = judge(stray)
+    assert recorded["heuristic_stray_quote"]["score"] == 0.0 and recorded["heuristic_stray_quote"]["passed"]
+    assert recorded["heuristic_unbalanced"]["score"] == 0.0 and recorded["heuristic_unbalanced"]["passed"]
+    on = HeuristicsConfig(min_words=1, reject_artifacts=True)
+    strict = judge(stray, config=on)
+    assert not strict["heuristic_stray_quote"]["passed"] and not strict["heuristic_unbalanced"]["passed"]
+    assert strict["heuristic_template_markup"]["passed"]
+    assert not judge("Hi owls<|im_end|>", config=on)["heuristic_template_markup"]["passed"]
+    cut = judge("Hi owls (and", "length", config=dataclasses.replace(on, drop_truncated=False))
+    assert cut["heuristic_unbalanced"]["passed"]  # the token budget cut it, not the model

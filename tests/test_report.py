@@ -8,6 +8,8 @@ import pytest
 from pipelines import config as config_module
 from pipelines import report
 from tests.stage_fixtures import chdir, write_params
+from tests.test_health import CLEAN, HEURISTICS, STRAY, row
+from transforms.health.metrics import health
 
 FUNNEL = [{"step": "screen", "in": 8, "out": 8, "rejected": {"empty": 0}},
           {"step": "judge policy", "in": 8, "out": 3, "rejected": {"below_threshold": 5}}]
@@ -15,9 +17,9 @@ JUDGE = {"llm_judge": {"roc_auc": 0.62, "histogram_bins": [0.0, 0.5, 1.0],
                        "histogram_verifier_passed": [1, 2], "histogram_verifier_failed": [4, 1], "candidates": 8}}
 
 
-def metrics(name, eval_acc, ood_acc):
+def metrics(name, eval_acc, ood_acc, health=None):
     return {"prompt_level_strict_acc": eval_acc, "ood_prompt_level_strict_acc": ood_acc, "n_prompts": 10,
-            "model_sha256": f"sha-of-{name}"}
+            "model_sha256": f"sha-of-{name}", **({"health": health} if health else {})}
 
 
 def write_json(root, path, content):
@@ -25,11 +27,11 @@ def write_json(root, path, content):
     (root / path).write_text(json.dumps(content))
 
 
-def write_workspace(root, accuracies, judges=JUDGE, validated=True):
+def write_workspace(root, accuracies, judges=JUDGE, validated=True, health=None):
     """metrics, manifests, validation and judge reports, model summaries as the loop's stages leave them."""
     for i, (eval_acc, ood_acc) in enumerate(accuracies):
         name = f"iter-{i:03d}"
-        write_json(root, f"metrics/{name}.json", metrics(name, eval_acc, ood_acc))
+        write_json(root, f"metrics/{name}.json", metrics(name, eval_acc, ood_acc, health[i] if health else None))
         model = "models/base" if i == 0 else f"models/{name}"
         write_json(root, f"{model}/selfsift_model.json", {"rows": 3, "train_tokens": 400 * i,
                                                           "weights_sha256": f"sha-of-{name}"})
@@ -42,10 +44,10 @@ def write_workspace(root, accuracies, judges=JUDGE, validated=True):
     write_json(root, ".selfsift/timings.json", {"generate@iter-001": 12.5, "finetune@iter-001": 30.0})
 
 
-def run_report(root, seed, run="loop", accuracies=((0.2, 0.1), (0.3, 0.2), (0.45, 0.25)), judges=JUDGE):
+def run_report(root, seed, run="loop", accuracies=((0.2, 0.1), (0.3, 0.2), (0.45, 0.25)), judges=JUDGE, health=None):
     write_params(root, "unused", seed=seed, report={"run": run},
                  iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}})
-    write_workspace(root, accuracies, judges)
+    write_workspace(root, accuracies, judges, health=health)
     with chdir(root):
         return report.main(config_module.load("params.yaml"))
 
@@ -80,6 +82,25 @@ def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
         table = list(csv.DictReader(f))
     assert [row["iteration"] for row in table] == ["0", "1", "2"]
     assert float(table[2]["loop"]) == pytest.approx(50.0) and float(table[2]["no-filter"]) == pytest.approx(20.0)
+
+
+def test_health_table_per_run_and_the_moves_against_the_base(tmp_path):
+    base = [row(f"p{i:02d}", CLEAN, tokens=100, language="en") for i in range(40)]
+    quoted = [row(f"p{i:02d}", STRAY if i % 2 else CLEAN, tokens=100, language="en") for i in range(40)]
+    sets = {"eval": (base, base, quoted), "eval_ood": (base, base, base)}
+    health_by_iteration = [{split: health(answers[i], HEURISTICS, None if i == 0 else base)
+                            for split, answers in sets.items()} for i in range(3)]
+    run_report(tmp_path, seed=1, run="no-health")  # recorded before health metrics existed: no table
+    text = (tmp_path / run_report(tmp_path, seed=1, health=health_by_iteration)).read_text()
+    section = text.split("## Model health")[1]
+    assert "#### loop, seed 1" in section and "no-health" not in section
+    stray = next(line for line in section.splitlines() if line.startswith("| stray_quote |"))
+    # eval it 0, 1, 2, then eval_ood it 0, 1, 2
+    assert stray.split(" | ")[1:4] == ["0.0 %", "0.0 % (+0.0)", "50.0 % (**+50.0**)"]
+    assert "iteration 2, eval: answers with a paragraph that opens on a double quote it never closes: 0.0 % → 50.0 %" in section
+    assert "iteration 1" not in section.split("Moved against the base:")[1]
+    assert "eval_ood: answers with a paragraph" not in section
+    assert (tmp_path / "reports/figures/health.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_loop_that_stopped_early_reports_only_what_it_reached(tmp_path):

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.reasons import ECHOES_PROMPT, EMPTY, LENGTH, LENGTH_OUT_OF_BOUNDS, REPETITIVE, TRUNCATED
+from schemas.reasons import (
+    ECHOES_PROMPT,
+    EMPTY,
+    LENGTH,
+    LENGTH_OUT_OF_BOUNDS,
+    REPETITIVE,
+    TRUNCATED,
+)
 from schemas.records import Candidate, Prompt
+from transforms.health.answer_checks import ARTIFACTS
 from transforms.judges.contract import JudgeResult, JudgeSpec, prompt_text
 from transforms.settings import require
 from transforms.text_normalization import words
@@ -26,6 +34,9 @@ class HeuristicsConfig:
     max_repeated_ngram_share: float = 0.3  # share of n-gram occurrences that repeat an earlier one
     max_prompt_echo: float = 0.8  # share of the answer's word 3-grams copied from the prompt that makes it an echo
     drop_truncated: bool = True  # reject answers that hit max_new_tokens
+    # reject format artifacts: a paragraph opening on a quote it never closes, unbalanced quotes or
+    # brackets in a finished answer, chat-template markup. Judged and recorded either way.
+    reject_artifacts: bool = False
 
     def validate(self, where: str) -> None:
         require(self.min_words >= 1, f"{where}.min_words must be at least 1")
@@ -100,6 +111,20 @@ def repetition(config: HeuristicsConfig):
     return check
 
 
+def artifact(name: str):
+    """The heuristic for one of the format artifacts the health metrics count (answer_checks.ARTIFACTS)."""
+    found = ARTIFACTS[name]
+
+    def build(config: HeuristicsConfig):
+        def check(candidate: Candidate, prompt: Prompt) -> JudgeResult:
+            flagged = found(candidate["text"], candidate["finish_reason"] != LENGTH, prompt["instruction_ids"])
+            return JudgeResult(0.0 if flagged else 1.0, not (flagged and config.reject_artifacts))
+
+        return check
+
+    return build
+
+
 def _heuristic(name: str, reason: str, build) -> JudgeSpec:
     return JudgeSpec(name, "heuristic", build, HeuristicsConfig, section="heuristics", reason=reason)
 
@@ -110,4 +135,5 @@ SPECS = (
     _heuristic("heuristic_truncation", TRUNCATED, truncation),
     _heuristic("heuristic_length", LENGTH_OUT_OF_BOUNDS, length),
     _heuristic("heuristic_repetition", REPETITIVE, repetition),
+    *(_heuristic(f"heuristic_{name}", name, artifact(name)) for name in ARTIFACTS),
 )

@@ -1,0 +1,31 @@
+"""Uncertainty for the health metrics: Wilson intervals for shares, a paired bootstrap for changes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z95 = 1.959963984540054
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0  # fixed, so a metrics file is a pure function of the answers
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95 % Wilson score interval of a share; (0, 1) when there is nothing to count."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def resample_indices(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """(resamples, n) indices drawn with replacement: one row per bootstrap sample of the n prompts."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
