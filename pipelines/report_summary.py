@@ -40,12 +40,19 @@ def accuracy_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def machine_text(record: dict) -> str:
+    machine = record.get("machine")
+    return f"{machine['cpu']}, {machine['cores']} cores" if machine else "not recorded"
+
+
 def params_table(records: list[dict]) -> list[str]:
-    lines = ["| run | settings |", "|---|---|"]
+    """Settings per run, and the machine of each seed: bfloat16 results differ between CPUs."""
+    lines = ["| run | settings | machine per seed |", "|---|---|---|"]
     for run, recs in by_run(records).items():
         settings = "; ".join(f"{section}.{key}={value}" for section, values in recs[0]["params"].items()
                              for key, value in values.items())
-        lines.append(f"| {run} | {settings} |")
+        machines = "; ".join(f"{r['seed']}: {machine_text(r)}" for r in recs)
+        lines.append(f"| {run} | {settings} | {machines} |")
     return lines
 
 

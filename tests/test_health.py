@@ -104,3 +104,15 @@ def test_changes_against_the_base_are_paired_and_flag_only_real_moves():
 def test_no_common_prompt_with_the_base_is_an_error():
     with pytest.raises(ValueError, match="share no prompt"):
         health([row("a", CLEAN)], HEURISTICS, [row("b", CLEAN)])
+
+
+def test_every_change_lies_inside_its_interval_even_for_corpus_level_ratios():
+    """Resampling repeats answers, which lowers distinct-n in every bootstrap sample; the interval
+    must still be around the measured change, not beside it."""
+    varied = [row(f"p{i:02d}", f"answer {i} speaks of topic {i} in words {i * 7} and {i * 11} only") for i in range(40)]
+    same = [row(f"p{i:02d}", "every answer says exactly the same thing here") for i in range(40)]
+    changes = health(same, HEURISTICS, varied)
+    for metric in HEALTH_METRICS:
+        entry = changes[metric.name]
+        assert entry["delta_low"] <= entry["delta"] <= entry["delta_high"], (metric.name, entry)
+    assert changes["distinct_2"]["delta"] < 0 and changes["distinct_2"]["moved"]

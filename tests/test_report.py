@@ -63,6 +63,7 @@ def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
     record = json.loads((tmp_path / "reports/runs/loop-seed2.json").read_text())
     assert [it["train_tokens"] for it in record["iterations"]] == [None, 400, 800]
     assert record["stage_seconds"]["finetune@iter-001"] == 30.0
+    assert record["machine"]["cores"] >= 1 and record["machine"]["cpu"]
 
     text = (tmp_path / summary).read_text()
     accuracy_rows = text.split("\n\n")[2].splitlines()  # the table after the title and the intro
@@ -140,3 +141,19 @@ def test_run_name_must_be_a_plain_name(tmp_path):
     write_params(tmp_path, "unused", report={"run": "../escape"})
     with pytest.raises(config_module.ConfigError, match="report.run"):
         config_module.load(tmp_path / "params.yaml")
+
+
+def test_the_runs_table_names_each_seeds_machine_and_says_when_it_was_not_recorded(tmp_path):
+    run_report(tmp_path, seed=1)
+    runs = tmp_path / "reports/runs"
+    legacy = json.loads((runs / "loop-seed1.json").read_text())
+    del legacy["machine"]
+    (runs / "loop-seed7.json").write_text(json.dumps({**legacy, "seed": 7}))
+    text = (tmp_path / run_report(tmp_path, seed=1)).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| loop | base_model"))
+    assert f"1: {legacy_cpu(tmp_path)}" in row and "7: not recorded" in row
+
+
+def legacy_cpu(root):
+    machine = json.loads((root / "reports/runs/loop-seed1.json").read_text())["machine"]
+    return f"{machine['cpu']}, {machine['cores']} cores"

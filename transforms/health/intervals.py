@@ -26,6 +26,11 @@ def resample_indices(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = B
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def percentile_interval(values: np.ndarray) -> tuple[float, float]:
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+def centred_interval(estimate: float, samples: np.ndarray) -> tuple[float, float]:
+    """95 % interval: the spread of the bootstrap samples around their mean, centred on the estimate.
+
+    Resampling with replacement repeats answers, which lowers corpus-level ratios such as distinct-n
+    in every sample; centring keeps that shift out of the interval. For shares and means it is the
+    plain percentile interval, since their samples centre on the estimate anyway."""
+    low, high = np.percentile(samples - samples.mean(), [2.5, 97.5])
+    return float(estimate + low), float(estimate + high)

@@ -2,8 +2,8 @@
 
 Length, degeneration, diversity, format artifacts, refusals and language, per eval set. Every
 share comes with a 95 % Wilson interval; against the base model's answers to the same prompts each
-metric gets its change with a 95 % paired-bootstrap interval, and `moved` when that interval
-excludes 0.
+metric gets its change with a 95 % paired-bootstrap interval (intervals.centred_interval), and
+`moved` when that interval excludes 0.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from schemas.reasons import LENGTH
 from transforms.health.answer_checks import ARTIFACTS, is_refusal
-from transforms.health.intervals import percentile_interval, resample_indices, wilson
+from transforms.health.intervals import centred_interval, resample_indices, wilson
 from transforms.judges.heuristics import HeuristicsConfig, repeated_ngram_share
 from transforms.text_normalization import words
 
@@ -159,7 +159,7 @@ def _changes(rows: list[dict], base_rows: list[dict], heuristics: HeuristicsConf
     changes = {}
     for metric in HEALTH_METRICS:
         delta = _value(metric, now) - _value(metric, base)
-        low, high = percentile_interval(metric.compute(now, idx) - metric.compute(base, idx))
+        low, high = centred_interval(delta, metric.compute(now, idx) - metric.compute(base, idx))
         changes[metric.name] = {**levels[metric.name], "delta": round(delta, 4), "delta_low": round(low, 4),
                                 "delta_high": round(high, 4), "moved": bool(low > 0 or high < 0)}
     return changes
