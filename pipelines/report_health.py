@@ -50,9 +50,10 @@ def moved_lines(record: dict) -> list[str]:
                 if entry and entry.get("moved"):
                     scale = 100 if metric.unit == "share" else 1
                     base = entry["value"] - entry["delta"]
+                    test = f", McNemar p = {entry['p_value']:.2g}" if "p_value" in entry else ""
                     lines.append(f"- iteration {i}, {split}: {metric.description}: {_number(base, metric.unit)} → "
                                  f"{_number(entry['value'], metric.unit)} (change {scale * entry['delta']:+.3g}, "
-                                 f"95 % interval {scale * entry['delta_low']:+.3g} to {scale * entry['delta_high']:+.3g})")
+                                 f"95 % interval {scale * entry['delta_low']:+.3g} to {scale * entry['delta_high']:+.3g}{test})")
     return lines
 
 
@@ -62,8 +63,9 @@ def health_section(records: list[dict]) -> list[str]:
         return ["No recorded run has health metrics yet (runs evaluated before they existed)."]
     parts = ["Per eval set and iteration (`metrics/iter-N.json`, key `health`). Shares are % of the answers, "
              "lengths in tokens; in brackets the change from the base model's answers to the same prompts, in "
-             "bold when its 95 % paired-bootstrap interval excludes 0. With this many metrics, about 1 in 20 "
-             "unchanged ones is flagged by chance.", ""]
+             "bold when significant: McNemar's exact test p < 0.05 for shares, the 95 % paired-bootstrap interval "
+             "excluding 0 for lengths and distinct-n. With this many metrics, about 1 in 20 unchanged ones is "
+             "flagged by chance.", ""]
     for record in measured:
         moved = moved_lines(record)
         parts += [f"#### {record['run']}, seed {record['seed']}", "", *health_table(record), "",

@@ -12,7 +12,7 @@ from transforms.health.answer_checks import (
     template_markup,
     unbalanced_pairs,
 )
-from transforms.health.intervals import wilson
+from transforms.health.intervals import mcnemar_exact, wilson
 from transforms.health.metrics import HEALTH_METRICS, answer_flags, health
 from transforms.judges.heuristics import HeuristicsConfig
 
@@ -99,6 +99,10 @@ def test_changes_against_the_base_are_paired_and_flag_only_real_moves():
     assert not any(same[m.name]["moved"] for m in HEALTH_METRICS)
     one_more = health([row("p00", STRAY, 100)] + base[1:], HEURISTICS, base)
     assert one_more["stray_quote"]["delta"] == pytest.approx(1 / 60, abs=1e-4) and not one_more["stray_quote"]["moved"]
+    # 4 answers gain the artifact, none loses it: the bootstrap interval clears 0, McNemar (p = 0.125) does not
+    four_more = health([row(f"p{i:02d}", STRAY, 100) for i in range(4)] + base[4:], HEURISTICS, base)["stray_quote"]
+    assert four_more["delta_low"] > 0 and four_more["p_value"] == 0.125 and not four_more["moved"]
+    assert moved["stray_quote"]["p_value"] < 1e-6
 
 
 def test_no_common_prompt_with_the_base_is_an_error():
@@ -116,3 +120,10 @@ def test_every_change_lies_inside_its_interval_even_for_corpus_level_ratios():
         entry = changes[metric.name]
         assert entry["delta_low"] <= entry["delta"] <= entry["delta_high"], (metric.name, entry)
     assert changes["distinct_2"]["delta"] < 0 and changes["distinct_2"]["moved"]
+
+
+def test_mcnemar_exact_against_the_binomial():
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(1, 0) == 1.0
+    assert mcnemar_exact(3, 0) == pytest.approx(0.25) and mcnemar_exact(0, 3) == pytest.approx(0.25)
+    assert mcnemar_exact(6, 0) == pytest.approx(2 / 64)
+    assert mcnemar_exact(8, 2) == pytest.approx(2 * (1 + 10 + 45) / 1024)

@@ -1,4 +1,5 @@
-"""Uncertainty for the health metrics: Wilson intervals for shares, a paired bootstrap for changes."""
+"""Uncertainty for the health metrics: Wilson intervals for shares, a paired bootstrap for changes,
+and McNemar's exact test for a change in a share (paired yes/no outcomes)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p-value: of the prompts whose flag differs between two models, how
+    unlikely a split this uneven is if each side were equally likely (binomial, p = 1/2)."""
+    n = gained + lost
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(gained, lost) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def resample_indices(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:

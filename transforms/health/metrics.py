@@ -1,9 +1,10 @@
 """Model health: what a model's eval answers show beyond the checkers' accuracies.
 
 Length, degeneration, diversity, format artifacts, refusals and language, per eval set. Every
-share comes with a 95 % Wilson interval; against the base model's answers to the same prompts each
-metric gets its change with a 95 % paired-bootstrap interval (intervals.centred_interval), and
-`moved` when that interval excludes 0.
+share comes with a 95 % Wilson interval. Against the base model's answers to the same prompts, each
+metric gets its change with a 95 % paired-bootstrap interval (intervals.centred_interval) and
+`moved`: for a share, McNemar's exact test at p < 0.05 (the bootstrap is too liberal when only a
+few answers change, e.g. 3 against 0); for lengths and distinct-n, the interval excluding 0.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import numpy as np
 
 from schemas.reasons import LENGTH
 from transforms.health.answer_checks import ARTIFACTS, is_refusal
-from transforms.health.intervals import centred_interval, resample_indices, wilson
+from transforms.health.intervals import centred_interval, mcnemar_exact, resample_indices, wilson
 from transforms.judges.heuristics import HeuristicsConfig, repeated_ngram_share
 from transforms.text_normalization import words
 
 DISTINCT_ORDERS = (1, 2)
+SIGNIFICANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def _value(metric: HealthMetric, answers: Answers) -> float:
 
 
 def health(rows: list[dict], heuristics: HeuristicsConfig, base_rows: list[dict] | None = None) -> dict:
-    """{"n_answers", metric: {value[, low, high][, delta, delta_low, delta_high, moved]}} for one eval set.
+    """{"n_answers", metric: {value[, low, high][, delta, delta_low, delta_high[, p_value], moved]}} for one eval set.
 
     `base_rows`: the base model's answers to the same set; changes are paired over the prompts both answered."""
     if not rows:
@@ -160,6 +162,12 @@ def _changes(rows: list[dict], base_rows: list[dict], heuristics: HeuristicsConf
     for metric in HEALTH_METRICS:
         delta = _value(metric, now) - _value(metric, base)
         low, high = centred_interval(delta, metric.compute(now, idx) - metric.compute(base, idx))
-        changes[metric.name] = {**levels[metric.name], "delta": round(delta, 4), "delta_low": round(low, 4),
-                                "delta_high": round(high, 4), "moved": bool(low > 0 or high < 0)}
+        entry = {**levels[metric.name], "delta": round(delta, 4), "delta_low": round(low, 4), "delta_high": round(high, 4)}
+        if metric.unit == "share":
+            flag_now, flag_base = now.flags[metric.name], base.flags[metric.name]
+            entry["p_value"] = round(mcnemar_exact(int((flag_now & ~flag_base).sum()), int((~flag_now & flag_base).sum())), 4)
+            entry["moved"] = entry["p_value"] < SIGNIFICANCE
+        else:
+            entry["moved"] = bool(low > 0 or high < 0)
+        changes[metric.name] = entry
     return changes
