@@ -37,13 +37,21 @@ def copy_repo(dest: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
 
 
+def merged_into(params: dict, overrides: dict) -> None:
+    """Overrides nested keys in place, keeping every other key of params.yaml (as a user's edit would)."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(params.get(key), dict):
+            merged_into(params[key], value)
+        else:
+            params[key] = value
+
+
 def tiny_repo(dest: Path, model_dir: Path, iterations: dict | None = None) -> dict:
     """Copies the repo to `dest` with tiny params; returns the environment to run `dvc` in it."""
     copy_repo(dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["base_model"] = {"source": str(model_dir), "sha256": "", "path": "models/base"}
-    for section, values in TINY.items():
-        params[section].update(values)
+    merged_into(params, TINY)
     if iterations is not None:
         params["iterations"] = iterations
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
