@@ -27,6 +27,8 @@ PARAMS_SHOWN = {
     "base_model": ("init",),
     "generate": ("candidates_per_prompt", "temperature", "max_new_tokens"),
     "curate": ("control", "max_per_prompt"),
+    "judge.heuristics": ("reject_artifacts",),
+    "judge.llm_judge": ("enabled",),
     "finetune": ("method", "start_from", "data", "replay_fraction", "learning_rate", "epochs"),
 }
 
@@ -82,8 +84,14 @@ def iteration_record(name: str, parts: dict) -> dict:
     }
 
 
+def _section(config: Config, dotted: str):
+    for name in dotted.split("."):
+        config = getattr(config, name)
+    return config
+
+
 def run_record(config: Config) -> dict:
-    params = {section: {key: getattr(getattr(config, section), key) for key in keys}
+    params = {section: {key: getattr(_section(config, section), key) for key in keys}
               for section, keys in PARAMS_SHOWN.items()}
     reached = reached_iterations(config)
     return {
