@@ -14,13 +14,17 @@ def health_of(record: dict) -> dict[int, dict]:
             if it["metrics"] and it["metrics"].get("health")}
 
 
+def _scale(unit: str) -> int:
+    """Shares are shown in percent (points for changes); tokens and ratios as they are."""
+    return 100 if unit == "share" else 1
+
+
 def _number(value: float, unit: str) -> str:
     return f"{100 * value:.1f} %" if unit == "share" else f"{value:.1f}" if unit == "tokens" else f"{value:.3f}"
 
 
 def _change(entry: dict, unit: str) -> str:
-    scale = 100 if unit == "share" else 1
-    text = f"{scale * entry['delta']:+.1f}" if unit != "ratio" else f"{entry['delta']:+.3f}"
+    text = f"{entry['delta']:+.3f}" if unit == "ratio" else f"{_scale(unit) * entry['delta']:+.1f}"
     return f"**{text}**" if entry["moved"] else text
 
 
@@ -48,7 +52,7 @@ def moved_lines(record: dict) -> list[str]:
             for metric in HEALTH_METRICS:
                 entry = per_split.get(split, {}).get(metric.name)
                 if entry and entry.get("moved"):
-                    scale = 100 if metric.unit == "share" else 1
+                    scale = _scale(metric.unit)
                     base = entry["value"] - entry["delta"]
                     test = f", McNemar p = {entry['p_value']:.2g}" if "p_value" in entry else ""
                     lines.append(f"- iteration {i}, {split}: {metric.description}: {_number(base, metric.unit)} → "
