@@ -96,7 +96,7 @@ def graph(config: Config, iteration: str, plan: CurationPlan):
 
 
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
-    with guarded("curate", iteration):
+    with guarded("curate", iteration, config):
         return _curate(config, iteration, beam_args)
 
 

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from pipelines.config import Config
+from pipelines.run_guard import guarded
 from transforms.io.layout import BASE
 from transforms.io.model_io import convert_gguf, load_causal_lm, model_sha256, save_atomically, sha256_file
 
@@ -28,6 +29,11 @@ def randomly_initialised(source: Path, seed: int):
 
 
 def main(config: Config) -> str:
+    with guarded("prepare-model", config=config):
+        return _prepare(config)
+
+
+def _prepare(config: Config) -> str:
     cfg = config.base_model
     source = Path(cfg.source)
     if not source.exists():

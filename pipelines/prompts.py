@@ -5,6 +5,7 @@ from __future__ import annotations
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import Config
+from pipelines.run_guard import guarded
 from schemas.records import PROMPT
 from transforms.io.parquet_io import table_bytes, write_atomically
 from transforms.prompts.prompt_builder import build_split
@@ -16,6 +17,11 @@ def write_prompts(rows: list[dict], path: str) -> None:
 
 
 def main(config: Config) -> dict[str, int]:
+    with guarded("prompts", config=config):
+        return _write_prompts(config)
+
+
+def _write_prompts(config: Config) -> dict[str, int]:
     cfg = config.prompts
     if cfg.source == "builtin":
         train = build_split("train", cfg.train_size, cfg.seed, cfg.max_constraints)

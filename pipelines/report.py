@@ -17,7 +17,8 @@ from pipelines.machine import machine
 from pipelines.report_data import write_plot_data
 from pipelines.report_figures import write_figures
 from pipelines.report_summary import render_summary
-from pipelines.run_guard import stage_times
+from pipelines.run_guard import RUNS_DIR, guarded
+from pipelines.stage_times import run_times
 from transforms.io.layout import BASE, Layout
 from transforms.io.parquet_io import read_json, write_atomically
 
@@ -90,6 +91,20 @@ def _section(config: Config, dotted: str):
     return config
 
 
+def chain_files(config: Config, reached: dict[str, dict]) -> set[str]:
+    """The files of the run's chain: its base model, and each reached iteration's shards, model and metrics."""
+    layout = config.layout
+    files = {layout.model_summary(layout.model(BASE))}
+    for name, parts in reached.items():
+        if parts.get("manifest"):
+            files.add(layout.manifest(layout.shards(name)))
+        if parts.get("model"):
+            files |= {str(Layout.validation(name)), layout.model_summary(layout.model(name))}
+        if parts.get("metrics"):
+            files.add(str(Layout.metrics(name)))
+    return files
+
+
 def run_record(config: Config) -> dict:
     params = {section: {key: getattr(_section(config, section), key) for key in keys}
               for section, keys in PARAMS_SHOWN.items()}
@@ -97,7 +112,7 @@ def run_record(config: Config) -> dict:
     return {
         "run": config.report.run, "seed": config.seed, "params": params,
         "iterations": [iteration_record(name, reached.get(name, {})) for name in [iteration_name(0), *config.iterations]],
-        "stage_seconds": stage_times(),
+        "stage_seconds": run_times(config, RUNS_DIR, chain_files(config, reached)),
         "machine": machine(),
     }
 
@@ -107,6 +122,11 @@ def load_records(folder: Path = RUNS) -> list[dict]:
 
 
 def main(config: Config) -> Path:
+    with guarded("report", config=config):
+        return _report(config)
+
+
+def _report(config: Config) -> Path:
     record = run_record(config)
     RUNS.mkdir(parents=True, exist_ok=True)
     write_atomically(str(RUNS / f"{record['run']}-seed{record['seed']}.json"),

@@ -64,7 +64,7 @@ def write_plot_data(records: list[dict], current: dict, out: Path) -> None:
     _write_csv(out / "funnel.csv", ["iteration", "step", "rows_out"],
                [[it["iteration"], step["step"], step["out"]] for it in current["iterations"] if it["funnel"]
                 for step in it["funnel"]])
-    _write_csv(out / "stage_times.csv", ["stage", "seconds"], sorted(current["stage_seconds"].items()))
+    _write_csv(out / "stage_times.csv", ["stage", "seconds"], current["stage_seconds"].items())
     _write_csv(out / "train_tokens.csv", ["run", "seed", "iteration", "train_tokens"],
                [[r["run"], r["seed"], it["iteration"], it["train_tokens"]] for r in records for it in r["iterations"]
                 if it["train_tokens"] is not None])

@@ -98,11 +98,11 @@ def calibration_figure(current: dict, path: Path) -> Path:
 
 def stage_times_figure(current: dict, path: Path) -> Path:
     plt = _pyplot()
-    times = sorted(current["stage_seconds"].items())
+    times = list(current["stage_seconds"].items())  # in pipeline order
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(times) + 1.2))
     ax.barh([name for name, _ in times], [s for _, s in times])
     ax.invert_yaxis()
-    ax.set_xlabel("wall seconds (last successful run of each stage)")
+    ax.set_xlabel("wall seconds (the run that made each output this run used)")
     ax.set_title("stage wall time")
     return _save(fig, path)
 

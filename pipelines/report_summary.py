@@ -92,7 +92,7 @@ def render_summary(records: list[dict], current: dict, figures: dict[str, Path],
         return f"![{name}]({os.path.relpath(figures[name], out)})"
 
     times = ["| stage | seconds |", "|---|---|"] + [f"| {name} | {s:.0f} |"
-                                                      for name, s in sorted(current["stage_seconds"].items())]
+                                                      for name, s in current["stage_seconds"].items()]
     parts = [
         "# selfsift report", "",
         f"Written by the `report` stage from {len(records)} recorded run(s) in `reports/runs/`. Accuracy is IFEval "

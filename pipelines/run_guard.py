@@ -1,10 +1,11 @@
 """One run of a stage at a time, and a record of runs that never finished.
 
-`guarded(stage, iteration)` takes an exclusive lock (`.selfsift/runs/<stage>@<iteration>.lock`) so
+`guarded(stage, iteration, config)` takes an exclusive lock (`.selfsift/runs/<stage>@<iteration>.lock`) so
 a second run of the same stage fails fast instead of writing over the first; the kernel drops the
 lock when a process dies, so a crash never leaves a stale lock. A `.running` marker is written on
 entry and removed on a normal exit (success or a reported error); finding one on entry means the
-previous run was killed, and the stage says so before it starts again.
+previous run was killed, and the stage says so before it starts again. A run that finishes records
+its wall time (`pipelines/stage_times.py`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pipelines import stage_times
 from transforms.io import faults
-from transforms.io.staging import replace_file
+
+if TYPE_CHECKING:
+    from pipelines.config import Config
 
 RUNS_DIR = Path(".selfsift/runs")
-TIMINGS = Path(".selfsift/timings.json")  # {"<stage>@<iteration>": seconds of its last successful run}
 log = logging.getLogger("selfsift")
 
 
@@ -37,9 +41,13 @@ def _read(path: Path) -> dict:
 
 
 @contextlib.contextmanager
-def guarded(stage: str, iteration: str):
-    """Yields the unfinished earlier run's record ({} if the last run finished)."""
-    name = f"{stage}@{iteration}"
+def guarded(stage: str, iteration: str | None = None, config: Config | None = None):
+    """Yields the unfinished earlier run's record ({} if the last run finished).
+
+    `config` ties the recorded time to the files the stage consumed and produced; without one
+    (a test) the time is recorded unlinked and no run record counts it."""
+    name = stage_times.stage_name(stage, iteration)
+    link = stage_times.links(config).get(name) if config else None
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
     marker = RUNS_DIR / f"{name}.running"
     with open(RUNS_DIR / f"{name}.lock", "a+") as lock:
@@ -56,22 +64,12 @@ def guarded(stage: str, iteration: str):
         marker.write_text(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
         faults.set_stage(stage)
         faults.reached("start")
+        consumed = stage_times.current_sha256(link.consumes) if link else None
         started = time.monotonic()
         try:
             yield interrupted
         except Exception:
             marker.unlink(missing_ok=True)  # a reported error, not an interruption
             raise
-        _record_time(name, time.monotonic() - started)
+        stage_times.record(RUNS_DIR, name, time.monotonic() - started, consumed, link)
         marker.unlink(missing_ok=True)
-
-
-def _record_time(name: str, seconds: float) -> None:
-    timings = _read(TIMINGS)
-    timings[name] = round(seconds, 1)
-    replace_file(TIMINGS, lambda tmp: tmp.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n"),
-                 crash_point=False)
-
-
-def stage_times() -> dict[str, float]:
-    return _read(TIMINGS)

@@ -16,6 +16,7 @@ import shutil
 import pyarrow.parquet as pq
 
 from pipelines.config import Config, iteration_number
+from pipelines.run_guard import guarded
 from schemas.expectations import DEFAULT_SEVERITY, SuiteInputs, suites
 from schemas.records import CANDIDATE, JUDGMENT, PAIR, PROMPT, SHARD_ROW
 from transforms.io.layout import EVAL_SPLITS, Layout
@@ -135,6 +136,11 @@ def describe(r: dict) -> str:
 
 
 def main(config: Config, iteration: str) -> dict:
+    with guarded("validate", iteration, config):
+        return _validate(config, iteration)
+
+
+def _validate(config: Config, iteration: str) -> dict:
     sources = _sources(config, iteration)
     schema_errors = _schema_errors(sources)
     results = {} if schema_errors else _run_suites(config, iteration, sources)

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from pipelines import config as config_module
-from pipelines import report
+from pipelines import report, stage_times
+from pipelines.run_guard import RUNS_DIR
 from tests.stage_fixtures import chdir, write_params
 from tests.test_health import CLEAN, HEURISTICS, STRAY, row
 from transforms.health.metrics import health
@@ -37,17 +38,28 @@ def write_workspace(root, accuracies, judges=JUDGE, validated=True, health=None)
                                                           "weights_sha256": f"sha-of-{name}"})
         if i == 0:
             continue
+        for kind in ("candidates", "judgments"):
+            write_json(root, f"data/{kind}/{name}/manifest.json", {"stage": kind, "of": f"sha-of-iter-{i - 1:03d}"})
         write_json(root, f"data/shards/{name}/manifest.json", {"rows_in": 8, "rows_out": 3, "pairs": 2, "funnel": FUNNEL,
                                                              "generator_model_sha256": f"sha-of-iter-{i - 1:03d}"})
         write_json(root, f"reports/validation/{name}.json", {"success": validated})
         write_json(root, f"reports/judges/{name}.json", {"judges": judges})
-    write_json(root, ".selfsift/timings.json", {"generate@iter-001": 12.5, "finetune@iter-001": 30.0})
+
+
+def stages_ran(root, seconds: dict[str, float]):
+    """Records each stage's time as `guarded` does when the stage finishes: after its output exists."""
+    with chdir(root):
+        config = config_module.load("params.yaml")
+        for name, secs in seconds.items():
+            link = stage_times.links(config)[name]
+            stage_times.record(RUNS_DIR, name, secs, stage_times.current_sha256(link.consumes), link)
 
 
 def run_report(root, seed, run="loop", accuracies=((0.2, 0.1), (0.3, 0.2), (0.45, 0.25)), judges=JUDGE, health=None):
     write_params(root, "unused", seed=seed, report={"run": run},
                  iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}})
     write_workspace(root, accuracies, judges, health=health)
+    stages_ran(root, {"generate@iter-001": 12.5, "finetune@iter-001": 30.0})
     with chdir(root):
         return report.main(config_module.load("params.yaml"))
 
@@ -158,3 +170,53 @@ def test_the_runs_table_names_each_seeds_machine_and_says_when_it_was_not_record
 def legacy_cpu(root):
     machine = json.loads((root / "reports/runs/loop-seed1.json").read_text())["machine"]
     return f"{machine['cpu']}, {machine['cores']} cores"
+
+
+LOOP_STAGES = ("generate", "judge", "curate", "validate", "finetune", "evaluate")
+
+
+def test_a_run_record_holds_only_the_times_of_its_own_chain(tmp_path):
+    """A from-scratch control after a full loop stops at iteration 1 (validation fails): the loop's
+    later files stay in the workspace, and their times must not appear in the control's record."""
+    iterations = {"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}}
+    write_params(tmp_path, "unused", report={"run": "loop"}, iterations=iterations)
+    write_workspace(tmp_path, [(0.3, 0.2), (0.5, 0.5), (0.6, 0.6)])
+    (tmp_path / "data/prompts").mkdir(parents=True)
+    (tmp_path / "data/prompts/train.parquet").write_bytes(b"the prompts both runs share")
+    every_stage = {f"{stage}@iter-00{i}": 10.0 * i for i in (1, 2) for stage in LOOP_STAGES}
+    stages_ran(tmp_path, {"prompts": 1.0, "evaluate@iter-000": 5.0, **every_stage})
+    with chdir(tmp_path):
+        report.main(config_module.load("params.yaml"))
+    loop = json.loads((tmp_path / "reports/runs/loop-seed1234.json").read_text())["stage_seconds"]
+    assert set(loop) == {"prompts", "evaluate@iter-000", *every_stage}
+    with open(tmp_path / "reports/plots/stage_times.csv") as f:
+        assert [row["stage"] for row in csv.DictReader(f)] == ["prompts", "evaluate@iter-000", *every_stage]
+
+    write_params(tmp_path, "unused", report={"run": "from-scratch"}, iterations=iterations)
+    write_json(tmp_path, "models/base/selfsift_model.json", {"weights_sha256": "sha-of-random-base"})
+    write_json(tmp_path, "metrics/iter-000.json", metrics("random-base", 0.0, 0.0))
+    for kind in ("candidates", "judgments"):
+        write_json(tmp_path, f"data/{kind}/iter-001/manifest.json", {"stage": kind, "of": "random-base"})
+    write_json(tmp_path, "data/shards/iter-001/manifest.json",
+               {"rows_in": 8, "rows_out": 0, "pairs": 0, "funnel": FUNNEL, "generator_model_sha256": "sha-of-random-base"})
+    write_json(tmp_path, "reports/validation/iter-001.json", {"success": False})
+    stages_ran(tmp_path, {"evaluate@iter-000": 6.0, "generate@iter-001": 7.0, "judge@iter-001": 8.0,
+                          "curate@iter-001": 9.0})
+    with chdir(tmp_path):
+        report.main(config_module.load("params.yaml"))
+    control = json.loads((tmp_path / "reports/runs/from-scratch-seed1234.json").read_text())["stage_seconds"]
+    assert control == {"prompts": 1.0, "evaluate@iter-000": 6.0, "generate@iter-001": 7.0, "judge@iter-001": 8.0,
+                       "curate@iter-001": 9.0}
+
+
+def test_a_time_counts_only_for_the_output_the_stage_produced(tmp_path):
+    write_params(tmp_path, "unused", iterations={"iter-001": {"generator": "base"}})
+    write_workspace(tmp_path, [(0.2, 0.1), (0.4, 0.3)])
+    stages_ran(tmp_path, {f"{stage}@iter-001": 3.0 for stage in LOOP_STAGES})
+    write_json(tmp_path, "data/judgments/iter-001/manifest.json", {"stage": "judgments", "rewritten": "by hand"})
+    with chdir(tmp_path):
+        report.main(config_module.load("params.yaml"))
+    times = json.loads((tmp_path / "reports/runs/loop-seed1234.json").read_text())["stage_seconds"]
+    # judge did not make the judgments now there, so curate's input is not trusted; the shards the
+    # chain reached are, so validate and what follows count
+    assert set(times) == {"generate@iter-001", "validate@iter-001", "finetune@iter-001", "evaluate@iter-001"}
