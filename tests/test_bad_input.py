@@ -101,6 +101,43 @@ def test_mixed_scripts_and_odd_but_valid_text_are_kept_exactly(project, capsys):
     assert sorted(r["messages"][-1]["content"] for r in rows) == sorted(texts)  # every record, byte for byte
 
 
+def test_every_bad_line_is_named_at_once_and_loses_nothing(project, capsys):
+    before = snapshot(project)
+    lines = [GOOD.strip(), '{"prompt": "cut', "", '{"prompt": ""}', GOOD.strip(), '{"prompt": "Fine."}']
+    (project / "prompts.jsonl").write_text("\r\n".join(lines) + "\r\n")
+    write_params(project, "unused", prompts={**SIZES, "source": "prompts.jsonl"})
+    code, out = run(project, capsys, "prompts")
+    assert code == 2, out.err
+    assert "prompts.jsonl: 3 bad records, so none was read:" in out.err
+    for named in (":2: invalid JSON", ":4: 'prompt' is empty", ":5: duplicate prompt_id 'ok' (first on line 1)"):
+        assert f"prompts.jsonl{named}" in out.err, out.err
+    assert "Traceback" not in out.err and snapshot(project) == before
+
+
+EXCEL_CSV = ("\ufeffprompt_id,prompt\r\n"
+             'r1,"Write a poem about rivers, lakes and seas.\nUse two stanzas."\r\n'
+             'r2,"Say ""hello"" in French."\r\n')
+
+
+def test_an_excel_csv_export_is_read_whole(project, capsys):
+    (project / "prompts.csv").write_bytes(EXCEL_CSV.encode())
+    write_params(project, "unused", prompts={**SIZES, "source": "prompts.csv"})
+    code, out = run(project, capsys, "prompts")
+    assert code == 0, out.err
+    rows = pq.read_table(project / "data/prompts/train.parquet").to_pylist()
+    assert {r["prompt_id"]: r["messages"][-1]["content"] for r in rows} == {
+        "r1": "Write a poem about rivers, lakes and seas.\nUse two stanzas.", "r2": 'Say "hello" in French.'}
+
+
+def test_a_csv_row_split_by_an_unquoted_comma_is_named_and_loses_nothing(project, capsys):
+    before = snapshot(project)
+    (project / "prompts.csv").write_bytes(EXCEL_CSV.encode() + b"r3,Write about owls, then bats.\r\n")
+    write_params(project, "unused", prompts={**SIZES, "source": "prompts.csv"})
+    code, out = run(project, capsys, "prompts")
+    assert code == 2 and "prompts.csv:5: 3 fields where the header has 2" in out.err, out.err
+    assert "Traceback" not in out.err and snapshot(project) == before
+
+
 BAD_PARAMS = {
     "unknown key": ({"generate": {"candidates": 4}}, "params.yaml.generate: unknown key(s) candidates"),
     "K = 0": ({"generate": {"candidates_per_prompt": 0}}, "generate.candidates_per_prompt must be at least 1"),

@@ -1,3 +1,4 @@
+import codecs
 import json
 
 import pyarrow as pa
@@ -71,9 +72,138 @@ def test_parquet_input_and_bad_suffix(tmp_path):
     pq.write_table(pa.Table.from_pylist([{"prompt": "Hello there."}, {"prompt": "Bye."}]), path)
     assert len(read_prompt_file(path)) == 2
     with pytest.raises(PromptFileError, match="unsupported format"):
-        read_prompt_file(write(tmp_path, "x", name="p.csv"))
+        read_prompt_file(write(tmp_path, "x", name="p.txt"))
     with pytest.raises(PromptFileError, match="not a readable Parquet"):
         read_prompt_file(write(tmp_path, "garbage", name="bad.parquet"))
+
+
+TEXTS = {"a": "Write about rivers, lakes; and seas.", "b": "Línea uno\nLínea dos — «fin».", "c": 'Say "hi".'}
+
+
+def jsonl(between: str = "\n") -> str:
+    return between.join(json.dumps({"prompt_id": pid, "prompt": text}, ensure_ascii=False) for pid, text in TEXTS.items())
+
+
+AS_SAVED = {
+    "UTF-8 with a byte-order mark (Windows Notepad, Excel)": codecs.BOM_UTF8 + jsonl().encode(),
+    "Windows line endings": (jsonl("\r\n") + "\r\n").encode(),
+    "a trailing blank line": (jsonl() + "\n\n").encode(),
+    "blank lines between records": jsonl("\n\n \r\n\t\n").encode(),
+    "UTF-16 LE with a byte-order mark (Notepad 'Unicode')": codecs.BOM_UTF16_LE + (jsonl("\r\n") + "\r\n").encode("utf-16-le"),
+    "UTF-16 BE with a byte-order mark": codecs.BOM_UTF16_BE + jsonl().encode("utf-16-be"),
+}
+
+
+def texts_of(rows) -> dict:
+    return {r["prompt_id"]: r["messages"][-1]["content"] for r in rows}
+
+
+@pytest.mark.parametrize("case", sorted(AS_SAVED))
+def test_jsonl_as_editors_save_it_reads_every_record_exactly(tmp_path, case):
+    assert texts_of(read_prompt_file(write(tmp_path, AS_SAVED[case]))) == TEXTS
+
+
+# Excel's "CSV UTF-8": byte-order mark, CRLF rows, a cell's own line breaks as LF inside quotes,
+# quotes doubled, every row padded to the header's width, an empty row left at the end.
+EXCEL_CSV = ("\ufeffprompt_id,prompt,instruction_ids,kwargs\r\n"
+             'a,"Write about rivers, lakes; and seas.","[""punctuation:no_comma""]","[{}]"\r\n'
+             '\r\n'
+             'b,"Línea uno\nLínea dos — «fin».",,\r\n'
+             'c,"Say ""hi"".",,\r\n'
+             ",,,\r\n")
+SEMICOLON_CSV = ('prompt;prompt_id\r\n"Write about rivers, lakes; and seas.";a\r\n'
+                 '"Línea uno\nLínea dos — «fin».";b\r\nSay "hi".;c\r\n')  # Excel where ',' is the decimal mark
+
+
+# Excel's "Unicode text": UTF-16 LE with its byte-order mark, tab-separated (saved as .txt; renamed .tsv).
+UNICODE_TEXT = ("prompt_id\tprompt\tinstruction_ids\tkwargs\r\n"
+                'a\tWrite about rivers, lakes; and seas.\t"[""punctuation:no_comma""]"\t[{}]\r\n'
+                'b\t"Línea uno\nLínea dos — «fin»."\t\t\r\n'
+                'c\t"Say ""hi""."\t\t\r\n')
+
+
+@pytest.mark.parametrize("name, content", [
+    ("excel.csv", EXCEL_CSV.encode()),
+    ("semicolons.csv", SEMICOLON_CSV.encode()),
+    ("unicode-text.tsv", codecs.BOM_UTF16_LE + UNICODE_TEXT.encode("utf-16-le")),
+    ("unicode-text.csv", codecs.BOM_UTF16_LE + UNICODE_TEXT.encode("utf-16-le")),  # the tab header picks tab
+])
+def test_spreadsheet_exports_read_every_record_exactly(tmp_path, name, content):
+    rows = read_prompt_file(write(tmp_path, content, name=name))
+    assert texts_of(rows) == TEXTS
+    assert name == "semicolons.csv" or {r["prompt_id"]: r["instruction_ids"] for r in rows}["a"] == ["punctuation:no_comma"]
+
+
+def test_a_one_column_csv_never_splits_a_prompt(tmp_path):
+    # Without a delimiter in the header there is one column, whatever the export's delimiter was.
+    path = write(tmp_path, 'prompt\r\nHello, world; again.\r\n"A quoted, ""odd""\nprompt."\r\n', name="p.csv")
+    assert sorted(r["messages"][-1]["content"] for r in read_prompt_file(path)) == [
+        'A quoted, "odd"\nprompt.', "Hello, world; again."]
+
+
+def test_messages_cell_holds_json(tmp_path):
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi, who are you?"}]
+    path = write(tmp_path, "messages\n" + '"' + json.dumps(chat).replace('"', '""') + '"\n', name="p.csv")
+    assert read_prompt_file(path)[0]["messages"] == chat
+
+
+@pytest.mark.parametrize("content, message", [
+    ("prompt,prompt_id\nHello, world,a\n", ":2: 3 fields where the header has 2"),
+    ("prompt,prompt_id\nHello,a\nBye\n", ":3: 1 fields where the header has 2"),
+    ('prompt,prompt_id\nHi,a\n"Never closed,b\nc,d\n', ":3: malformed CSV (unexpected end of data); a quoted field "
+                                                         "opened here never closes"),
+    ('prompt,instruction_ids\nHi,punctuation:no_comma\n', ":2: the instruction_ids cell is not valid JSON"),
+    ('prompt,instruction_ids\nHi,"[""no:such_check""]"\n', ":2: unknown instruction id"),
+    ("prompt,prompt_id\n,a\n", ":2: 'prompt' is empty"),
+    ("text,prompt_id\nHi,a\n", ":1: the header row names no 'prompt' or 'messages' column"),
+    ("prompt,prompt\nHi,Ho\n", ":1: the header row repeats the column(s) prompt"),
+    ("prompt;prompt_id,source\nHi;a,b\n", ":1: the header mixes delimiters (comma, semicolon)"),
+])
+def test_bad_csv_is_named_with_the_line_its_record_starts_on(tmp_path, content, message):
+    path = write(tmp_path, content, name="p.csv")
+    with pytest.raises(PromptFileError) as err:
+        read_prompt_file(path)
+    assert f"{path}{message}" in str(err.value)
+
+
+def test_csv_lines_count_a_cell_s_own_line_breaks(tmp_path):
+    path = write(tmp_path, 'prompt,prompt_id\r\n"one\ntwo\nthree",a\r\n\r\n,b\r\n', name="p.csv")
+    with pytest.raises(PromptFileError, match=r"p\.csv:6: 'prompt' is empty"):
+        read_prompt_file(path)
+
+
+def test_every_bad_line_is_listed_in_one_error_up_to_a_cap(tmp_path):
+    good = ['{"prompt_id": "g%d", "prompt": "Fine %d."}' % (i, i) for i in range(3)]
+    bad = ['{"prompt": "unclosed', '{"prompt": ""}', '{"text": "x"}'] * 9  # 27 bad lines
+    lines = good + ["", '{"prompt_id": "g0", "prompt": "again"}'] + bad  # line 5: a duplicate
+    path = write(tmp_path, "\n".join(lines).encode() + b'\n{"prompt": "caf\xe9"}\n')
+    with pytest.raises(PromptFileError) as err:
+        read_prompt_file(path)
+    listed = str(err.value).splitlines()
+    assert listed[0] == f"{path}: 29 bad records, so none was read:"
+    assert listed[1] == f"  {path}:5: duplicate prompt_id 'g0' (first on line 1)"
+    assert listed[2].startswith(f"  {path}:6: invalid JSON") and listed[3] == f"  {path}:7: 'prompt' is empty"
+    assert [line.split(":")[1] for line in listed[1:21]] == [str(n) for n in range(5, 25)]  # line order, 20 named
+    assert listed[21:] == ["  ... and 9 more"]
+
+
+def test_two_bad_lines_are_both_named(tmp_path):
+    path = write(tmp_path, '{"prompt": 1}\n{"prompt": "ok"}\n{"prompt": "\xff"}\n'.encode("latin-1"))
+    with pytest.raises(PromptFileError) as err:
+        read_prompt_file(path)
+    assert str(err.value).splitlines() == [f"{path}: 2 bad records, so none was read:",
+                                           f"  {path}:1: 'prompt' must be a string, got int",
+                                           f"  {path}:3: invalid UTF-8 at byte 12"]
+
+
+def test_bad_utf16_and_utf16_without_its_mark_are_named(tmp_path):
+    no_mark = write(tmp_path, '{"prompt": "Hi."}\n'.encode("utf-16-le"), name="a.jsonl")
+    with pytest.raises(PromptFileError, match=r"a\.jsonl:1: contains NUL bytes \(a UTF-16 file needs its byte-order mark"):
+        read_prompt_file(no_mark)
+    odd = write(tmp_path, codecs.BOM_UTF16_LE + '{"prompt": "Hi."}\n{"prompt": "Ho."}'.encode("utf-16-le") + b"x",
+                name="b.jsonl")
+    with pytest.raises(PromptFileError, match=r"b\.jsonl:2: invalid UTF-16 at byte 72 of the file"):
+        read_prompt_file(odd)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

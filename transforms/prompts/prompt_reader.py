@@ -1,15 +1,25 @@
-"""Reads a user's prompt file (JSONL or Parquet) into prompt records, or fails naming file, line and reason.
+"""Reads a user's prompt file (JSONL, CSV/TSV or Parquet) into prompt records, or fails naming file, line and reason.
 
 Each record needs `prompt` (a string) or `messages` (a list of {role, content}); it may carry
 `prompt_id`, `instruction_ids` and `kwargs` (a list of objects, or of JSON strings, one per id).
 Text may mix any scripts, but control characters (other than tab and newline) and the invisible
 bidirectional-override characters that can hide text from a reviewer are refused.
+
+Files are read as common tools save them: UTF-8 with or without a byte-order mark, UTF-16 with its
+byte-order mark (Excel's "Unicode text"), Windows line endings, blank lines anywhere. A CSV file
+has a header row naming the same fields; its `messages`, `instruction_ids` and `kwargs` cells hold
+JSON, empty optional cells are absent fields, and its delimiter (comma, semicolon or tab) is the one
+its header uses. A bad file is refused whole, listing every bad record (up to MAX_LISTED).
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
 import json
 import unicodedata
+from functools import partial
 from pathlib import Path
 
 from transforms.prompts.prompt_builder import prompt_id_for
@@ -17,12 +27,31 @@ from transforms.prompts.prompt_builder import prompt_id_for
 ROLES = ("system", "user", "assistant")
 ALLOWED_CONTROLS = "\t\n\r"
 BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+MAX_LISTED = 20  # bad records named in one error; the rest are counted
+CSV_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+CSV_JSON_COLUMNS = ("messages", "instruction_ids", "kwargs")
+# A header without a delimiter is a one-column file: its rows are never split. NUL bytes are
+# refused before parsing, so NUL as the delimiter only parses the quoting.
+ONE_COLUMN = "\0"
 
 
 class PromptFileError(ValueError):
     def __init__(self, path, line: int | None, reason: str):
+        self.line = line
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {reason}")
+
+
+def _raise_all(path, errors: list[PromptFileError]) -> None:
+    """One error for every bad record: a single one as it is, several listed in line order up to MAX_LISTED."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        errors = sorted(errors, key=lambda e: e.line or 0)
+        listed = [f"  {e}" for e in errors[:MAX_LISTED]]
+        if len(errors) > MAX_LISTED:
+            listed.append(f"  ... and {len(errors) - MAX_LISTED} more")
+        raise PromptFileError(path, None, f"{len(errors)} bad records, so none was read:\n" + "\n".join(listed))
 
 
 def _check_text(text: str, field: str, path, line) -> None:
@@ -101,19 +130,119 @@ def _to_prompt(record, path, line, split: str, source: str) -> dict:
             "source": source, "split": split}
 
 
-def _jsonl_records(path: Path):
+def _utf16_lines(path: Path, raw: bytes) -> list[str]:
+    try:
+        text = raw.decode("utf-16")  # reads the byte-order mark for the byte order, and drops it
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].decode("utf-16", errors="replace").count("\n") + 1
+        raise PromptFileError(path, line, f"invalid UTF-16 at byte {exc.start} of the file") from exc
+    return text.split("\n")
+
+
+def _utf8_problem(line: bytes) -> str:
+    if b"\0" in line:
+        return "contains NUL bytes (a UTF-16 file needs its byte-order mark; or save it as UTF-8)"
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start}"
+    return ""
+
+
+def _decoded_lines(path: Path) -> tuple[list[str], list[PromptFileError]]:
+    """The file's lines (each keeps a Windows "\\r"), and an error for each line that does not decode (read as "")."""
     raw = path.read_bytes()
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PromptFileError(path, number, f"invalid UTF-8 at byte {exc.start}") from exc
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _utf16_lines(path, raw), []
+    lines, errors = [], []
+    for number, line in enumerate(raw.removeprefix(codecs.BOM_UTF8).split(b"\n"), start=1):
+        problem = _utf8_problem(line)
+        if problem:
+            errors.append(PromptFileError(path, number, problem))
+        lines.append("" if problem else line.decode("utf-8"))
+    return lines, errors
+
+
+def _jsonl_records(path: Path):
+    lines, errors = _decoded_lines(path)
+    for error in errors:
+        yield error.line, error
+    for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         try:
             yield number, json.loads(text)
         except json.JSONDecodeError as exc:
-            raise PromptFileError(path, number, f"invalid JSON ({exc.msg} at column {exc.colno})") from exc
+            yield number, PromptFileError(path, number, f"invalid JSON ({exc.msg} at column {exc.colno})")
+
+
+def _csv_delimiter(path: Path, line: int, header: str) -> str:
+    """Field names hold no delimiter, so the header shows which one the file uses (Excel writes ';'
+    where ',' is the decimal mark)."""
+    found = [d for d in CSV_DELIMITERS if d in header]
+    if len(found) > 1:
+        raise PromptFileError(path, line, f"the header mixes delimiters ({', '.join(CSV_DELIMITERS[d] for d in found)}); "
+                                          "use one")
+    return found[0] if found else ONE_COLUMN
+
+
+def _csv_header(path: Path, line: int, row: list[str]) -> list[str]:
+    names = [cell.strip() for cell in row]
+    if "prompt" not in names and "messages" not in names:
+        raise PromptFileError(path, line, f"the header row names no 'prompt' or 'messages' column (it has {names})")
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise PromptFileError(path, line, f"the header row repeats the column(s) {', '.join(repeated)}")
+    return names
+
+
+def _csv_record(path: Path, line: int, header: list[str], row: list[str]) -> dict | PromptFileError:
+    if len(row) != len(header):
+        return PromptFileError(path, line, f"{len(row)} fields where the header has {len(header)} (quote a field "
+                                           "that holds the delimiter)")
+    # An empty optional cell is an absent field; an empty prompt stays, to be named as empty.
+    record = {name: cell for name, cell in zip(header, row) if name and (cell or name == "prompt")}
+    for name in CSV_JSON_COLUMNS:
+        if name in record:
+            try:
+                record[name] = json.loads(record[name])
+            except json.JSONDecodeError as exc:
+                return PromptFileError(path, line, f"the {name} cell is not valid JSON ({exc.msg} at column {exc.colno})")
+    return record
+
+
+def _csv_rows(path: Path, text: str, delimiter: str):
+    """(line the record starts on, its cells or a PromptFileError), skipping blank rows."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            hint = "; a quoted field opened here never closes" if "unexpected end of data" in str(exc) else ""
+            yield start, PromptFileError(path, start, f"malformed CSV ({exc}){hint}")
+            continue
+        if any(cell.strip() for cell in row):
+            yield start, row
+
+
+def _csv_records(path: Path, delimiter: str | None = None):
+    lines, errors = _decoded_lines(path)
+    _raise_all(path, errors)  # a line that did not decode could hide a quote: parse nothing
+    header_at = next((i for i, text in enumerate(lines) if text.strip()), None)
+    if header_at is None:
+        return
+    delimiter = delimiter or _csv_delimiter(path, header_at + 1, lines[header_at])
+    header = None
+    for number, row in _csv_rows(path, "\n".join(lines), delimiter):
+        if isinstance(row, PromptFileError):
+            yield number, row
+        elif header is None:
+            header = _csv_header(path, number, row)
+        else:
+            yield number, _csv_record(path, number, header, row)
 
 
 def _parquet_records(path: Path):
@@ -127,24 +256,35 @@ def _parquet_records(path: Path):
         yield number, record
 
 
+def _unique_prompt(record, path: Path, line: int, split: str, first_line: dict[str, int]) -> dict:
+    """The prompt of one record (or the reader's error for it), its id not taken by an earlier one."""
+    if isinstance(record, PromptFileError):
+        raise record
+    prompt = _to_prompt(record, path, line, split, source=path.name)
+    first = first_line.setdefault(prompt["prompt_id"], line)
+    if first != line:
+        raise PromptFileError(path, line, f"duplicate prompt_id {prompt['prompt_id']!r} (first on line {first})")
+    return prompt
+
+
+READERS = {".jsonl": _jsonl_records, ".json": _jsonl_records, ".csv": _csv_records,
+           ".tsv": partial(_csv_records, delimiter="\t"), ".parquet": _parquet_records}
+
+
 def read_prompt_file(path: str | Path, split: str = "train") -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise PromptFileError(path, None, "file not found")
-    if path.suffix == ".parquet":
-        records = _parquet_records(path)
-    elif path.suffix in (".jsonl", ".json"):
-        records = _jsonl_records(path)
-    else:
-        raise PromptFileError(path, None, "unsupported format: use .jsonl or .parquet")
-    prompts, seen = [], {}
-    for number, record in records:
-        prompt = _to_prompt(record, path, number, split, source=path.name)
-        if prompt["prompt_id"] in seen:
-            first = seen[prompt["prompt_id"]]
-            raise PromptFileError(path, number, f"duplicate prompt_id {prompt['prompt_id']!r} (first on line {first})")
-        seen[prompt["prompt_id"]] = number
-        prompts.append(prompt)
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise PromptFileError(path, None, f"unsupported format: use {', '.join(READERS)}")
+    prompts, errors, first_line = [], [], {}
+    for number, record in reader(path):
+        try:
+            prompts.append(_unique_prompt(record, path, number, split, first_line))
+        except PromptFileError as exc:
+            errors.append(exc)
+    _raise_all(path, errors)
     if not prompts:
         raise PromptFileError(path, None, "no prompts in file")
     return sorted(prompts, key=lambda p: p["prompt_id"])
