@@ -28,11 +28,13 @@ from transforms.io.parquet_io import (
     WriteSortedShards,
     clear_shards,
     file_sha256,
+    read_table,
     shard_entries,
     shard_index,
     shard_name,
     write_manifest,
 )
+from transforms.io.progress import ShowProgress, start_meter
 
 log = logging.getLogger("selfsift")
 
@@ -59,8 +61,9 @@ def lineage_of(config: Config, iteration: str) -> Lineage:
                    seed=config.seed, sampling=SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens))
 
 
-def graph(config: Config, iteration: str, lineage: Lineage, shards: list[int]):
-    """The Beam graph generating the given shards, as a function that adds it to a pipeline."""
+def graph(config: Config, iteration: str, lineage: Lineage, shards: list[int], total: int = 0):
+    """The Beam graph generating the given shards, as a function that adds it to a pipeline.
+    `total`: the candidates the whole stage run makes, for its progress line."""
     cfg, n, target = config.generate, config.generate.num_shards, config.layout.candidates(iteration)
     handler = generation_handler(config, lineage.model, lineage.sampling)
 
@@ -71,6 +74,7 @@ def graph(config: Config, iteration: str, lineage: Lineage, shards: list[int]):
             | "OnlyTheseShards" >> beam.Filter(lambda r: shard_index(r["prompt_id"], n) in shards)
             | "Expand" >> beam.FlatMap(expand_prompt, k=cfg.candidates_per_prompt, lineage=lineage)
             | "Generate" >> RunInference(KeyedModelHandler(handler))
+            | "Progress" >> beam.ParDo(ShowProgress(f"generate@{iteration}", total, "candidates"))
             | "ToCandidate" >> beam.MapTuple(lambda meta, result: to_candidate(meta, result.inference, lineage))
             | "Write" >> WriteSortedShards(target, CANDIDATE, ("prompt_id", "candidate_id"), n, only=shards)
         )
@@ -97,9 +101,12 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
                      sum(e["rows"] for e in reused.values()), sum(e["seconds"] for e in reused.values()))
         pending = [i for i in range(n) if shard_name(i, n) not in reused]
         runs = [[i] for i in pending] if cfg.resumable else [pending] if pending else []
+        total = cfg.candidates_per_prompt * sum(shard_index(p, n) in pending
+                                                 for p in read_table(prompts_file).column("prompt_id").to_pylist())
+        start_meter(name, total, "candidates")
         for shards in runs:
             start = time.perf_counter()
-            run_pipeline(graph(config, iteration, lineage, shards), beam_args)
+            run_pipeline(graph(config, iteration, lineage, shards, total), beam_args)
             seconds = time.perf_counter() - start
             for i in shards:
                 progress.record(shard_name(i, n), seconds / len(shards))
