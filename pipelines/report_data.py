@@ -7,6 +7,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from transforms.health.intervals import wilson
 from transforms.judges.eval_metrics import METRIC_PREFIX
 
 ACCURACY = {split: f"{prefix}prompt_level_strict_acc" for split, prefix in METRIC_PREFIX.items()}
@@ -32,6 +33,25 @@ def accuracy_over_seeds(records: list[dict], metric: str) -> dict[int, list[floa
     return dict(sorted(values.items()))
 
 
+def pooled_interval(records: list[dict], split: str) -> dict[int, tuple[float, float]]:
+    """{iteration: 95 % Wilson interval, in percent, of the accuracy over every seed's prompts pooled}."""
+    metric, n_key = ACCURACY[split], f"{METRIC_PREFIX[split]}n_prompts"
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for record in records:
+        for it in record["iterations"]:
+            if it["metrics"] is not None and it["metrics"].get(n_key):
+                n = it["metrics"][n_key]
+                counts[it["iteration"]][0] += round(it["metrics"][metric] * n)
+                counts[it["iteration"]][1] += n
+    return {i: tuple(100 * bound for bound in wilson(*c)) for i, c in counts.items()}
+
+
+def rejections_by_reason(funnel: list[dict]) -> dict[str, int]:
+    """{"step: reason": candidates rejected, ..., "kept": what the last step let through}, in chain order."""
+    counts = {f"{step['step']}: {reason}": count for step in funnel for reason, count in step["rejected"].items() if count}
+    return {**counts, "kept": funnel[-1]["out"]}
+
+
 def mean_and_spread(values: list[float]) -> tuple[float, float, float]:
     """(mean, min, max)."""
     return statistics.fmean(values), min(values), max(values)
@@ -51,7 +71,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def write_plot_data(records: list[dict], current: dict, out: Path) -> None:
-    """accuracy_<set>.csv (iteration x run means), funnel.csv, stage_times.csv, train_tokens.csv."""
+    """accuracy_<set>.csv (iteration x run means), funnel.csv, rejections.csv, stage_times.csv, train_tokens.csv."""
     runs = by_run(records)
     for split, metric in ACCURACY.items():
         means = {run: {i: mean_and_spread(v)[0] for i, v in accuracy_over_seeds(recs, metric).items()}
@@ -64,6 +84,9 @@ def write_plot_data(records: list[dict], current: dict, out: Path) -> None:
     _write_csv(out / "funnel.csv", ["iteration", "step", "rows_out"],
                [[it["iteration"], step["step"], step["out"]] for it in current["iterations"] if it["funnel"]
                 for step in it["funnel"]])
+    _write_csv(out / "rejections.csv", ["iteration", "outcome", "candidates"],
+               [[it["iteration"], outcome, count] for it in current["iterations"] if it["funnel"]
+                for outcome, count in rejections_by_reason(it["funnel"]).items()])
     _write_csv(out / "stage_times.csv", ["stage", "seconds"], current["stage_seconds"].items())
     _write_csv(out / "train_tokens.csv", ["run", "seed", "iteration", "train_tokens"],
                [[r["run"], r["seed"], it["iteration"], it["train_tokens"]] for r in records for it in r["iterations"]

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from pipelines.report_data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread
+from pipelines.report_data import (
+    ACCURACY,
+    accuracy_over_seeds,
+    auc_text,
+    by_run,
+    mean_and_spread,
+    pooled_interval,
+    rejections_by_reason,
+)
 from pipelines.report_health import SPLITS, health_of
 
 
@@ -37,62 +45,81 @@ def accuracy_figure(records: list[dict], path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, (split, metric) in zip(axes, ACCURACY.items(), strict=True):
         for run, recs in by_run(records).items():
-            series = accuracy_over_seeds(recs, metric)
+            series, intervals = accuracy_over_seeds(recs, metric), pooled_interval(recs, split)
             xs = list(series)
             stats = [mean_and_spread(v) for v in series.values()]
-            line, = ax.plot(xs, [s[0] for s in stats], marker="o", label=f"{run} ({len(recs)} seed{'s' * (len(recs) > 1)})")
-            ax.fill_between(xs, [s[1] for s in stats], [s[2] for s in stats], color=line.get_color(), alpha=0.2)
+            means = [s[0] for s in stats]
+            errors = [[max(m - intervals[x][0], 0) if x in intervals else 0 for x, m in zip(xs, means)],
+                      [max(intervals[x][1] - m, 0) if x in intervals else 0 for x, m in zip(xs, means)]]
+            line = ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3,
+                               label=f"{run} ({len(recs)} seed{'s' * (len(recs) > 1)})").lines[0]
+            if len(recs) > 1:
+                ax.fill_between(xs, [s[1] for s in stats], [s[2] for s in stats], color=line.get_color(), alpha=0.2)
         ax.set_title(f"{split}: prompt-level strict accuracy")
         ax.set_xlabel("iteration")
         ax.xaxis.set_major_locator(_integer_ticks())
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("% of prompts (mean; band: min-max over seeds)")
+    axes[0].set_ylabel("% of prompts (mean over seeds)")
+    fig.text(0.01, 0.01, "bars: 95 % Wilson interval over the prompts of every seed; band: min-max over seeds",
+             fontsize=7)
     axes[1].legend(fontsize=8)
     return _save(fig, path)
 
 
 def funnel_figure(current: dict, path: Path) -> Path:
+    """Candidates rejected at each curation step, by reason, and kept, per iteration."""
     plt = _pyplot()
     iterations = [it for it in current["iterations"] if it["funnel"]]
-    fig, ax = plt.subplots(figsize=(8, 4))
+    counts = [rejections_by_reason(it["funnel"]) for it in iterations]
+    labels = list(dict.fromkeys(label for c in counts for label in c if label != "kept")) + ["kept"]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(labels) * max(len(iterations), 1) + 1.5))
     width = 0.8 / max(len(iterations), 1)
-    for n, it in enumerate(iterations):
-        steps = ["generated"] + [s["step"] for s in it["funnel"]]
-        rows = [it["funnel"][0]["in"]] + [s["out"] for s in it["funnel"]]
-        ax.barh([k + n * width for k in range(len(steps))], rows, height=width, label=f"iteration {it['iteration']}")
-        ax.set_yticks(range(len(steps)), steps)
+    for n, (it, outcome) in enumerate(zip(iterations, counts, strict=True)):
+        ax.barh([k + n * width for k in range(len(labels))], [outcome.get(label, 0) for label in labels], height=width,
+                label=f"iteration {it['iteration']} ({it['funnel'][0]['in']} candidates)")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("candidates remaining after the step")
-    ax.set_title(f"curation funnel ({current['run']}, seed {current['seed']})")
-    ax.legend(fontsize=8)
+    ax.set_xlabel("candidates")
+    ax.set_title(f"curation: rejected by step and reason ({current['run']}, seed {current['seed']})")
+    if iterations:
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 
 def calibration_figure(current: dict, path: Path) -> Path:
-    """Share of candidates the verifier passed, per judge-score bin (bins of at least 5 candidates),
-    for each model judge and iteration."""
+    """Left: share of candidates the verifier passed, per judge-score bin (bins of at least 5
+    candidates). Right: the judge's score distribution among verifier-passed and verifier-failed
+    candidates, each normalised to sum to 1, so the smaller class is as visible as the larger."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (reliability, histograms) = plt.subplots(1, 2, figsize=(11, 4))
     for it in current["iterations"]:
         for judge, stats in it["judges"].items():
             bins, passed, failed = (stats.get(k) for k in ("histogram_bins", "histogram_verifier_passed",
                                                            "histogram_verifier_failed"))
             if not bins:
                 continue
+            name = f"{judge}, iteration {it['iteration']}"
             centres = [(lo + hi) / 2 for lo, hi in zip(bins, bins[1:])]
             points = [(c, p / (p + f)) for c, p, f in zip(centres, passed, failed, strict=True) if p + f >= 5]
             if points:
-                ax.plot(*zip(*points), marker="o",
-                        label=f"{judge}, iteration {it['iteration']} (ROC AUC {auc_text(stats.get('roc_auc'))})")
-    ax.set_xlabel("judge score")
-    ax.set_ylabel("share passed by the verifier")
-    ax.set_ylim(0, 1)
-    ax.set_title("judge calibration against the verifier")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no model judge was enabled", ha="center", transform=ax.transAxes)
+                reliability.plot(*zip(*points), marker="o", label=f"{name} (ROC AUC {auc_text(stats.get('roc_auc'))})")
+            for counts, verdict, style in ((passed, "passed", "-"), (failed, "failed", "--")):
+                if sum(counts):
+                    histograms.stairs([c / sum(counts) for c in counts], bins, linestyle=style,
+                                      label=f"{name}: verifier {verdict} (n={sum(counts)})")
+    reliability.set_xlabel("judge score")
+    reliability.set_ylabel("share passed by the verifier")
+    reliability.set_ylim(0, 1)
+    reliability.set_title("judge calibration against the verifier")
+    histograms.set_xlabel("judge score")
+    histograms.set_ylabel("share of the class")
+    histograms.set_title("score distribution per verifier class")
+    for ax in (reliability, histograms):
+        ax.grid(alpha=0.3)
+        if ax.lines or ax.patches:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no model judge was enabled", ha="center", transform=ax.transAxes)
     return _save(fig, path)
 
 

@@ -6,10 +6,11 @@ import json
 import pytest
 
 from pipelines import config as config_module
-from pipelines import report, stage_times
+from pipelines import report, report_data, stage_times
 from pipelines.run_guard import RUNS_DIR
 from tests.stage_fixtures import chdir, write_params
 from tests.test_health import CLEAN, HEURISTICS, STRAY, row
+from transforms.health.intervals import wilson
 from transforms.health.metrics import health
 
 FUNNEL = [{"step": "screen", "in": 8, "out": 8, "rejected": {"empty": 0}},
@@ -91,6 +92,11 @@ def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
         png = tmp_path / "reports/figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(figures/{name}.png)" in text
+
+    with open(tmp_path / "reports/plots/rejections.csv") as f:
+        outcomes = [(row["iteration"], row["outcome"], row["candidates"]) for row in csv.DictReader(f)]
+    assert outcomes == [("1", "judge policy: below_threshold", "5"), ("1", "kept", "3"),
+                        ("2", "judge policy: below_threshold", "5"), ("2", "kept", "3")]
 
     with open(tmp_path / "reports/plots/accuracy_eval.csv") as f:
         table = list(csv.DictReader(f))
@@ -220,3 +226,13 @@ def test_a_time_counts_only_for_the_output_the_stage_produced(tmp_path):
     # judge did not make the judgments now there, so curate's input is not trusted; the shards the
     # chain reached are, so validate and what follows count
     assert set(times) == {"generate@iter-001", "validate@iter-001", "finetune@iter-001", "evaluate@iter-001"}
+
+
+def test_accuracy_intervals_pool_the_prompts_of_every_seed():
+    seeds = [{"iterations": [{"iteration": 1, "metrics": {"prompt_level_strict_acc": acc, "n_prompts": 10,
+                                                          "ood_prompt_level_strict_acc": 0.5, "ood_n_prompts": 4}}]}
+             for acc in (0.3, 0.4)]
+    low, high = report_data.pooled_interval(seeds, "eval")[1]
+    assert (low, high) == pytest.approx(tuple(100 * w for w in wilson(7, 20)))
+    assert report_data.pooled_interval(seeds, "eval_ood")[1] == pytest.approx(tuple(100 * w for w in wilson(4, 8)))
+    assert 15 < low < 35 < high < 60
