@@ -78,7 +78,7 @@ def iteration_record(name: str, parts: dict) -> dict:
         "kept": manifest.get("rows_out"),
         "pairs": manifest.get("pairs"),
         "funnel": manifest.get("funnel"),
-        "judges": {judge: {k: v for k, v in stats.items() if k.startswith(("roc_auc", "histogram"))}
+        "judges": {judge: {k: v for k, v in stats.items() if k.startswith(("roc", "histogram"))}
                    for judge, stats in judges.items()},
         "train_rows": model.get("rows"),
         "train_tokens": model.get("train_tokens"),

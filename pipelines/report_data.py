@@ -70,8 +70,20 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
         writer.writerows(rows)
 
 
+def write_roc_curves(current: dict, out: Path) -> None:
+    """One CSV per model judge and iteration (`roc/<iteration>-<judge>.csv`), for `dvc plots show`."""
+    if out.is_dir():
+        for stale in out.glob("*.csv"):
+            stale.unlink()
+    for it in current["iterations"]:
+        for judge, stats in it["judges"].items():
+            if curve := stats.get("roc_curve"):
+                _write_csv(out / f"iter-{it['iteration']:03d}-{judge}.csv", ["fpr", "tpr", "threshold"],
+                           zip(curve["fpr"], curve["tpr"], curve["threshold"], strict=True))
+
+
 def write_plot_data(records: list[dict], current: dict, out: Path) -> None:
-    """accuracy_<set>.csv (iteration x run means), funnel.csv, rejections.csv, stage_times.csv, train_tokens.csv."""
+    """accuracy_<set>.csv (iteration x run means), funnel.csv, rejections.csv, roc/, stage_times.csv, train_tokens.csv."""
     runs = by_run(records)
     for split, metric in ACCURACY.items():
         means = {run: {i: mean_and_spread(v)[0] for i, v in accuracy_over_seeds(recs, metric).items()}
@@ -87,6 +99,7 @@ def write_plot_data(records: list[dict], current: dict, out: Path) -> None:
     _write_csv(out / "rejections.csv", ["iteration", "outcome", "candidates"],
                [[it["iteration"], outcome, count] for it in current["iterations"] if it["funnel"]
                 for outcome, count in rejections_by_reason(it["funnel"]).items()])
+    write_roc_curves(current, out / "roc")
     _write_csv(out / "stage_times.csv", ["stage", "seconds"], current["stage_seconds"].items())
     _write_csv(out / "train_tokens.csv", ["run", "seed", "iteration", "train_tokens"],
                [[r["run"], r["seed"], it["iteration"], it["train_tokens"]] for r in records for it in r["iterations"]

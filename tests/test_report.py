@@ -15,7 +15,9 @@ from transforms.health.metrics import health
 
 FUNNEL = [{"step": "screen", "in": 8, "out": 8, "rejected": {"empty": 0}},
           {"step": "judge policy", "in": 8, "out": 3, "rejected": {"below_threshold": 5}}]
-JUDGE = {"llm_judge": {"roc_auc": 0.62, "histogram_bins": [0.0, 0.5, 1.0],
+JUDGE = {"llm_judge": {"roc_auc": 0.62, "roc_curve": {"threshold": [1.0, 0.5, 0.0], "fpr": [0.0, 0.2, 1.0],
+                                                      "tpr": [0.0, 0.67, 1.0]},
+                       "histogram_bins": [0.0, 0.5, 1.0],
                        "histogram_verifier_passed": [1, 2], "histogram_verifier_failed": [4, 1], "candidates": 8}}
 
 
@@ -97,6 +99,9 @@ def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
         outcomes = [(row["iteration"], row["outcome"], row["candidates"]) for row in csv.DictReader(f)]
     assert outcomes == [("1", "judge policy: below_threshold", "5"), ("1", "kept", "3"),
                         ("2", "judge policy: below_threshold", "5"), ("2", "kept", "3")]
+
+    with open(tmp_path / "reports/plots/roc/iter-002-llm_judge.csv") as f:
+        assert [(row["fpr"], row["tpr"]) for row in csv.DictReader(f)] == [("0.0", "0.0"), ("0.2", "0.67"), ("1.0", "1.0")]
 
     with open(tmp_path / "reports/plots/accuracy_eval.csv") as f:
         table = list(csv.DictReader(f))

@@ -1,4 +1,4 @@
-"""How well a judge model agrees with the verifier: ROC AUC, accuracy at its threshold, histograms.
+"""How well a judge model agrees with the verifier: ROC AUC and curve, accuracy at its threshold, histograms.
 
 The verifier's `passed` is the label; the judge's score is the prediction. Candidates either judge
 could not score are left out and counted.
@@ -11,6 +11,7 @@ import json
 from transforms.judges.registry import REFERENCE
 
 HISTOGRAM_BINS = 10
+ROC_THRESHOLDS = [round(1 - i / 100, 2) for i in range(101)]  # scores are in [0, 1]
 
 
 def roc_auc(labels: list[bool], scores: list[float]) -> float | None:
@@ -33,6 +34,20 @@ def roc_auc(labels: list[bool], scores: list[float]) -> float | None:
     return (positive_rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
+def roc_curve(labels: list[bool], scores: list[float]) -> dict | None:
+    """True and false positive rates of `score >= threshold` at each of ROC_THRESHOLDS; None with one class."""
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    curve = {"threshold": ROC_THRESHOLDS, "fpr": [], "tpr": []}
+    for threshold in ROC_THRESHOLDS:
+        above = [label for s, label in zip(scores, labels) if s >= threshold]
+        curve["tpr"].append(round(sum(above) / positives, 4))
+        curve["fpr"].append(round((len(above) - sum(above)) / negatives, 4))
+    return curve
+
+
 def accuracy_at(labels: list[bool], scores: list[float], threshold: float) -> float | None:
     if not labels:
         return None
@@ -51,7 +66,8 @@ def judge_calibration(labels: list[bool], scores: list[float], threshold: float,
     accuracy = accuracy_at(labels, scores, threshold)
     return {
         "candidates": len(labels), "verifier_passed": sum(labels), "excluded_unscored": excluded,
-        "roc_auc": None if auc is None else round(auc, 4), "threshold": threshold,
+        "roc_auc": None if auc is None else round(auc, 4), "roc_curve": roc_curve(labels, scores),
+        "threshold": threshold,
         "accuracy_at_threshold": None if accuracy is None else round(accuracy, 4),
         "histogram_bins": [round(i / HISTOGRAM_BINS, 2) for i in range(HISTOGRAM_BINS + 1)],
         "histogram_verifier_passed": histogram([s for s, label in zip(scores, labels) if label]),
