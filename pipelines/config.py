@@ -147,11 +147,13 @@ class EvaluateConfig:
     micro_batch_size: int = 128  # answers decoded together
     max_batch_size: int = 128  # elements RunInference hands the model at once
     dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
+    max_error_share: float = 0.05  # above this share of an eval set's prompts whose checks raised, no accuracy is reported
 
     def validate(self, where: str) -> None:
         for name in ("max_new_tokens", "micro_batch_size", "max_batch_size"):
             require(getattr(self, name) >= 1, f"{where}.{name} must be at least 1")
         require_dtype(self.dtype, where)
+        require(0 <= self.max_error_share <= 1, f"{where}.max_error_share must be in [0, 1]")
 
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")

@@ -1,6 +1,8 @@
 """Stage `evaluate` (Beam): greedy answers to the held-out prompts, scored with the same checkers,
 and the model's health beside its accuracies (transforms/health/metrics.py): length, repetition,
-diversity and format artifacts, each with its change from the base model's answers."""
+diversity and format artifacts, each with its change from the base model's answers. A check that
+raises is kept in the answer's `error` column and counted (`n_errors`); above
+`evaluate.max_error_share` of a set's prompts the stage reports no accuracy."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from transforms.health.metrics import health
 from transforms.io.layout import BASE, Layout
 from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, write_atomically
-from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies
+from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies, refuse_if_errored
 from transforms.judges.ifeval_verifier import parse_kwargs, verify
 
 log = logging.getLogger("selfsift")
@@ -39,7 +41,8 @@ def score(prompt: dict, result) -> dict:
             "completion_tokens": generation.completion_tokens, "finish_reason": generation.finish_reason,
             "language": detected_language(text) if text.strip() else "",
             "expected_language": expected_language(prompt["instruction_ids"], parse_kwargs(prompt["kwargs"])),
-            "instruction_ids": prompt["instruction_ids"], "strict": list(verdict.strict), "loose": list(verdict.loose)}
+            "instruction_ids": prompt["instruction_ids"], "strict": list(verdict.strict), "loose": list(verdict.loose),
+            "error": verdict.error or None}
 
 
 BASE_EVALUATION = iteration_name(0)
@@ -97,18 +100,25 @@ def base_answers(config: Config, name: str) -> list[dict] | None:
 
 
 def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -> dict:
-    clear_shards(config.layout.evals(name))
+    folder, path = config.layout.evals(name), Layout.metrics(name)
+    path.unlink(missing_ok=True)  # it scored the answers cleared below; a refused run must not leave it
+    clear_shards(folder)
     run_pipeline(graph(config, name, model_dir), beam_args)
-    rows = read_rows(config.layout.evals(name))
+    rows = read_rows(folder)
+    answers = {split: [r for r in rows if r["split"] == split] for split in METRIC_PREFIX}
+    scores = {split: accuracies(answers[split]) for split in METRIC_PREFIX}
+    refuse_if_errored(scores, config.evaluate.max_error_share, folder)
+    for split, counted in scores.items():
+        if counted["n_errors"]:
+            log.warning("evaluate@%s: checks raised on %d of %d %s prompts (counted as not followed; their "
+                        "`error` column in %s)", name, counted["n_errors"], counted["n_prompts"], split, folder)
     base_rows = base_answers(config, name)
     metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir), "health": {}}
     for split, prefix in METRIC_PREFIX.items():
-        answers = [r for r in rows if r["split"] == split]
-        for key, value in accuracies(answers).items():
+        for key, value in scores[split].items():
             metrics[prefix + key] = value
         base = [r for r in base_rows if r["split"] == split] if base_rows else None
-        metrics["health"][split] = health(answers, config.judge.heuristics, base)
-    path = Layout.metrics(name)
+        metrics["health"][split] = health(answers[split], config.judge.heuristics, base)
     path.parent.mkdir(exist_ok=True)
     write_atomically(str(path), (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
     return metrics

@@ -113,6 +113,7 @@ class EvalResult(TypedDict):
     instruction_ids: list[str]
     strict: list[bool]
     loose: list[bool]
+    error: str  # null, or the exception a check raised ("Type: message"); strict and loose are then all False
 
 
 _SCALARS = {str: pa.string(), bool: pa.bool_(), int: pa.int32(), float: pa.float32()}

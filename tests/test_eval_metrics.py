@@ -1,23 +1,53 @@
 import pytest
 
-from transforms.judges.eval_metrics import accuracies
+from transforms.judges.eval_metrics import TooManyCheckerErrors, accuracies, refuse_if_errored
 
 
 def test_prompt_and_instruction_levels():
     results = [
-        {"strict": [True, True], "loose": [True, True]},
-        {"strict": [True, False], "loose": [True, True]},
-        {"strict": [False], "loose": [False]},
-        {"strict": [], "loose": []},  # a prompt without instructions never counts as followed
+        {"strict": [True, True], "loose": [True, True], "error": None},
+        {"strict": [True, False], "loose": [True, True], "error": None},
+        {"strict": [False], "loose": [False], "error": None},
+        {"strict": [], "loose": [], "error": None},  # a prompt without instructions never counts as followed
     ]
     m = accuracies(results)
-    assert m["n_prompts"] == 4
+    assert m["n_prompts"] == 4 and m["n_errors"] == 0
     assert m["prompt_level_strict_acc"] == pytest.approx(1 / 4)
     assert m["prompt_level_loose_acc"] == pytest.approx(2 / 4)
     assert m["inst_level_strict_acc"] == pytest.approx(3 / 5)
     assert m["inst_level_loose_acc"] == pytest.approx(4 / 5)
 
 
+def test_a_check_that_raised_is_counted_and_not_followed():
+    results = [{"strict": [True], "loose": [True], "error": None},
+               {"strict": [False, False], "loose": [False, False], "error": "LookupError: nltk punkt not found"},
+               {"strict": [False], "loose": [True], "error": ""}]  # "" is no error, as the verifier's Verdict has it
+    m = accuracies(results)
+    assert m["n_errors"] == 1
+    assert m["prompt_level_strict_acc"] == pytest.approx(1 / 3) and m["inst_level_strict_acc"] == pytest.approx(1 / 4)
+
+
 def test_no_results_is_an_error():
     with pytest.raises(ValueError):
         accuracies([])
+
+
+def scores(**errors_of_100):
+    return {split: {"n_prompts": 100, "n_errors": n} for split, n in errors_of_100.items()}
+
+
+def test_errors_up_to_the_share_are_reported():
+    refuse_if_errored(scores(eval=5, eval_ood=0), 0.05, "data/evals/iter-001")  # 5 of 100 is not above 5 %
+
+
+def test_errors_above_the_share_refuse_naming_split_count_and_share():
+    with pytest.raises(TooManyCheckerErrors) as err:
+        refuse_if_errored(scores(eval=2, eval_ood=6), 0.05, "data/evals/iter-001")
+    message = str(err.value)
+    assert "eval_ood: 6 of 100 prompts (6.0%)" in message and "eval:" not in message
+    assert "evaluate.max_error_share (5.0%)" in message and "data/evals/iter-001" in message
+
+
+def test_every_split_over_the_share_is_named():
+    with pytest.raises(TooManyCheckerErrors, match=r"eval: 1 of 100 prompts \(1.0%\); eval_ood: 100 of 100 prompts"):
+        refuse_if_errored(scores(eval=1, eval_ood=100), 0.0, "x")

@@ -1,4 +1,5 @@
-"""IFEval's four accuracies from per-prompt instruction results."""
+"""IFEval's four accuracies from per-prompt instruction results, and the share of prompts whose
+checks raised, above which no accuracy is reported."""
 
 from __future__ import annotations
 
@@ -9,14 +10,30 @@ METRIC_PREFIX = dict(zip(EVAL_SPLITS, ("", "ood_")))
 METRIC_KEYS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
 
 
+class TooManyCheckerErrors(ValueError):
+    pass
+
+
 def accuracies(results: list[dict]) -> dict:
-    """`results`: one dict per prompt with aligned `strict` and `loose` lists of booleans."""
+    """`results`: one dict per prompt with aligned `strict` and `loose` lists of booleans, and the
+    `error` of a check that raised (its instructions count as not followed)."""
     if not results:
         raise ValueError("no evaluation results to score")
-    metrics = {"n_prompts": len(results)}
+    metrics = {"n_prompts": len(results), "n_errors": sum(bool(r["error"]) for r in results)}
     for mode in ("strict", "loose"):
         flags = [r[mode] for r in results]
         instructions = [f for row in flags for f in row]
         metrics[f"prompt_level_{mode}_acc"] = sum(bool(row) and all(row) for row in flags) / len(flags)
         metrics[f"inst_level_{mode}_acc"] = sum(instructions) / len(instructions) if instructions else 0.0
     return metrics
+
+
+def refuse_if_errored(metrics_by_split: dict[str, dict], max_error_share: float, where: str) -> None:
+    """Raises, naming every split where more than `max_error_share` of the prompts could not be checked:
+    their accuracy would measure the checker, not the model."""
+    over = [f"{split}: {m['n_errors']} of {m['n_prompts']} prompts ({m['n_errors'] / m['n_prompts']:.1%})"
+            for split, m in metrics_by_split.items() if m["n_errors"] > max_error_share * m["n_prompts"]]
+    if over:
+        raise TooManyCheckerErrors(
+            f"evaluate refuses to report an accuracy: checks raised on more than evaluate.max_error_share "
+            f"({max_error_share:.1%}) of the prompts, {'; '.join(over)}. The `error` column of {where} names each one.")
