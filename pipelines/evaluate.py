@@ -22,6 +22,7 @@ from transforms.health.metrics import health
 from transforms.io.layout import BASE, Layout
 from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, write_atomically
+from transforms.io.progress import ShowProgress, start_meter
 from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies, refuse_if_errored
 from transforms.judges.ifeval_verifier import parse_kwargs, verify
 
@@ -58,7 +59,7 @@ def model_for(config: Config, iteration: int | str) -> tuple[str, str]:
 
 def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
     name, model_dir = model_for(config, iteration)
-    with guarded("evaluate", name):
+    with guarded("evaluate", name, config):
         return _evaluate(config, name, model_dir, beam_args)
 
 
@@ -73,6 +74,8 @@ def graph(config: Config, name: str, model_dir: str):
     # prompts enter in a fixed order (the sets are small) rather than as two reads flattened.
     prompts = sorted((row for split in METRIC_PREFIX for row in read_rows(config.layout.prompts(split))),
                      key=lambda row: (row["split"], row["prompt_id"]))
+    label = f"evaluate@{name}"
+    start_meter(label, len(prompts), "answers")
 
     def build(p):
         _ = (
@@ -80,6 +83,7 @@ def graph(config: Config, name: str, model_dir: str):
             | "EvalPrompts" >> beam.Create(prompts, reshuffle=False)
             | "ToRequest" >> beam.Map(to_request)
             | "Generate" >> RunInference(KeyedModelHandler(handler))
+            | "Progress" >> beam.ParDo(ShowProgress(label, len(prompts), "answers"))
             | "Score" >> beam.MapTuple(score)
             | "Write" >> WriteSortedShards(config.layout.evals(name), EVAL_RESULT, "prompt_id", 1)
         )
