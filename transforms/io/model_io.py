@@ -1,5 +1,14 @@
-"""Loading and saving models: local paths only; safetensors and no custom code unless the params
-(`security.*`, carried here as a LoadPolicy) explicitly allow pickle checkpoints or remote code."""
+"""Loading and saving models: safetensors and no custom code unless the params (`security.*`, carried
+here as a LoadPolicy) explicitly allow pickle checkpoints or remote code.
+
+A model folder's summary (`selfsift_model.json`) lists every other file with its sha256. A local
+folder is renamed into place whole, so it is used as it is. A remote folder (gs://...) is replaced
+file by file, summary last (staging.replace_remote_folder), and read only through its summary: the
+listed files are copied to local disk and checked, files it does not list are ignored, and a folder
+without a summary is refused.
+
+Upload a model folder you did not make with selfsift (an embedder, a reward model) under a remote
+storage root with `python -m transforms.io.model_io upload LOCAL_FOLDER REMOTE_FOLDER`."""
 
 from __future__ import annotations
 
@@ -7,14 +16,16 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from transforms.io import faults
-from transforms.io.staging import staged_folder
+from transforms.io.staging import remote_files, replace_remote_folder, staged_folder, staging_prefix
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+SUMMARY = "selfsift_model.json"
 
 
 @dataclass(frozen=True)
@@ -27,30 +38,93 @@ class ModelRefused(ValueError):
     pass
 
 
-_LOCAL_COPIES: dict[str, str] = {}
+class UntrustedModelFolder(ValueError):
+    """A remote model folder whose summary does not vouch for the files it needs."""
+
+
+_LOCAL_COPIES: dict[str, str] = {}  # sha256 of a remote folder's summary -> its checked local copy
 
 
 def local_model_dir(model_dir: str | Path) -> str:
     """The model folder on local disk: a local path as it is; a remote one (gs://, s3://, ...) is
-    copied once per process through Beam's FileSystems, so Dataflow workers read models from GCS."""
+    copied through Beam's FileSystems, so Dataflow workers read models from GCS: once per process
+    and version of its summary, only the files the summary lists, each checked against its sha256."""
     model_dir = str(model_dir)
     if "://" not in model_dir:
         return model_dir
-    if model_dir not in _LOCAL_COPIES:
-        from apache_beam.io.filesystem import CompressionTypes
-        from apache_beam.io.filesystems import FileSystems
+    summary = _remote_summary(model_dir)
+    key = hashlib.sha256(summary).hexdigest()
+    if key not in _LOCAL_COPIES:
+        _LOCAL_COPIES[key] = _checked_copy(model_dir, summary)
+    return _LOCAL_COPIES[key]
 
-        files = FileSystems.match([FileSystems.join(model_dir, "*")])[0].metadata_list
-        if not files:
-            raise FileNotFoundError(f"model folder not found: {model_dir}")
-        target = tempfile.mkdtemp(prefix="selfsift-model-")
-        for entry in files:  # model folders are flat
-            name = FileSystems.split(entry.path)[1]
-            with FileSystems.open(entry.path, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
-                    open(os.path.join(target, name), "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        _LOCAL_COPIES[model_dir] = target
-    return _LOCAL_COPIES[model_dir]
+
+def _remote_summary(model_dir: str) -> bytes:
+    from apache_beam.io.filesystems import FileSystems
+
+    path = FileSystems.join(model_dir, SUMMARY)
+    if FileSystems.exists(path):
+        with _open_remote(path) as f:
+            return f.read()
+    if remote_files(model_dir) or remote_files(staging_prefix(model_dir)):
+        raise UntrustedModelFolder(f"{model_dir}: no {SUMMARY}, so nothing vouches that its files are complete (an "
+                                   f"interrupted save leaves a folder so); {_remedy(model_dir)}")
+    raise FileNotFoundError(f"model folder not found: {model_dir}")
+
+
+def _remedy(model_dir: str) -> str:
+    return (f"rerun the stage that writes this model, or upload the folder with "
+            f"`python -m transforms.io.model_io upload LOCAL_FOLDER {model_dir}`")
+
+
+def _listed_files(model_dir: str, summary: bytes) -> dict[str, str]:
+    """The summary's {file name: sha256}, refused when missing or naming anything but a plain file."""
+    files = json.loads(summary).get("files")
+    if not isinstance(files, dict) or not files:
+        raise UntrustedModelFolder(f"{model_dir}/{SUMMARY} lists no files with their sha256 (written by an older "
+                                   f"selfsift?); {_remedy(model_dir)}")
+    for name in files:
+        if name in ("", ".", "..", SUMMARY) or "/" in name or "\\" in name:
+            raise UntrustedModelFolder(f"{model_dir}/{SUMMARY}: {name!r} is not a file name in a flat model folder")
+    return files
+
+
+def _checked_copy(model_dir: str, summary: bytes) -> str:
+    from apache_beam.io.filesystems import FileSystems
+
+    target = Path(tempfile.mkdtemp(prefix="selfsift-model-"))
+    try:
+        for name, expected in sorted(_listed_files(model_dir, summary).items()):
+            source = FileSystems.join(model_dir, name)
+            if not FileSystems.exists(source):
+                raise UntrustedModelFolder(f"{model_dir}: {name} is listed in {SUMMARY} but missing; "
+                                           f"{_remedy(model_dir)}")
+            actual = _copy_hashing(source, target / name)
+            if actual != expected:
+                raise UntrustedModelFolder(f"{model_dir}: {name} has sha256 {actual}, but {SUMMARY} lists "
+                                           f"{expected}: the file changed after the folder was saved; "
+                                           f"{_remedy(model_dir)}")
+        (target / SUMMARY).write_bytes(summary)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return str(target)
+
+
+def _open_remote(path: str):
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def _copy_hashing(source: str, target: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with _open_remote(source) as src, open(target, "wb") as dst:
+        while block := src.read(chunk):
+            digest.update(block)
+            dst.write(block)
+    return digest.hexdigest()
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -59,6 +133,30 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_checksums(folder: str | Path) -> dict[str, str]:
+    """{name: sha256} of every file in a flat local model folder but its summary."""
+    entries = sorted(Path(folder).iterdir())
+    nested = [p.name for p in entries if not p.is_file()]
+    if nested:
+        raise ValueError(f"{folder}: model folders are flat, but it holds {', '.join(nested)}")
+    return {p.name: sha256_file(p) for p in entries if p.name != SUMMARY}
+
+
+def summary_listing_files(folder: str | Path) -> bytes:
+    """The folder's summary (an empty one if it has none) with `files`: every other file and its sha256."""
+    path = Path(folder, SUMMARY)
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    return (json.dumps({**summary, "files": file_checksums(folder)}, indent=2) + "\n").encode()
+
+
+def upload(local_dir: str | Path, remote_dir: str) -> None:
+    """Puts a local model folder at a remote one, as readers trust it: its summary, listing every file
+    with its sha256, goes last, and files of an earlier upload that it does not list go."""
+    summary = summary_listing_files(local_dir)
+    files = {name: Path(local_dir, name) for name in json.loads(summary)["files"]}
+    replace_remote_folder(str(remote_dir), files, (SUMMARY, summary))
 
 
 def pickle_checkpoints(model_dir: str | Path) -> list[Path]:
@@ -146,13 +244,14 @@ def _load_local(model_class, model_dir: str | Path, dtype: str, policy: LoadPoli
 
 def save_atomically(model, tokenizer, out_dir: str | Path, finish=None) -> None:
     """Saves weights and tokenizer to a sibling temp folder, calls `finish(folder)` to add files such
-    as a summary, then renames the folder into place: a killed save never leaves a half model.
-    A remote folder (gs://...) is saved locally first and uploaded file by file, summary last."""
+    as a summary, lists every file with its sha256 in the summary, then renames the folder into
+    place: a killed save never leaves a half model. A remote folder (gs://...) is saved locally
+    first, then uploaded (`upload`), summary last."""
     if "://" in str(out_dir):
         local = Path(tempfile.mkdtemp(prefix="selfsift-save-"))
         try:
             save_atomically(model, tokenizer, local / "model", finish)
-            _upload_model(local / "model", str(out_dir))
+            upload(local / "model", str(out_dir))
         finally:
             shutil.rmtree(local, ignore_errors=True)
         return
@@ -162,16 +261,8 @@ def save_atomically(model, tokenizer, out_dir: str | Path, finish=None) -> None:
         if finish is not None:
             faults.reached("before_manifest")
             finish(staging)
+        Path(staging, SUMMARY).write_bytes(summary_listing_files(staging))
         faults.reached("mid_write")
-
-
-def _upload_model(local: Path, remote: str) -> None:
-    from transforms.io.parquet_io import write_atomically
-
-    # A reader that finds the summary (written by `finish`) finds a complete model.
-    for path in sorted(local.iterdir(), key=lambda p: p.name == "selfsift_model.json"):
-        write_atomically(f"{remote.rstrip('/')}/{path.name}", path.read_bytes())
-    _LOCAL_COPIES.pop(remote, None)
 
 
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path, finish=None) -> None:
@@ -194,3 +285,9 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, finish=None) -> Non
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
     save_atomically(fresh, tokenizer, out_dir, finish)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "upload":
+        sys.exit("usage: python -m transforms.io.model_io upload LOCAL_FOLDER REMOTE_FOLDER")
+    upload(sys.argv[2], sys.argv[3])
