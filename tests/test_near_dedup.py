@@ -72,19 +72,42 @@ def test_one_row_per_cluster_is_kept_with_its_cluster():
                     equal_to([("x2", "near_duplicate")]), label="rejected")
 
 
-def test_a_huge_bucket_is_compared_as_a_star_not_all_pairs():
+def huge_bucket():
+    """Signatures of a bucket too large to pair off: random (dissimilar) but for a pair id050-id051
+    (Jaccard 0.875) and a chain id060-id061-id062 whose ends are not similar (0.5) but each is to id061 (0.75)."""
+    import numpy as np
+
     from transforms.curation.near_dedup import MAX_PAIRWISE_BUCKET
 
     members = [f"id{i:03d}" for i in range(MAX_PAIRWISE_BUCKET + 6)]
-    pairs = candidate_pairs(members)
-    assert len(pairs) == len(members) - 1 and all(a == "id000" for a, _ in pairs)
-    assert set(connected_components(pairs).values()) == {"id000"}
-    assert len(candidate_pairs(members[:5])) == 10
+    signatures = np.random.default_rng(0).integers(0, 2**32, size=(len(members), 16)).astype(np.uint64)
+    signatures[51, 2:] = signatures[50, 2:]
+    signatures[61] = signatures[60]
+    signatures[61, :4] += 1
+    signatures[62] = signatures[61]
+    signatures[62, 4:8] += 1
+    return members, dict(zip(members, signatures))
 
 
-def test_the_same_clusters_as_a_datasketch_minhash_lsh_loop(tmp_path):
+def test_a_huge_bucket_finds_every_similar_pair_without_pairing_off_its_members():
+    """A star around the bucket's first member (the old shortcut) found none of these pairs."""
+    from transforms.curation.near_dedup import estimated_jaccard
+
+    members, signature_of = huge_bucket()
+    edges = candidate_pairs(members, signature_of, 0.7)
+    assert all(estimated_jaccard(signature_of[a], signature_of[b]) >= 0.7 for a, b in edges)
+    assert connected_components(edges) == {"id050": "id050", "id051": "id050",
+                                           "id060": "id060", "id061": "id060", "id062": "id060"}
+    assert len(edges) == 3  # a spanning forest, not every pair
+    assert len(candidate_pairs(members[:5], signature_of, 0.7)) == 10  # a small bucket: all its pairs
+
+
+@pytest.mark.parametrize("max_pairwise_bucket", [64, 1])  # 1: every bucket is compared in place
+def test_the_same_clusters_as_a_datasketch_minhash_lsh_loop(tmp_path, monkeypatch, max_pairwise_bucket):
     from benchmarks.dedup import datasketch_loop_edges
+    from transforms.curation import near_dedup
 
+    monkeypatch.setattr(near_dedup, "MAX_PAIRWISE_BUCKET", max_pairwise_bucket)
     docs = planted_corpus(n_clusters=60, n_singletons=150, n_hard_negatives=40, words_per_doc=(30, 60), seed=7)
     out = tmp_path / "edges.json"
     with TestPipeline() as p:

@@ -2,7 +2,7 @@
 
 signatures (datasketch MinHash over word shingles) -> band keys -> group by band -> candidate
 pairs whose estimated Jaccard similarity reaches the threshold -> connected components -> keep
-one row per cluster (highest score, then smallest candidate id). The same pairs as datasketch's
+one row per cluster (highest score, then smallest candidate id). The same clusters as datasketch's
 MinHashLSH with the same parameters, confirmed by the same Jaccard estimate.
 """
 
@@ -19,8 +19,8 @@ from transforms.curation.steps import SetStep
 from transforms.settings import require
 from transforms.text_normalization import words
 
-# A bucket this large is compared as a star (each member against its first) instead of all pairs,
-# so a degenerate bucket cannot make the step quadratic.
+# A bucket larger than this is not turned into all its pairs (quadratic in pairs to shuffle): its
+# members are compared right there, and only the edges of a spanning forest of its similar pairs go on.
 MAX_PAIRWISE_BUCKET = 64
 
 
@@ -101,12 +101,36 @@ def bucket_members(keys: np.ndarray, ids: np.ndarray):
         yield sorted(ids[start:end].tolist())
 
 
-def candidate_pairs(members: list[str]):
-    """A bucket's pairs to check: all of them, or a star around the smallest id when the bucket is huge."""
+def candidate_pairs(members: list[str], signature_of, threshold: float):
+    """A bucket's pairs to check: all of them; in a bucket over MAX_PAIRWISE_BUCKET, the edges that
+    join its similar members into the same clusters as all its similar pairs would."""
     if len(members) > MAX_PAIRWISE_BUCKET:
-        return [(members[0], m) for m in members[1:] if m != members[0]]
+        members = sorted(set(members))
+        return spanning_edges(members, np.stack([signature_of[m] for m in members]), threshold)
     return [(members[i], members[j]) for i in range(len(members)) for j in range(i + 1, len(members))
             if members[i] != members[j]]
+
+
+def spanning_edges(ids: list[str], signatures: np.ndarray, threshold: float) -> list[tuple[str, str]]:
+    """Edges of a spanning forest of the graph of pairs whose estimated Jaccard similarity reaches
+    the threshold: each member is compared with every member not yet reached (breadth-first), so
+    every similar pair ends up in one cluster. Each edge is itself a similar pair."""
+    unreached = np.ones(len(ids), dtype=bool)
+    edges = []
+    for root in range(len(ids)):
+        if not unreached[root]:
+            continue
+        unreached[root] = False
+        frontier = [root]
+        while frontier:
+            node = frontier.pop()
+            rest = np.flatnonzero(unreached)
+            agreement = np.count_nonzero(signatures[rest] == signatures[node], axis=1) / signatures.shape[1]
+            found = rest[agreement >= threshold]
+            unreached[found] = False
+            edges += [(ids[node], ids[f]) for f in found.tolist()]
+            frontier += found.tolist()
+    return edges
 
 
 class _SignBatch(beam.DoFn):
@@ -130,13 +154,13 @@ def _band_entries(signed, bands: int):
         yield band, (keys[:, band], ids)
 
 
-def _pairs_in_band(band_and_parts):
+def _pairs_in_band(band_and_parts, signature_of, threshold: float):
     _, parts = band_and_parts
     parts = list(parts)
     keys = np.concatenate([k for k, _ in parts])
     ids = np.concatenate([i for _, i in parts])
     for members in bucket_members(keys, ids):
-        yield from candidate_pairs(members)
+        yield from candidate_pairs(members, signature_of, threshold)
 
 
 class NearDuplicateEdges(beam.PTransform):
@@ -144,7 +168,8 @@ class NearDuplicateEdges(beam.PTransform):
 
     Rows are signed in batches; each batch becomes one (keys, ids) array per band, so the shuffle
     carries 32 elements per batch instead of 32 per row, and no signatures. Pairs sharing a band
-    key are checked against the signatures, read from a side input.
+    key are checked against the signatures, read from a side input (as are the members of a bucket
+    too large to pair off).
     """
 
     def __init__(self, params: NearDedupConfig, batch_size: int = 2048):
@@ -160,14 +185,15 @@ class NearDuplicateEdges(beam.PTransform):
             | "Sign" >> beam.ParDo(_SignBatch(self.params))
         )
         signatures = signed | "SignatureById" >> beam.FlatMap(lambda batch: zip(batch[0].tolist(), batch[1]))
+        signature_of = beam.pvalue.AsDict(signatures)
         return (
             signed
             | "BandKeys" >> beam.FlatMap(_band_entries, bands=bands)
             | "GroupByBand" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMap(_pairs_in_band)
+            | "BucketPairs" >> beam.FlatMap(_pairs_in_band, signature_of=signature_of, threshold=threshold)
             | "DistinctPairs" >> beam.Distinct()
             | "Confirm" >> beam.Filter(lambda pair, sig: estimated_jaccard(sig[pair[0]], sig[pair[1]]) >= threshold,
-                                       sig=beam.pvalue.AsDict(signatures))
+                                       sig=signature_of)
         )
 
 
