@@ -1,13 +1,14 @@
 """Stage `curate` (Beam): kept shards, rejected rows and preference pairs, with a manifest whose
-funnel accounts for every candidate."""
+funnel accounts for every candidate, and whose notes count what was met but rejected no candidate."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
-from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import Config
 from pipelines.run_guard import guarded
@@ -16,24 +17,37 @@ from schemas.records import PAIR, REJECTED_ROW, SHARD_ROW
 from transforms.curation.chain import REASONS, funnel
 from transforms.curation.curate import Curate
 from transforms.curation.decontamination import build_index, eval_file_texts
+from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, described
 from transforms.curation.plan import CurationPlan
 from transforms.io import faults
 from transforms.io.layout import EVAL_SPLITS
-from transforms.io.model_io import model_sha256
+from transforms.io.model_io import check_loadable, model_sha256
 from transforms.io.parquet_io import (
     SHARD_GLOB,
+    TEMP_PREFIX,
     WriteSortedShards,
     clear_shards,
+    read_json,
     read_rows,
     read_table,
     shard_entries,
+    write_atomically,
     write_manifest,
 )
 from transforms.judges.calibration import judges_below_floor
 from transforms.judges.contract import prompt_text
 
+log = logging.getLogger("selfsift")
+# A complete run has no judgment without its candidate; more than this share means the judgments
+# were made for other candidates than these.
+MAX_ORPHAN_SHARE = 0.01
+
 
 class JudgeRefused(RuntimeError):
+    pass
+
+
+class MismatchedJudgments(ValueError):
     pass
 
 
@@ -69,8 +83,11 @@ def decontamination_index(config: Config) -> dict:
 
 def plan_of(config: Config, iteration: str) -> CurationPlan:
     sem = config.curate.semantic_dedup
-    if sem.enabled and not Path(sem.model, "config.json").is_file():
-        raise FileNotFoundError(f"curate.semantic_dedup.model: no model at {sem.model} (run `make embedder`)")
+    if sem.enabled:
+        try:
+            check_loadable(sem.model, config.security.load_policy())  # a local folder or one under a remote root
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"curate.semantic_dedup.model: {exc} (run `make embedder`)") from None
     return CurationPlan(config.curate, decontamination_index(config), config.curate.control_rows.get(iteration, 0),
                         config.seed, config.security.load_policy())
 
@@ -84,6 +101,7 @@ def graph(config: Config, iteration: str, plan: CurationPlan):
         judgments = p | "ReadJudgments" >> beam.io.ReadFromParquet(f"{layout.judgments(iteration)}/{SHARD_GLOB}")
         prompts = p | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
         curated = (candidates, judgments, prompts) | "Curate" >> Curate(plan)
+        _ = curated["notes"] | "WriteNotes" >> beam.Map(write_notes, path=notes_file(layout.shards(iteration)))
         _ = curated["kept"] | "WriteKept" >> WriteSortedShards(layout.shards(iteration), SHARD_ROW, "candidate_id",
                                                                num_shards)
         _ = curated["rejected"] | "WriteRejected" >> WriteSortedShards(layout.rejected(iteration), REJECTED_ROW,
@@ -107,14 +125,46 @@ def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
     for directory in (layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)):
         clear_shards(directory)
     run_pipeline(graph(config, iteration, plan), beam_args)
-    manifest = build_manifest(config, iteration, plan)
+    manifest = build_manifest(config, iteration, plan, take_notes(layout.shards(iteration)))
+    for line in described(manifest["notes"]):
+        log.warning("curate@%s: %s", iteration, line)
     faults.reached("before_manifest")
     write_manifest(layout.shards(iteration), manifest)
     return manifest
 
 
-def build_manifest(config: Config, iteration: str, plan: CurationPlan) -> dict:
+def notes_file(kept_dir: str) -> str:
+    """Where the pipeline leaves its notes for the manifest (a temporary name: a rerun clears it)."""
+    return FileSystems.join(kept_dir, f"{TEMP_PREFIX}notes.json")
+
+
+def write_notes(notes: dict, path: str) -> None:
+    write_atomically(path, json.dumps(notes, sort_keys=True).encode())
+
+
+def take_notes(kept_dir: str) -> dict:
+    """The notes the pipeline left, removed from the folder: the manifest holds them from now on."""
+    path = notes_file(kept_dir)
+    notes = read_json(path)
+    if notes is None:
+        raise RuntimeError(f"curate left no notes at {path}")
+    FileSystems.delete([path])
+    return notes
+
+
+def check_orphans(orphans: dict, judgments: int, config: Config, iteration: str) -> None:
+    if orphans["count"] > MAX_ORPHAN_SHARE * judgments:
+        layout = config.layout
+        raise MismatchedJudgments(
+            f"{orphans['count']} of {judgments} judgments in {layout.judgments(iteration)} name a candidate_id that "
+            f"is not in {layout.candidates(iteration)} (e.g. {orphans['example']}): they were made for other "
+            f"candidates; rerun `selfsift judge --iteration {iteration}`")
+
+
+def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: dict) -> dict:
     layout = config.layout
+    check_orphans(notes[JUDGMENTS_WITHOUT_CANDIDATE], read_table(layout.judgments(iteration), None).num_rows,
+                  config, iteration)
     kept_dir, rej_dir, pair_dir = layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)
     rows_in = read_table(layout.candidates(iteration), None).num_rows
     reasons = Counter(read_table(rej_dir, None).column("reason").to_pylist())
@@ -133,7 +183,7 @@ def build_manifest(config: Config, iteration: str, plan: CurationPlan) -> dict:
         "rejected": {reason: reasons.get(reason, 0) for reason in REASONS},
         "funnel": funnel(rows_in, reasons),
         "kept_per_instruction_type": dict(sorted(kept_per_type.items())),
-        "policy": plan.keep_reason(),
+        "policy": plan.keep_reason(), "notes": notes,
         "shards": shard_entries(kept_dir), "rejected_shards": shard_entries(rej_dir),
         "pairs": sum(s["rows"] for s in pair_shards), "pair_shards": pair_shards,
         "params_hash": params_hash(config.generate, config.judge, config.curate, config.seed),

@@ -12,6 +12,7 @@ from transforms.curation.config import CurateConfig
 from transforms.curation.curate import Curate, first_failure
 from transforms.curation.decontamination import DecontaminationConfig, build_index
 from transforms.curation.near_dedup import NearDedupConfig
+from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, TRUNCATED_FOR_EMBEDDING
 from transforms.curation.plan import CurationPlan
 from transforms.curation.preference_pairs import PairsConfig
 from transforms.curation.steps import RowFilter
@@ -120,6 +121,29 @@ def test_every_candidate_kept_or_rejected_once_with_its_reason():
 
         assert_that(out["kept"], check_kept, label="kept rows")
         assert_that(out["rejected"], check_details, label="rejection details")
+
+
+def test_judgments_without_their_candidate_are_counted_with_an_example():
+    judgments = [*JUDGMENTS, *judged("ghost", 1.0)]  # "orphan" has one judgment, "ghost" one per judge
+    with TestPipeline() as p:
+        out = run_curate(p, CANDIDATES, judgments)
+        assert_that(out["notes"], equal_to([{
+            JUDGMENTS_WITHOUT_CANDIDATE: {"count": 2 + len(HEURISTICS), "example": "ghost"},
+            TRUNCATED_FOR_EMBEDDING: {"count": 0, "example": None}}]))
+
+
+def test_the_stage_refuses_judgments_made_for_other_candidates(tmp_path):
+    from pipelines import config as config_module
+    from pipelines.curate import MismatchedJudgments, check_orphans
+    from tests.stage_fixtures import write_params
+
+    write_params(tmp_path, "unused")
+    config = config_module.load(tmp_path / "params.yaml")
+    check_orphans({"count": 1, "example": "c7"}, 100, config, "iter-001")  # counted and logged, not refused
+    with pytest.raises(MismatchedJudgments, match=r"2 of 100 judgments in data/judgments/iter-001 name a candidate_id "
+                                                  r"that is not in data/candidates/iter-001 \(e.g. c7\).*"
+                                                  r"selfsift judge --iteration iter-001"):
+        check_orphans({"count": 2, "example": "c7"}, 100, config, "iter-001")
 
 
 def test_every_candidate_fails_keeps_nothing_and_counts_all():

@@ -32,8 +32,13 @@ def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys
     for kind in ("candidates", "judgments", "shards"):
         assert json.loads((remote / "data" / kind / "iter-001" / "manifest.json").read_text())["shards"]
     for model in ("base", "iter-001"):
-        assert (remote / "models" / model / "model.safetensors").is_file()
-        assert json.loads((remote / "models" / model / "selfsift_model.json").read_text())["weights_sha256"]
+        summary = json.loads((remote / "models" / model / "selfsift_model.json").read_text())
+        assert summary["weights_sha256"] and "model.safetensors" in summary["files"]
+        assert {p.name for p in (remote / "models" / model).iterdir()} == {*summary["files"], "selfsift_model.json"}
+    assert sorted(p.name for p in (remote / "models").iterdir()) == ["base", "iter-001"]  # no staging left
+    curated = json.loads((remote / "data/shards/iter-001/manifest.json").read_text())
+    assert curated["notes"]["judgments_without_candidate"] == {"count": 0, "example": None}
+    assert not list((remote / "data/shards/iter-001").glob(".tmp-*"))  # the notes moved into the manifest
     assert (remote / "data/evals/iter-001").is_dir() and (remote / "data/prompts/train.parquet").is_file()
     assert not (project / "data").exists() and not (project / "models").exists()
     assert json.loads((project / "reports/validation/iter-001.json").read_text())["success"]

@@ -4,8 +4,11 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from tests.fake_remote_fs import PREFIX
 from transforms.curation import semantic_dedup
+from transforms.curation.notes import TRUNCATED_FOR_EMBEDDING
 from transforms.curation.semantic_dedup import SemanticDedup, SemanticDedupConfig, SentenceEmbeddingHandler, similar_pairs
+from transforms.io.model_io import upload
 
 
 def unit(*xs):
@@ -24,21 +27,66 @@ def test_embeddings_are_unit_vectors_and_padding_free(tiny_model_dir):
     handler = SentenceEmbeddingHandler(str(tiny_model_dir), batch_size=4, max_tokens=32)
     model = handler.load_model()
     texts = ["owls hoot at night", "bats", "owls hoot at night"]
-    vectors = [r.inference for r in handler.run_inference(texts, model)]
+    vectors = [r.inference.vector for r in handler.run_inference(texts, model)]
     assert all(abs(np.linalg.norm(v) - 1) < 1e-4 for v in vectors)
     assert float(vectors[0] @ vectors[2]) == pytest.approx(1.0, abs=1e-4)
-    alone = handler.run_inference(["owls hoot at night"], model)[0].inference
+    alone = handler.run_inference(["owls hoot at night"], model)[0].inference.vector
     assert float(alone @ vectors[0]) == pytest.approx(1.0, abs=1e-4)  # padding in a batch changes nothing
+
+
+ROWS = [{"candidate_id": cid, "prompt_id": pid, "text": text, "score": 1.0, "dedup_cluster_size": 1}
+        for cid, pid, text in [("a", "p1", "owls hoot at night"), ("b", "p1", "owls hoot at night"),
+                               ("c", "p2", "owls hoot at night"), ("d", "p2", "bats fly in caves at dusk")]]
 
 
 @pytest.mark.parametrize("scope, kept", [("within_prompt", ["a", "c", "d"]), ("global", ["a", "d"])])
 def test_scope_decides_which_answers_are_compared(tiny_model_dir, scope, kept):
-    rows = [{"candidate_id": cid, "prompt_id": pid, "text": text, "score": 1.0, "dedup_cluster_size": 1}
-            for cid, pid, text in [("a", "p1", "owls hoot at night"), ("b", "p1", "owls hoot at night"),
-                                   ("c", "p2", "owls hoot at night"), ("d", "p2", "bats fly in caves at dusk")]]
     params = SemanticDedupConfig(enabled=True, model=str(tiny_model_dir), threshold=0.9999, scope=scope, batch_size=4)
     with TestPipeline() as p:
-        out = p | beam.Create(rows) | SemanticDedup(params)
-        assert_that(out.kept | "K" >> beam.Map(lambda r: r["candidate_id"]), equal_to(kept), label="kept")
-        assert_that(out.rejected | "R" >> beam.Map(lambda r: r["reason"]),
+        out = p | beam.Create(ROWS) | SemanticDedup(params)
+        assert_that(out["kept"] | "K" >> beam.Map(lambda r: r["candidate_id"]), equal_to(kept), label="kept")
+        assert_that(out["rejected"] | "R" >> beam.Map(lambda r: r["reason"]),
                     equal_to(["semantic_duplicate"] * (4 - len(kept))), label="rejected")
+
+
+def test_answers_longer_than_the_token_limit_are_flagged(tiny_model_dir):
+    handler = SentenceEmbeddingHandler(str(tiny_model_dir), batch_size=4, max_tokens=5)
+    model = handler.load_model()
+    texts = ["owls", "owls hoot at night over the old barn", "bats fly"]
+    lengths = [len(model.tokenizer(t)["input_ids"]) for t in texts]
+    results = handler.run_inference(texts, model)
+    assert [r.inference.truncated for r in results] == [n > 5 for n in lengths] == [False, True, False]
+
+
+def test_truncated_answers_are_noted_one_each(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(semantic_dedup, "MAX_TOKENS", 4)  # every text but "owls" has more tokens
+    params = SemanticDedupConfig(enabled=True, model=str(tiny_model_dir), threshold=0.9999, batch_size=4)
+    rows = [*ROWS, {**ROWS[0], "candidate_id": "e", "text": "owls"}]
+    with TestPipeline() as p:
+        out = p | beam.Create(rows) | SemanticDedup(params)
+        assert_that(out["notes"], equal_to([(TRUNCATED_FOR_EMBEDDING, cid) for cid in "abcd"]))
+
+
+def test_the_model_may_live_under_a_remote_storage_root(tiny_model_dir, tmp_path):
+    remote = f"{PREFIX}{tmp_path}/bucket/models/embedder"
+    upload(tiny_model_dir, remote)
+    params = SemanticDedupConfig(enabled=True, model=remote, threshold=0.9999, scope="global", batch_size=4)
+    with TestPipeline() as p:
+        out = p | beam.Create(ROWS) | SemanticDedup(params)
+        assert_that(out["kept"] | beam.Map(lambda r: r["candidate_id"]), equal_to(["a", "d"]))
+
+
+def test_the_curate_stage_checks_a_remote_model_before_it_runs(tiny_model_dir, tmp_path):
+    from pipelines import config as config_module
+    from pipelines import curate
+    from tests.stage_fixtures import chdir, write_params
+
+    remote = f"{PREFIX}{tmp_path}/bucket/models/embedder"
+    sem = {"enabled": True, "model": remote}
+    write_params(tmp_path, str(tiny_model_dir), curate={"semantic_dedup": sem, "decontamination": {"enabled": False}})
+    config = config_module.load(tmp_path / "params.yaml")
+    with chdir(tmp_path):
+        with pytest.raises(FileNotFoundError, match=f"curate.semantic_dedup.model: model folder not found: {remote}"):
+            curate.plan_of(config, "iter-001")
+        upload(tiny_model_dir, remote)
+        assert curate.plan_of(config, "iter-001").config.semantic_dedup.model == remote

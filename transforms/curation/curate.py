@@ -2,7 +2,8 @@
 
 join -> the steps of `chain.CHAIN`, in order; preference pairs are drawn on the side from what the
 first row filters saw. Every candidate leaves exactly once: as a kept row, or as a rejected row
-with a reason.
+with a reason. What is met but is no candidate's rejection (a judgment without its candidate, an
+answer truncated for embedding) is counted in `notes` (transforms/curation/notes.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import apache_beam as beam
 
 from schemas.records import JudgedRow
 from transforms.curation.chain import CHAIN
+from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, NOTES, SummarizeNotes
 from transforms.curation.plan import CurationPlan
 from transforms.curation.preference_pairs import preference_pair
 from transforms.curation.rejections import REJECTED, rejected
@@ -38,6 +40,16 @@ def assemble(joined: tuple, prompts: dict, policy) -> JudgedRow:
         "judgments": [{k: j[k] for k in _VERDICT_FIELDS} for j in judgments],
         "score": policy.combined_score(by_judge) if complete else 0.0,
     }
+
+
+def split_orphans(joined: tuple):
+    """A candidate with its judgments goes on; judgments whose candidate is missing become notes."""
+    candidate_id, grouped = joined
+    if grouped["candidates"]:
+        yield joined
+    else:
+        for _ in grouped["judgments"]:
+            yield beam.pvalue.TaggedOutput(NOTES, (JUDGMENTS_WITHOUT_CANDIDATE, candidate_id))
 
 
 def first_failure(row: JudgedRow, checks) -> tuple[str, str] | None:
@@ -75,13 +87,18 @@ def _runs(chain):
     return runs
 
 
-def _kept_and_rejected(result):
-    """A set step's output: a (kept, rejected) pair, or tagged outputs `kept` and `rejected`."""
-    return result if isinstance(result, tuple) else (result["kept"], result[REJECTED])
+def _step_outputs(result) -> tuple:
+    """A set step's (kept, rejected, notes or None): from a (kept, rejected) pair, or from outputs
+    `kept`, `rejected` and, optionally, `notes`."""
+    if isinstance(result, tuple):
+        return (*result, None)
+    notes = result[NOTES] if isinstance(result, dict) and NOTES in result else None
+    return result["kept"], result[REJECTED], notes
 
 
 class Curate(beam.PTransform):
-    """(candidates, judgments, prompts) -> {"kept", "rejected", "pairs"}."""
+    """(candidates, judgments, prompts) -> {"kept", "rejected", "pairs", "notes"}; `notes` is one
+    dict (notes.SummarizeNotes)."""
 
     def __init__(self, plan: CurationPlan):
         super().__init__()
@@ -91,16 +108,16 @@ class Curate(beam.PTransform):
         candidates, judgments, prompts = inputs
         plan = self.plan
         prompts_by_id = beam.pvalue.AsDict(prompts | "KeyPrompts" >> beam.Map(lambda p: (p["prompt_id"], p)))
-        rows = (
+        joined = (
             {
                 "candidates": candidates | "KeyCandidates" >> beam.Map(lambda c: (c["candidate_id"], c)),
                 "judgments": judgments | "KeyJudgments" >> beam.Map(lambda j: (j["candidate_id"], j)),
             }
             | "Join" >> beam.CoGroupByKey()
-            | "SkipOrphanJudgments" >> beam.Filter(lambda kv: len(kv[1]["candidates"]) > 0)
-            | "Assemble" >> beam.Map(assemble, prompts=prompts_by_id, policy=plan.config)
+            | "SplitOrphanJudgments" >> beam.FlatMap(split_orphans).with_outputs(NOTES, main="joined")
         )
-        rejections, pair_pool = [], None
+        rows = joined.joined | "Assemble" >> beam.Map(assemble, prompts=prompts_by_id, policy=plan.config)
+        rejections, notes, pair_pool = [], [joined[NOTES]], None
         for run in _runs(CHAIN):
             if isinstance(run, list):
                 checks = [check for step in run if (check := step.build(plan)) is not None]
@@ -113,11 +130,14 @@ class Curate(beam.PTransform):
                 transform = run.build(plan)
                 if transform is None:
                     continue
-                rows, dropped = _kept_and_rejected(rows | run.name >> transform)
+                rows, dropped, noted = _step_outputs(rows | run.name >> transform)
+                if noted is not None:
+                    notes.append(noted)
             rejections.append(dropped)
         keep_reason = plan.keep_reason()
         kept = rows | "KeepReason" >> beam.Map(lambda r: {**r, "keep_reason": keep_reason})
-        outputs = {"kept": kept, "rejected": rejections | "AllRejected" >> beam.Flatten()}
+        outputs = {"kept": kept, "rejected": rejections | "AllRejected" >> beam.Flatten(),
+                   "notes": notes | "AllNotes" >> beam.Flatten() | "SummarizeNotes" >> SummarizeNotes()}
         if plan.config.pairs.enabled and pair_pool is not None:
             outputs["pairs"] = (
                 pair_pool

@@ -2,6 +2,10 @@
 all-MiniLM-L6-v2) have a cosine similarity at or above a threshold are duplicates; one per cluster
 is kept. Scope `within_prompt` compares a prompt's answers with each other; `global` compares every
 pair on one worker (blockwise, so memory stays at one block of similarities).
+
+An answer longer than MAX_TOKENS tokens is embedded from its first MAX_TOKENS; each one is counted
+(notes.TRUNCATED_FOR_EMBEDDING) in the manifest. The model folder may be local or under a remote
+storage root (model_io.local_model_dir copies it to each worker).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 
 from schemas.reasons import SEMANTIC_DUPLICATE
 from transforms.curation.clusters import KeepOnePerCluster
+from transforms.curation.notes import NOTES, TRUNCATED_FOR_EMBEDDING
+from transforms.curation.rejections import REJECTED
 from transforms.curation.steps import SetStep
 from transforms.settings import require
 
@@ -44,6 +50,12 @@ class LoadedEncoder:
     tokenizer: Any
 
 
+@dataclass(frozen=True)
+class Embedding:
+    vector: np.ndarray  # unit length
+    truncated: bool  # the text had more tokens than the handler's max_tokens; only those were embedded
+
+
 class SentenceEmbeddingHandler(ModelHandler[str, PredictionResult, LoadedEncoder]):
     def __init__(self, model_dir: str, batch_size: int, max_tokens: int, load_policy=None):
         super().__init__()
@@ -58,14 +70,17 @@ class SentenceEmbeddingHandler(ModelHandler[str, PredictionResult, LoadedEncoder
     def run_inference(self, batch: Sequence[str], model: LoadedEncoder, inference_args=None):
         import torch
 
-        encoded = model.tokenizer(list(batch), padding=True, truncation=True, max_length=self._max_tokens,
+        texts = list(batch)
+        lengths = [len(ids) for ids in model.tokenizer(texts, verbose=False)["input_ids"]]
+        encoded = model.tokenizer(texts, padding=True, truncation=True, max_length=self._max_tokens,
                                   return_tensors="pt")
         with torch.inference_mode():
             hidden = model.model(**encoded).last_hidden_state.float()
         mask = encoded["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         vectors = torch.nn.functional.normalize(pooled, dim=-1).numpy()
-        return [PredictionResult(text, vectors[i], self._model_dir) for i, text in enumerate(batch)]
+        return [PredictionResult(text, Embedding(vectors[i], lengths[i] > self._max_tokens), self._model_dir)
+                for i, text in enumerate(texts)]
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size}
@@ -86,8 +101,14 @@ def similar_pairs(items: list[tuple[str, np.ndarray]], threshold: float) -> list
     return pairs
 
 
+def truncation_note(key: tuple[str, str], result: PredictionResult):
+    if result.inference.truncated:
+        yield TRUNCATED_FOR_EMBEDDING, key[1]
+
+
 class SemanticDedup(beam.PTransform):
-    """Rows -> tagged outputs `kept` (one per semantic cluster) and `rejected` (semantic_duplicate)."""
+    """Rows -> outputs `kept` (one per semantic cluster), `rejected` (semantic_duplicate) and `notes`
+    (each answer embedded from its first tokens only)."""
 
     def __init__(self, params: SemanticDedupConfig, load_policy=None):
         super().__init__()
@@ -100,8 +121,9 @@ class SemanticDedup(beam.PTransform):
             rows
             | "KeyText" >> beam.Map(lambda r: ((r["prompt_id"], r["candidate_id"]), r["text"]))
             | "Embed" >> RunInference(KeyedModelHandler(handler))
-            | "Vector" >> beam.MapTuple(lambda key, result: (key, result.inference))
         )
+        notes = embedded | "TruncationNotes" >> beam.FlatMapTuple(truncation_note)
+        embedded = embedded | "Vector" >> beam.MapTuple(lambda key, result: (key, result.inference.vector))
         if params.scope == "within_prompt":
             groups = (embedded
                       | "ByPrompt" >> beam.MapTuple(lambda key, vec: (key[0], (key[1], vec)))
@@ -112,7 +134,8 @@ class SemanticDedup(beam.PTransform):
                       | "Drop prompt" >> beam.MapTuple(lambda key, vec: (key[1], vec))
                       | "GatherAll" >> beam.combiners.ToList())
         edges = groups | "SimilarPairs" >> beam.FlatMap(similar_pairs, threshold=params.threshold)
-        return (rows, edges) | "KeepOnePerCluster" >> KeepOnePerCluster(SEMANTIC_DUPLICATE)
+        clustered = (rows, edges) | "KeepOnePerCluster" >> KeepOnePerCluster(SEMANTIC_DUPLICATE)
+        return {"kept": clustered["kept"], REJECTED: clustered[REJECTED], NOTES: notes}
 
 
 def semantic_dedup(plan):

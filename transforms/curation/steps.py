@@ -3,7 +3,9 @@
 
 - `RowFilter`: looks at one row at a time and names the first reason it fails. Consecutive row
   filters run together in one Beam step (the screen).
-- `SetStep`: a Beam transform over all rows (dedup, selection), returning (kept, rejected).
+- `SetStep`: a Beam transform over all rows (dedup, selection), returning (kept, rejected), or
+  outputs `kept`, `rejected` and, when it counts something it does not reject for, `notes`
+  (transforms/curation/notes.py).
 
 `build(plan)` returns the check or transform this plan uses, or None when the step is off (not
 enabled, or replaced by an ablation control); an off step still appears in the funnel, rejecting 0.
@@ -37,7 +39,7 @@ class RowFilter:
 class SetStep:
     name: str
     reasons: tuple[str, ...]
-    # rows -> (kept, rejected), or tagged outputs `kept` and `rejected`
+    # rows -> (kept, rejected), or outputs `kept`, `rejected` and optionally `notes`
     build: Callable[[CurationPlan], Optional[beam.PTransform]]
     config: type | None = None
     section: str = ""
