@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipelines.config import Config
 from pipelines.run_guard import guarded
-from transforms.io.layout import BASE
+from transforms.io.layout import BASE, MODEL_SUMMARY
 from transforms.io.model_io import convert_gguf, load_causal_lm, model_sha256, save_atomically, sha256_file
 
 
@@ -41,7 +41,7 @@ def _prepare(config: Config) -> str:
     def write_summary(folder: Path) -> None:
         summary = {"source": str(source), "source_sha256": cfg.sha256 or None, "init": cfg.init,
                    "weights_sha256": model_sha256(folder)}
-        (folder / "selfsift_model.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (folder / MODEL_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
 
     if source.is_file() and cfg.sha256:
         actual = sha256_file(source)

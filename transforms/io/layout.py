@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BASE = "base"  # the name of the base model in `iterations.*.generator`
+MODEL_SUMMARY = "selfsift_model.json"  # in every model folder: what made it, and each file's sha256
 EVAL_SPLITS = ("eval", "eval_ood")
 
 
@@ -55,7 +56,7 @@ class Layout:
 
     @staticmethod
     def model_summary(model_dir: str) -> str:
-        return f"{model_dir}/selfsift_model.json"
+        return f"{model_dir}/{MODEL_SUMMARY}"
 
     # In the project folder, always.
     @staticmethod
@@ -76,5 +77,11 @@ class Layout:
     def metrics(iteration: str) -> Path:
         return Path(f"metrics/{iteration}.json")
 
+    @staticmethod
+    def run_record(run: str, seed: int) -> Path:
+        return Layout.RUNS / f"{run}-seed{seed}.json"
+
     RUNS = Path("reports/runs")  # one record per run and seed
     REPORTS = Path("reports")  # summary.md, figures/, plots/
+    PARAMS = Path("params.yaml")  # the parameters DVC runs with
+    DVC_LOCK = Path("dvc.lock")  # what DVC ran: each stage's deps, params and outputs, with their hashes

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transforms.io import faults
+from transforms.io.layout import MODEL_SUMMARY
 from transforms.io.staging import remote_files, replace_remote_folder, staged_folder, staging_prefix
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-SUMMARY = "selfsift_model.json"
+SUMMARY = MODEL_SUMMARY
 
 
 @dataclass(frozen=True)
