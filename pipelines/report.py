@@ -129,7 +129,7 @@ def main(config: Config) -> Path:
 def _report(config: Config) -> Path:
     record = run_record(config)
     RUNS.mkdir(parents=True, exist_ok=True)
-    write_atomically(str(RUNS / f"{record['run']}-seed{record['seed']}.json"),
+    write_atomically(str(Layout.run_record(record["run"], record["seed"])),
                      (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return render(load_records(), record, REPORTS)
 

@@ -1,5 +1,11 @@
 """A loopback stand-in for the Hugging Face Hub's HTTP API: just enough for `create_repo`,
-`dataset_info` and `upload_folder` over the LFS protocol, recording every request it receives."""
+`dataset_info`, `list_repo_files` and `upload_folder` over the LFS protocol (with deletions), recording
+every request it receives and keeping the repo's files across commits.
+
+It can also fail on purpose: `fail=<status>` answers that HTTP status, `fail="hang"` answers
+nothing until the test ends, `fail="drop"` closes the connection without an answer; `fail_on` limits
+the failure to paths containing it (e.g. "/commit/": everything is uploaded, the commit is refused).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,25 @@ import base64
 import hashlib
 import json
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import yaml
 
 
 class FakeHub:
-    def __init__(self, existing_card: dict | None = None):
+    def __init__(self, existing_card: dict | None = None, fail: int | str | None = None, fail_on: str = ""):
         self.requests: list[dict] = []  # method, path, headers, body
         self.lfs_objects: dict[str, bytes] = {}  # sha256 -> uploaded bytes
         self.commits: list[list[dict]] = []  # NDJSON lines of each commit
+        self.files: dict[str, bytes] = {}  # the repo's files after the commits so far
         self.existing_card = existing_card  # cardData of a repo that already exists, or None
         self.created: list[dict] = []
         self.validated: list[dict] = []  # README.md contents sent to /api/validate-yaml
+        self.fail, self.fail_on = fail, fail_on
+        self._release = threading.Event()  # ends a "hang"
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self):
@@ -26,18 +39,33 @@ class FakeHub:
         return self
 
     def __exit__(self, *exc):
+        self._release.set()
         self._server.shutdown()
+        self._server.server_close()
 
     def committed_files(self) -> dict[str, bytes]:
-        """path -> content of every file of every commit (LFS files resolved to their uploaded bytes)."""
-        files = {}
-        for lines in self.commits:
-            for line in lines:
-                if line["key"] == "file":
-                    files[line["value"]["path"]] = base64.b64decode(line["value"]["content"])
-                elif line["key"] == "lfsFile":
-                    files[line["value"]["path"]] = self.lfs_objects[line["value"]["oid"]]
-        return files
+        """path -> content of every file in the repo now (LFS files resolved to their uploaded bytes)."""
+        return dict(self.files)
+
+    def _commit(self, lines: list[dict]) -> None:
+        self.commits.append(lines)
+        for line in lines:
+            value = line["value"]
+            if line["key"] == "file":
+                self.files[value["path"]] = base64.b64decode(value["content"])
+            elif line["key"] == "lfsFile":
+                self.files[value["path"]] = self.lfs_objects[value["oid"]]
+            elif line["key"] == "deletedFile":
+                del self.files[value["path"]]
+
+    def _card_data(self) -> dict | None:
+        """The committed card's YAML, else the card of a repo said to exist already, else None (no repo)."""
+        card = self.files.get("README.md")
+        if card is not None:
+            return yaml.safe_load(card.decode().split("---")[1])
+        if self.existing_card is not None:
+            return self.existing_card
+        return {} if self.commits else None
 
     def _handler(self):
         hub = self
@@ -63,21 +91,43 @@ class FakeHub:
                                      "headers": {k.lower(): v for k, v in self.headers.items()},
                                      "body": body})
 
+            def _failed(self) -> bool:
+                """Fails this request as the test asked; True when it did."""
+                if hub.fail is None or hub.fail_on not in self.path:
+                    return False
+                if hub.fail == "hang":
+                    hub._release.wait()
+                    self.close_connection = True
+                elif hub.fail == "drop":
+                    self.close_connection = True
+                else:
+                    self._reply(hub.fail, {"error": f"{HTTPStatus(hub.fail).phrase} (planted by the test)"})
+                return True
+
             def do_GET(self):  # noqa: N802
                 self._record(b"")
-                if self.path.startswith("/api/datasets/"):
-                    repo = self.path.split("?")[0][len("/api/datasets/"):]
-                    if hub.existing_card is None:
+                if self._failed():
+                    return
+                path = self.path.split("?")[0]
+                if "/tree/" in path:  # list_repo_files
+                    self._reply(200, [{"type": "file", "path": name, "size": len(content),
+                                       "oid": hashlib.sha1(content).hexdigest()} for name, content in sorted(hub.files.items())])
+                elif path.startswith("/api/datasets/"):
+                    repo = path[len("/api/datasets/"):]
+                    card = hub._card_data()
+                    if card is None:
                         self._reply(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
                     else:
-                        self._reply(200, {"id": repo, "sha": "0" * 40, "private": True,
-                                          "cardData": hub.existing_card, "siblings": []})
-                    return
-                self._reply(404, {"error": "not found"})
+                        self._reply(200, {"id": repo, "sha": "0" * 40, "private": True, "cardData": card,
+                                          "siblings": [{"rfilename": name} for name in sorted(hub.files)]})
+                else:
+                    self._reply(404, {"error": "not found"})
 
             def do_POST(self):  # noqa: N802
                 body = self._body()
                 self._record(body)
+                if self._failed():
+                    return
                 path = self.path.split("?")[0]
                 if path == "/api/repos/create":
                     payload = json.loads(body)
@@ -97,7 +147,7 @@ class FakeHub:
                         {"oid": o["oid"], "size": o["size"], "authenticated": True,
                          "actions": {"upload": {"href": f"{hub.url}/lfs-upload/{o['oid']}"}}} for o in objects]})
                 elif "/commit/" in path:
-                    hub.commits.append([json.loads(line) for line in body.decode().splitlines() if line.strip()])
+                    hub._commit([json.loads(line) for line in body.decode().splitlines() if line.strip()])
                     repo = path[len("/api/datasets/"):].split("/commit/")[0]
                     self._reply(200, {"commitUrl": f"{hub.url}/datasets/{repo}/commit/{'1' * 40}",
                                       "commitOid": "1" * 40, "pullRequestUrl": None})
@@ -107,6 +157,8 @@ class FakeHub:
             def do_PUT(self):  # noqa: N802
                 body = self._body()
                 self._record(body)
+                if self._failed():
+                    return
                 oid = self.path.rsplit("/", 1)[-1]
                 if hashlib.sha256(body).hexdigest() != oid:
                     self._reply(400, {"error": "sha256 mismatch"})

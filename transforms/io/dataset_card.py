@@ -1,8 +1,29 @@
-"""The dataset card's parts: Hub `features` metadata from an Arrow schema, and the card's prose."""
+"""The dataset card's parts: Hub `features` metadata from an Arrow schema, and the card's prose.
+
+The prose uses the section names of huggingface_hub's dataset card template (Dataset Details, Uses,
+Dataset Structure, Dataset Creation, Bias, Risks, and Limitations) and fills them only with what
+the run recorded; the template's sections nobody can fill (funding, citation, ...) are left out.
+"""
 
 from __future__ import annotations
 
 import pyarrow as pa
+
+# Keys of a model summary (selfsift_model.json) whose source came from the Hub.
+HUB_ID, HUB_REVISION = "hub_id", "hub_revision"
+
+# What the rows of an iteration are, by `curate.control`; the funnel tables give the exact counts.
+KEPT = {
+    "none": "answers that passed the judge policy named in the funnel below, after the heuristic filters, "
+            "decontamination against the held-out eval prompts, deduplication and best-of-K selection",
+    "no_filter": "a seeded uniform random sample of the usable (non-empty, judged) candidates after "
+                 "decontamination and exact deduplication. No heuristic filter, judge, near-duplicate or "
+                 "semantic dedup or selection decided what was kept: this is the `no_filter` ablation control, "
+                 "a baseline for the filtered run, not filtered data",
+    "random_judge": "a seeded uniform random sample of the candidates that passed the heuristic filters, "
+                    "decontamination and deduplication, drawn in place of the judges and selection: this is the "
+                    "`random_judge` ablation control, a baseline for the filtered run, not filtered data",
+}
 
 
 def features_yaml(schema: pa.Schema) -> list[dict]:
@@ -17,58 +38,166 @@ def _auc(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def card_text(repo_id: str, iterations: list[str], facts: dict) -> str:
+def base_model_name(summary: dict) -> str:
+    """The base model as the card names it: its Hub id and revision, else its source and weights hash."""
+    if summary.get(HUB_ID):
+        revision = summary.get(HUB_REVISION)
+        name = (f"[`{summary[HUB_ID]}`](https://huggingface.co/{summary[HUB_ID]}) at revision "
+                + (f"`{revision}`" if revision else "(not recorded)"))
+    else:
+        source_hash = f", file sha256 `{summary['source_sha256']}`" if summary.get("source_sha256") else ""
+        name = f"`{summary['source']}` (a local source{source_hash}; not a Hub model)"
+    name += f"; the weights selfsift ran have sha256 `{summary['weights_sha256']}`"
+    if summary.get("init") == "random":
+        name += "; only its architecture and tokenizer were used, with randomly initialised weights"
+    return name
+
+
+def card_text(repo_id: str, iterations: list[str], facts: dict, about: dict) -> str:
+    """`about`: control, builtin_prompts, prompts_source, base_model (its summary), configs (the card's)."""
     total = sum(f["rows"] for f in facts.values())
+    sections = (_details, _uses, _structure, _creation, _limitations)
     lines = [
         f"# {repo_id}",
         "",
-        "Self-filtered synthetic instruction-following data made by selfsift:",
-        "a language model answered prompts carrying verifiable IFEval constraints, judges (the official IFEval",
-        "checkers, heuristic filters and, where enabled, judge models) scored every answer, and only answers that",
-        "passed, after exact, near-duplicate and optional semantic deduplication, decontamination against the",
-        "held-out eval prompts and best-of-K selection, were kept. Each iteration's model was fine-tuned on the",
-        "kept answers and generated the next iteration.",
+        f"Synthetic instruction-following data made by selfsift: {total} rows over {len(iterations)} iteration(s).",
+        "A language model answered prompts that carry verifiable constraints, judges scored every answer,",
+        f"and each iteration kept {KEPT[about['control']]}. Each iteration's model was fine-tuned on the",
+        "kept rows and generated the next iteration.",
         "",
-        f"{total} kept rows over {len(iterations)} iteration(s). Load one iteration with",
-        f"`load_dataset(\"{repo_id}\", \"{iterations[0]}\")`, all of them with the default config, and the",
-        "DPO preference pairs (TRL's conversational `prompt` / `chosen` / `rejected`) with the `pairs` config.",
+        f"Load one iteration with `load_dataset(\"{repo_id}\", \"{iterations[0]}\")`, all of them with the",
+        "default config, and the DPO preference pairs (TRL's conversational `prompt` / `chosen` / `rejected`)",
+        "with the `pairs` config.",
         "",
-        "## Rows",
+    ]
+    for section in sections:
+        lines += section(iterations, facts, about) + [""]
+    return "\n".join(lines)
+
+
+def _details(iterations, facts, about) -> list[str]:
+    return [
+        "## Dataset Details", "", "### Dataset Description", "",
+        f"- **Generated by:** iteration 1 by the base model {base_model_name(about['base_model'])}; each later "
+        "iteration by a model fine-tuned from it (see *Who are the source data producers?*).",
+        f"- **Prompts:** {_prompts(about)}.",
+        "- **Judged by:** the official IFEval instruction checkers, heuristic filters and, where enabled, judge "
+        "models; which of them decided is named in each iteration's funnel.",
+        "- **Curated by:** selfsift; the code is identified by `git_revision` in `selfsift_manifest.json`.",
+    ]
+
+
+def _prompts(about) -> str:
+    if about["builtin_prompts"]:
+        return ("English only, built from templates: a fixed list of everyday topics, a few task wordings and 1-3 "
+                "IFEval-style formatting constraints each")
+    return f"from `{about['prompts_source']}`, a prompt file supplied by whoever ran selfsift"
+
+
+def _uses(iterations, facts, about) -> list[str]:
+    control = about["control"] != "none"
+    direct = ("As a baseline: train on it beside the filtered run to measure what the filter adds. It is not "
+              "the filtered data." if control else
+              "Supervised fine-tuning of small models to follow formatting constraints (the default config or "
+              "one iteration), or DPO on the `pairs` config.")
+    return [
+        "## Uses", "", "### Direct Use", "",
+        f"- {direct}",
+        "- Studying self-filtering: every row carries its judgments, scores, keep reason and lineage, so the "
+        "filter can be audited or re-applied with other settings.",
+        "", "### Out-of-Scope Use", "",
+        "- A source of facts: a language model wrote every answer, and no check looked at whether it is true.",
+        "- An evaluation benchmark: " + ("the prompts come from templates close to IFEval's; " if about["builtin_prompts"]
+                                         else "") + "evaluate on held-out data.",
+        "- Training a model for end users without further filtering: nothing here was checked for helpfulness, "
+        "safety or toxicity.",
+    ]
+
+
+def _structure(iterations, facts, about) -> list[str]:
+    lines = ["## Dataset Structure", "", "| config | files | holds |", "| --- | --- | --- |"]
+    for config in about["configs"]:
+        lines.append(f"| `{config['config_name']}` | `{config['data_files'][0]['path']}` | "
+                     f"{_holds(config['config_name'], iterations, about)} |")
+    lines += [
         "",
-        "| config | kept rows | candidates | preference pairs | validation |",
-        "| --- | --- | --- | --- | --- |",
+        "`recipe/` holds the `params.yaml` and `dvc.lock` the run was made with and its run record (under",
+        "`reports/runs/`): with the code at `git_revision`, `dvc repro` makes the run again.",
+        "", "| config | kept rows | candidates | preference pairs | validation |", "| --- | --- | --- | --- | --- |",
     ]
     for it in iterations:
         f = facts[it]
-        valid = f["validation"]
-        status = "passed" if valid["success"] else ("failed: " + ", ".join(valid["failed"]) if valid["success"] is False
-                                                    else "not run")
-        if valid["warnings"]:
-            status += " (warnings: " + ", ".join(valid["warnings"]) + ")"
+        warnings = f["validation"]["warnings"]
+        status = "passed" + (" (warnings: " + ", ".join(warnings) + ")" if warnings else "")
         lines.append(f"| `{it}` | {f['rows']} | {f['candidates']} | {f['pairs']} | {status} |")
-    lines += ["", "## Funnel", "", "Where each iteration's candidates went (every candidate is kept or rejected "
-              "with a reason):", ""]
+    return lines
+
+
+def _holds(name: str, iterations: list[str], about: dict) -> str:
+    if name == "pairs":
+        return ("DPO preference pairs of every iteration: per prompt, the best-scored candidate that passed the "
+                "screening filters against its worst-scored candidate, when their scores differ by at least "
+                "`curate.pairs.min_margin`" + (" (scored by the judges, not sampled)" if about["control"] != "none"
+                                               else ""))
+    which = f"every published iteration ({', '.join(iterations)})" if name == "default" else "this iteration"
+    return f"the rows kept by {which}: {KEPT[about['control']]}"
+
+
+def _creation(iterations, facts, about) -> list[str]:
+    lines = [
+        "## Dataset Creation", "", "### Curation Rationale", "",
+        "A model cannot improve on its own outputs unless something tells good outputs from bad ones. The",
+        "verifiers check each prompt's constraints exactly, and every judge model is measured against them",
+        "(ROC AUC below) rather than trusted.",
+        "", "### Source Data", "", "#### Data Collection and Processing", "",
+        "Where each iteration's candidates went (every candidate is kept or rejected with a reason):", "",
+    ]
     for it in iterations:
         lines += [f"**{it}**: {facts[it]['policy']}", "", "| step | in | out | rejected |", "| --- | --- | --- | --- |"]
         for step in facts[it]["funnel"]:
             dropped = ", ".join(f"{r} {n}" for r, n in step["rejected"].items() if n) or "-"
             lines.append(f"| {step['step']} | {step['in']} | {step['out']} | {dropped} |")
         lines.append("")
-    lines += ["## Judge calibration", "", "ROC AUC of each judge model's score against the IFEval verifier's verdict "
-              "(0.5 is chance). Judges below the project's floor do not decide what is kept.", "",
+    lines += ["ROC AUC of each judge model's score against the IFEval verifier's verdict (0.5 is chance). Judges "
+              "below the project's floor do not decide what is kept.", "",
               "| config | judge | candidates scored | ROC AUC |", "| --- | --- | --- | --- |"]
     for it in iterations:
         for judge, stats in sorted(facts[it]["calibration"].items()):
             lines.append(f"| `{it}` | {judge} | {stats['candidates']} | {_auc(stats['roc_auc'])} |")
-    lines += ["", "## Model lineage", "", "| config | generated by | weights sha256 | fine-tuned model sha256 |",
-              "| --- | --- | --- | --- |"]
+    lines += ["", "#### Who are the source data producers?", "",
+              f"Language models, no people. The base model is {base_model_name(about['base_model'])}.", "",
+              "| config | generated by | weights sha256 | fine-tuned model sha256 |", "| --- | --- | --- | --- |"]
     for it in iterations:
         f = facts[it]
         lines.append(f"| `{it}` | `{f['generator_model']}` | `{f['generator_model_sha256'][:16]}…` | "
                      f"{'`' + f['trained_model_sha256'][:16] + '…`' if f['trained_model_sha256'] else 'not trained yet'} |")
-    lines += ["", "## How it was made", "",
-              "Every row carries its prompt, the generating model's path and weights hash, the sampling parameters and",
-              "seed, every judgment (score, verdict, per-instruction detail), why it was kept and its dedup cluster.",
-              "The parameters that produced each iteration are identified by `params_hash` and the code by",
-              "`git_revision` in `selfsift_manifest.json`.", ""]
-    return "\n".join(lines)
+    lines += ["", "Every row carries its prompt, the generating model's path and weights hash, the sampling parameters",
+              "and seed, every judgment (score, verdict, per-instruction detail), why it was kept and its dedup cluster.",
+              "", "#### Personal and Sensitive Information", "",
+              ("The prompts are built from templates over everyday topics and hold no personal data. "
+               if about["builtin_prompts"] else "The prompts are the supplied file's; selfsift did not screen them. ")
+              + "The answers were generated by a model and were not screened for personal data."]
+    return lines
+
+
+def _limitations(iterations, facts, about) -> list[str]:
+    lines = [
+        "## Bias, Risks, and Limitations", "",
+        "- **Synthetic.** The model named above, or one fine-tuned from it, wrote every answer; kept answers can",
+        "  still be wrong, shallow, repetitive or off-topic.",
+        "- **The verifiers check only the stated constraints** (a word count, no commas, a JSON wrapper, ...). A kept",
+        "  answer meets its constraints; its content was not checked for truth, helpfulness, safety or toxicity.",
+        ("- **Narrow prompts.** English only, from templates over a fixed list of topics; they do not represent "
+         "what people ask." if about["builtin_prompts"] else
+         f"- **Prompts.** {_prompts(about)}; their language and coverage are that file's."),
+        "- **Self-training.** Later iterations come from models fine-tuned on earlier kept rows, so the base model's",
+        "  style, and any flaw the filter lets through, can be amplified from one iteration to the next.",
+        "- **Bias.** The answers inherit the biases of the base model and its training data; no bias or toxicity",
+        "  filter ran.",
+    ]
+    if about["control"] != "none":
+        lines.append(f"- **Ablation control.** The rows are {KEPT[about['control']]}.")
+    lines += ["", "### Recommendations", "",
+              "Read each iteration's funnel and judge calibration before use, re-filter with checks of your own before "
+              "training a model for users, and evaluate on prompts that were not built from these templates."]
+    return lines
