@@ -85,10 +85,10 @@ def graph(config: Config, iteration: str, lineage: Lineage, shards: list[int], t
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.generate
     prompts_file = config.layout.prompts("train")
-    lineage = lineage_of(config, iteration)
     target, n = config.layout.candidates(iteration), cfg.num_shards
     name = f"generate@{iteration}"
     with guarded("generate", iteration, config):
+        lineage = lineage_of(config, iteration)
         fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, file_sha256(prompts_file), n,
                                   code_fingerprint(sys.modules[__name__], candidates, decoding, hf_generation, parquet_io,
                                                    vllm_generation))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pipelines import config as config_module
 from pipelines.config import Config, iteration_name
+from pipelines.run_guard import guarded
 from schemas.records import PAIR, SHARD_ROW
 from transforms.io.dataset_card import card_text, features_yaml
 from transforms.io.layout import BASE, Layout
@@ -341,6 +342,11 @@ def upload(folder: Path, repo_id: str, private: bool, token: str, recipe: dict[s
 
 
 def main(config: Config, which: str, repo_id: str | None, private: bool | None, dry_run: bool) -> dict:
+    with guarded("publish", which if which == "all" else config.iteration_name(which), config):
+        return _publish(config, which, repo_id, private, dry_run)
+
+
+def _publish(config: Config, which: str, repo_id: str | None, private: bool | None, dry_run: bool) -> dict:
     repo_id = check_repo_id(repo_id or config.publish.repo_id)
     iterations = iterations_to_publish(config, which)
     check_validated(iterations)

@@ -70,3 +70,47 @@ def test_shards_are_reused_only_if_fingerprint_and_checksum_hold(tmp_path):
         assert set(ShardProgress("generate@iter-001", str(out), "fp-1").reusable()) == {shard_name(0, 2)}
         progress.clear()
         assert ShardProgress("generate@iter-001", str(out), "fp-1").reusable() == {}
+
+
+HOLD_ALL = """
+import fcntl, sys, time
+from pathlib import Path
+locks = []
+for name in sys.argv[1:]:
+    Path(".selfsift/runs").mkdir(parents=True, exist_ok=True)
+    f = open(f".selfsift/runs/{name}.lock", "a+")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    locks.append(f)
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def stage_argv(stage) -> tuple[list[str], str]:
+    """The command line of a stage on iteration 1, and the name its lock has."""
+    if stage.iteration or stage.name == "publish":
+        return [stage.name, "--iteration", "1"], f"{stage.name}@iter-001"
+    return [stage.name], stage.name
+
+
+def test_every_stage_takes_the_lock(tmp_path, capsys):
+    from pipelines.cli import STAGES, main
+    from tests.stage_fixtures import write_params
+
+    write_params(tmp_path, "unused", iterations={"iter-001": {"generator": "base"}})
+    runs = [stage_argv(stage) for stage in STAGES]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_ALL, *(name for _, name in runs)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with chdir(tmp_path):
+            failures = {}
+            for argv, name in runs:
+                code, err = main(argv), capsys.readouterr().err
+                if code != 2 or f"{name} is already running" not in err:
+                    failures[name] = err.strip().splitlines()[-1:] if err.strip() else code
+            assert failures == {}
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
