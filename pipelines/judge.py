@@ -1,28 +1,38 @@
-"""Stage `judge` (Beam): every enabled judge's judgment of every candidate, and the calibration report."""
+"""Stage `judge` (Beam): every enabled judge's judgment of every candidate, and the calibration report.
+
+A candidate's judgments all go to the shard its candidate_id hashes to. With `judge.resumable`, each
+shard is its own Beam run and is recorded when complete, so a rerun after a crash judges only the
+candidates of the shards that were not finished (see pipelines/resume.py).
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import apache_beam as beam
 
 from pipelines.config import Config
+from pipelines.resume import ShardProgress, run_shards
 from pipelines.run_guard import guarded
-from pipelines.runtime import git_revision, params_hash, run_pipeline
+from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
 from schemas.records import JUDGMENT
-from transforms.io import faults
+from transforms.io import faults, parquet_io
+from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import (
     SHARD_GLOB,
     WriteSortedShards,
-    clear_shards,
+    file_sha256,
     read_rows,
     shard_entries,
+    shard_index,
     write_manifest,
 )
 from transforms.io.staging import replace_file
+from transforms.judges import contract, model_judging, rules, scoring_models
 from transforms.judges.calibration import calibration_report, plot_calibration
 from transforms.judges.model_judging import ModelJudge
-from transforms.judges.registry import REFERENCE
+from transforms.judges.registry import JUDGES, REFERENCE
 from transforms.judges.rules import enabled_checks, rule_judgments
 
 
@@ -33,9 +43,11 @@ def calibrated_judges(config: Config) -> list[str]:
     return [name for name in cfg.enabled() if name != REFERENCE and cfg.threshold(name) is not None]
 
 
-def graph(config: Config, iteration: str):
-    """The Beam graph of this stage, as a function that adds it to a pipeline."""
-    cfg, layout = config.judge, config.layout
+def graph(config: Config, iteration: str, shards: list[int] | None = None):
+    """The Beam graph judging the candidates of the given judgment shards (default: all), as a function
+    that adds it to a pipeline."""
+    cfg, layout, n = config.judge, config.layout, config.judge.num_shards
+    shards = list(range(n)) if shards is None else shards
     checks = enabled_checks(cfg)
     handlers = {spec.name: spec.build(cfg.settings(spec.name), load_policy=config.security.load_policy(),
                                       where=f"judge.{spec.params_key}")
@@ -47,15 +59,19 @@ def graph(config: Config, iteration: str):
             | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
             | "KeyPrompts" >> beam.Map(lambda r: (r["prompt_id"], r))
         )
-        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{layout.candidates(iteration)}/{SHARD_GLOB}")
-        rules = candidates | "RulesAndHeuristics" >> beam.FlatMap(rule_judgments, prompts=prompts, checks=checks)
+        candidates = (
+            p
+            | "ReadCandidates" >> beam.io.ReadFromParquet(f"{layout.candidates(iteration)}/{SHARD_GLOB}")
+            | "OnlyTheseShards" >> beam.Filter(lambda r: shard_index(r["candidate_id"], n) in shards)
+        )
+        rule_results = candidates | "RulesAndHeuristics" >> beam.FlatMap(rule_judgments, prompts=prompts, checks=checks)
         models = [candidates | f"Judge_{name}" >> ModelJudge(name, handler, prompts)
                   for name, handler in handlers.items()]
         _ = (
-            [rules, *models]
+            [rule_results, *models]
             | "AllJudgments" >> beam.Flatten()
-            | "Write" >> WriteSortedShards(layout.judgments(iteration), JUDGMENT, ("candidate_id", "judge"),
-                                           cfg.num_shards)
+            | "Write" >> WriteSortedShards(layout.judgments(iteration), JUDGMENT, ("candidate_id", "judge"), n,
+                                           only=shards)
         )
 
     return build
@@ -66,12 +82,24 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
         return _judge(config, iteration, beam_args)
 
 
+def fingerprint(config: Config, iteration: str) -> str:
+    """What determines the judgments: params, the judge models' weights, prompts, candidates and code."""
+    cfg, layout = config.judge, config.layout
+    models = {spec.name: model_sha256(cfg.settings(spec.name).model) for spec in cfg.enabled_specs("model")}
+    # a model judge's `build` is a classmethod of its handler, defined in the judge's module
+    judge_modules = sorted({getattr(spec.build, "__self__", spec.build).__module__ for spec in JUDGES})
+    code = code_fingerprint(sys.modules[__name__], contract, model_judging, rules, scoring_models, parquet_io,
+                            *(sys.modules[name] for name in judge_modules))
+    return params_hash(cfg, models, file_sha256(layout.prompts("train")), shard_entries(layout.candidates(iteration)),
+                       code)
+
+
 def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.judge
-    build = graph(config, iteration)
     target = config.layout.judgments(iteration)
-    clear_shards(target)
-    run_pipeline(build, beam_args)
+    progress = ShardProgress(f"judge@{iteration}", target, fingerprint(config, iteration))
+    run_shards(progress, cfg.num_shards, cfg.resumable,
+               lambda shards: run_pipeline(graph(config, iteration, shards), beam_args), "judgments", "judging")
     report = write_calibration(config, iteration)
     faults.reached("before_manifest")
     shards = shard_entries(target)
@@ -80,6 +108,7 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
                 "judge_models": {spec.name: cfg.settings(spec.name).model for spec in cfg.enabled_specs("model")},
                 "calibration": report, "params_hash": params_hash(cfg), "git_revision": git_revision()}
     write_manifest(target, manifest)
+    progress.clear()
     return manifest
 
 

@@ -12,6 +12,7 @@ from pipelines import config as config_module
 from pipelines import curate, judge
 from schemas.records import CANDIDATE
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
+from transforms.io import faults
 from transforms.io.parquet_io import read_rows, shard_name
 
 TRAIN = [prompt("t1", "Write about owls.", "train"), prompt("t2", "Write about bats.", "train")]
@@ -73,3 +74,71 @@ def test_judge_then_curate_accounts_for_every_candidate(workdir):
     assert manifest["rows_out"] == 2 and manifest["pairs"] == 1
     assert set(report["judges"]) == {"llm_judge", "reward_model"}
     assert report["judges"]["llm_judge"]["excluded_unscored"] == 2  # c3 (empty) and c4 (too long)
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL at a kill point (the real one is in tests/test_fault_injection.py)."""
+
+
+def kill_at(monkeypatch, point: str, nth: int) -> None:
+    hits = []
+
+    def reached(name):
+        hits.append(name)
+        if name == point and hits.count(point) == nth:
+            raise Killed(point)
+
+    monkeypatch.setattr(faults, "reached", reached)
+
+
+def judged_files(root) -> dict[str, bytes]:
+    files = sorted((root / "data/judgments/iter-001").glob("part-*")) + [root / "reports/judges/iter-001.json"]
+    return {f.name: f.read_bytes() for f in files}
+
+
+def test_a_killed_judge_reuses_its_completed_shards_to_byte_identical_judgments(workdir, tmp_path_factory,
+                                                                               monkeypatch, caplog):
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    shutil.copytree(workdir, reference, dirs_exist_ok=True)
+    with chdir(reference):
+        judge.main(config_module.load("params.yaml"), "iter-001", [])
+
+    config = config_module.load(workdir / "params.yaml")
+    kill_at(monkeypatch, "mid_write", 2)  # shard 1 of 2 is written and recorded, shard 2 is being written
+    with chdir(workdir), pytest.raises(Exception, match="mid_write"):
+        judge.main(config, "iter-001", [])
+    monkeypatch.undo()
+    assert not (workdir / "data/judgments/iter-001/manifest.json").exists()
+    caplog.set_level("INFO", logger="selfsift")
+    with chdir(workdir):
+        judge.main(config, "iter-001", [])
+    assert "judge@iter-001: resuming; 1 of 2 shards" in caplog.text
+    assert "shard(s) [0] of 2 done" not in caplog.text and "shard(s) [1] of 2 done" in caplog.text
+    assert judged_files(workdir) == judged_files(reference)
+    assert not (workdir / ".selfsift/runs/judge@iter-001.progress.json").exists()
+
+
+def write_candidates(root, rows) -> None:
+    pq.write_table(pa.Table.from_pylist(rows, schema=CANDIDATE), root / "data/candidates/iter-001" / shard_name(0, 1))
+
+
+def test_judge_reuses_no_shard_judged_from_other_candidates(workdir, tmp_path_factory, monkeypatch, caplog):
+    changed = [{**c, "text": f"{c['text']} again"} for c in CANDIDATES]
+    reference = tmp_path_factory.mktemp("changed")
+    shutil.copytree(workdir, reference, dirs_exist_ok=True)
+    write_candidates(reference, changed)
+    with chdir(reference):
+        judge.main(config_module.load("params.yaml"), "iter-001", [])
+
+    config = config_module.load(workdir / "params.yaml")
+    kill_at(monkeypatch, "mid_write", 2)
+    with chdir(workdir), pytest.raises(Exception, match="mid_write"):
+        judge.main(config, "iter-001", [])
+    monkeypatch.undo()
+    write_candidates(workdir, changed)
+    caplog.set_level("INFO", logger="selfsift")
+    with chdir(workdir):
+        judge.main(config, "iter-001", [])
+    assert "inputs changed since the interrupted run; its shards are not reused" in caplog.text
+    assert "resuming" not in caplog.text
+    assert judged_files(workdir) == judged_files(reference)

@@ -13,6 +13,7 @@ from transforms.settings import require
 @dataclass(frozen=True)
 class JudgeStageConfig:
     num_shards: int = 4  # judgments shards per iteration
+    resumable: bool = True  # one Beam run per shard: a crash loses only unfinished shards (false: one run, e.g. on Dataflow)
 
     def validate(self, where: str) -> None:
         require(self.num_shards >= 1, f"{where}.num_shards must be at least 1")
