@@ -35,7 +35,7 @@ class NearDedupConfig:
     ngram: int = 5  # word shingles
     num_perm: int = 128  # MinHash permutations
     # LSH bands of num_perm / bands rows; must divide num_perm. 32 bands of 4 rows: pairs at Jaccard
-    # 0.7 share a band with probability ~1 (16 bands of 8 find a 0.75 pair 81 % of the time)
+    # 0.7 share a band with probability ~1 (16 bands of 8 find a 0.75 pair 82 % of the time)
     bands: int = 32
     threshold: float = 0.7  # estimated Jaccard similarity at which two answers are near-duplicates
 
