@@ -23,7 +23,7 @@ def seconds_per_step(rows: list[dict], cfg: FinetuneConfig, steps: int) -> tuple
     """(seconds per optimizer step after the first, training loss)."""
     model, tokenizer = load_causal_lm(BASE_MODEL)
     with tempfile.TemporaryDirectory() as workdir:
-        trainer = build_trainer(model, tokenizer, rows, cfg, seed=0, workdir=workdir)
+        trainer, _ = build_trainer(model, tokenizer, rows, cfg, seed=0, workdir=workdir)
         trainer.args.max_steps = 1
         trainer.train()  # warm-up step (allocations, first-call overheads)
         trainer.args.max_steps = steps + 1

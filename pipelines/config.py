@@ -121,9 +121,10 @@ class FinetuneConfig:
     learning_rate: float = 1e-4  # peak, cosine schedule after warmup
     batch_size: int = 8  # rows per device per step
     gradient_accumulation_steps: int = 1  # steps whose gradients add up before one optimizer update
-    max_length: int = 512  # tokens per training row (prompt and answer); longer rows are truncated
+    max_length: int = 512  # tokens per training row (prompt and answer); longer rows are truncated, counted in the model summary
     warmup_ratio: float = 0.05  # share of the steps spent warming the learning rate up
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
+    checkpoint_steps: int = 20  # save a resumable training state every this many steps; a killed run resumes from the last
 
     def validate(self, where: str) -> None:
         require(self.method in ("sft", "dpo"), f"{where}.method must be 'sft' or 'dpo'")
@@ -136,7 +137,7 @@ class FinetuneConfig:
         self.lora.validate(f"{where}.lora")
         require(self.epochs > 0, f"{where}.epochs must be > 0")
         require(0 < self.learning_rate < 1, f"{where}.learning_rate must be in (0, 1)")
-        for name in ("batch_size", "gradient_accumulation_steps", "max_length"):
+        for name in ("batch_size", "gradient_accumulation_steps", "max_length", "checkpoint_steps"):
             require(getattr(self, name) >= 1, f"{where}.{name} must be at least 1")
         require(0 <= self.warmup_ratio < 1, f"{where}.warmup_ratio must be in [0, 1)")
 

@@ -6,13 +6,20 @@ took, under a fingerprint of everything that determines its content (params, mod
 code). A rerun reuses a recorded shard only if the fingerprint matches and the file's checksum
 verifies; everything else is made again. The record is deleted when the stage finishes, so a
 finished stage that DVC reruns starts from nothing.
+
+Training (finetune): checkpoints go to `.selfsift/runs/<stage>@<iteration>.checkpoints/`, outside
+the DVC output, under a fingerprint of the training inputs. A checkpoint counts once it is marked
+complete; a rerun resumes from the newest complete one when the fingerprint matches. The folder is
+deleted when the stage finishes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -80,3 +87,75 @@ def run_shards(progress: ShardProgress, count: int, one_run_each: bool, run: Cal
         for i in shards:
             progress.record(shard_name(i, count), seconds / len(shards))
         log.info("%s: shard(s) %s of %d done in %.1f s", progress.name, shards, count, seconds)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    step: int
+    record: dict  # what the trainer stored with it when it was marked complete
+
+
+class Checkpoints:
+    """`<stage>@<iteration>.checkpoints/checkpoint-<step>/` folders (the names transformers' Trainer
+    writes), valid for one fingerprint. A checkpoint is complete once `mark_complete` wrote its
+    marker, which the last step of saving does; anything else is a save a kill interrupted."""
+
+    MARKER = "selfsift_checkpoint.json"
+
+    def __init__(self, name: str, fingerprint: str):
+        self.name, self.fingerprint = name, fingerprint
+        self.folder = RUNS_DIR / f"{name}.checkpoints"
+        self._fingerprint_file = self.folder / "fingerprint"
+
+    def prepare(self) -> None:
+        """Removes checkpoints made for other inputs and incomplete ones, so only resumable ones remain
+        (one process only: the others wait, then call `last_complete`)."""
+        if self.folder.exists() and not self._matches():
+            log.info("%s: inputs changed since the interrupted run; its checkpoints are not reused", self.name)
+            shutil.rmtree(self.folder)
+        for path in self._saved():
+            if not (path / self.MARKER).is_file():
+                log.warning("%s: %s was not completely saved (interrupted); removing it", self.name, path.name)
+                shutil.rmtree(path)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        replace_file(self._fingerprint_file, lambda tmp: tmp.write_text(self.fingerprint), crash_point=False)
+
+    def last_complete(self) -> Checkpoint | None:
+        """The newest complete checkpoint, if one was made for these inputs."""
+        if not self._matches():
+            return None
+        complete = [p for p in self._saved() if (p / self.MARKER).is_file()]
+        if not complete:
+            return None
+        path = complete[-1]
+        return Checkpoint(path, _step(path), json.loads((path / self.MARKER).read_text()))
+
+    def mark_complete(self, step: int, record: dict) -> None:
+        """Marks `checkpoint-<step>` complete, then removes the older ones: the newest is all a resume needs."""
+        path = self.folder / f"checkpoint-{step}"
+        if not path.is_dir():
+            raise FileNotFoundError(f"{self.name}: {path} was not saved, so it cannot be marked complete")
+        payload = json.dumps({"step": step, **record}, indent=2, sort_keys=True)
+        replace_file(path / self.MARKER, lambda tmp: tmp.write_text(payload), crash_point=False)
+        for older in self._saved():
+            if _step(older) < step:
+                shutil.rmtree(older)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _matches(self) -> bool:
+        try:
+            return self._fingerprint_file.read_text() == self.fingerprint
+        except OSError:
+            return False
+
+    def _saved(self) -> list[Path]:
+        """The checkpoint folders, oldest first."""
+        found = [p for p in self.folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+        return sorted(found, key=_step)
+
+
+def _step(path: Path) -> int:
+    return int(path.name.split("-")[-1])

@@ -12,6 +12,8 @@ import yaml
 from pipelines import config as config_module
 from pipelines import finetune
 from tests.stage_fixtures import chdir, pair, prompt, shard_row, write_pairs, write_params, write_shards
+from transforms.io import faults
+from transforms.io.layout import Layout
 from transforms.io.model_io import load_causal_lm
 from transforms.io.sft_data import to_prompt_completion
 
@@ -19,11 +21,19 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN = [prompt(f"t{i}", f"Write about thing {i}.", "train") for i in range(6)]
 
 
+def write_validation(root: Path, iteration: str, success: bool = True, failed=()) -> None:
+    path = root / Layout.validation(iteration)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"iteration": iteration, "success": success, "schema_errors": [], "failed": list(failed)}))
+
+
 @pytest.fixture
 def workdir(tmp_path, tiny_model_dir):
     shutil.copytree(tiny_model_dir, tmp_path / "models" / "base")
     write_params(tmp_path, str(tiny_model_dir),
                  finetune={"epochs": 1, "batch_size": 2, "max_length": 64, "learning_rate": 1e-3})
+    for iteration in ("iter-001", "iter-002"):
+        write_validation(tmp_path, iteration)
     return tmp_path
 
 
@@ -39,7 +49,7 @@ def test_loss_covers_the_answer_only(tiny_model_dir, tmp_path):
     model, tokenizer = load_causal_lm(tiny_model_dir)
     rows = [shard_row("c1", TRAIN[0], "an answer about it")]
     cfg = config_module.FinetuneConfig(max_length=128)
-    trainer = finetune.build_trainer(model, tokenizer, rows, cfg, seed=0, workdir=str(tmp_path))
+    trainer, _ = finetune.build_trainer(model, tokenizer, rows, cfg, seed=0, workdir=str(tmp_path))
     batch = trainer.data_collator([trainer.train_dataset[0]])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     supervised = [t for t, label in zip(ids, labels, strict=True) if label != -100]
@@ -204,3 +214,112 @@ def test_prepare_model_keeps_or_reinitialises_the_weights(tmp_path, tiny_model_d
     same = [torch.equal(p, source.state_dict()[n]) for n, p in prepared.state_dict().items() if p.dim() == 2]
     assert all(same) if init == "pretrained" else not any(same)
     assert json.loads((tmp_path / "models/base/selfsift_model.json").read_text())["init"] == init
+
+
+@pytest.mark.parametrize("report", ["missing", "failed"])
+def test_an_iteration_that_did_not_pass_validation_is_not_fine_tuned(workdir, report):
+    write_shards(workdir, "iter-001", [shard_row(f"c{i}", p, f"answer number {i}") for i, p in enumerate(TRAIN)])
+    path = workdir / Layout.validation("iter-001")
+    if report == "missing":
+        path.unlink()
+    else:
+        write_validation(workdir, "iter-001", success=False, failed=["shards.no_duplicate_text"])
+    expected = "no validation report" if report == "missing" else "validation failed .*shards.no_duplicate_text"
+    with pytest.raises((FileNotFoundError, ValueError), match=f"iter-001: {expected}"):
+        run_finetune(workdir)
+    assert not (workdir / "models/iter-001").exists()
+
+
+def templated_length(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> int:
+    return len(tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True,
+                                             return_dict=False))
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_truncation_at_max_length_is_counted_in_the_model_summary(workdir, method):
+    """Two rows run past max_length (their ends are cut), one prompt alone fills it (the row is dropped,
+    nothing of its answer is left), the rest fit."""
+    long_answer = " ".join(f"word{i}" for i in range(40))
+    long_prompt = prompt("t-long", "Describe " + " ".join(f"item{i}" for i in range(80)), "train")
+    prompts = [*TRAIN[:5], long_prompt]
+    answers = ["short", "also short", long_answer, long_answer + " more", "fine", "lost"]
+    write_shards(workdir, "iter-001", [shard_row(f"c{i}", p, a) for i, (p, a) in enumerate(zip(prompts, answers))])
+    write_pairs(workdir, "iter-001", [pair(f"p{i}", p, a, "no") for i, (p, a) in enumerate(zip(prompts, answers))])
+    summary = run_finetune(workdir, method=method, max_length=64)
+
+    _, tokenizer = load_causal_lm(workdir / "models/base")
+    cuts, dropped = [], 0
+    for p, answer in zip(prompts, answers):
+        if templated_length(tokenizer, p["messages"], add_generation_prompt=True) >= 64:
+            dropped += 1
+            continue
+        answers_trained = [answer] if method == "sft" else [answer, "no"]
+        cuts.append(sum(max(0, templated_length(tokenizer, p["messages"] + [{"role": "assistant", "content": a}]) - 64)
+                        for a in answers_trained))
+    assert dropped == 1 and sum(c > 0 for c in cuts) == 2  # the fixture does what its docstring says
+    assert (summary["truncated_rows"], summary["truncated_tokens"], summary["dropped_rows"]) == (2, sum(cuts), 1)
+    saved = json.loads((workdir / "models/iter-001/selfsift_model.json").read_text())
+    assert {k: saved[k] for k in ("truncated_rows", "truncated_tokens", "dropped_rows")} == {
+        "truncated_rows": 2, "truncated_tokens": sum(cuts), "dropped_rows": 1}
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL at a kill point (the real one is in tests/test_fault_injection.py)."""
+
+
+def kill_at(monkeypatch, point: str, nth: int) -> None:
+    hits = []
+
+    def reached(name):
+        hits.append(name)
+        if hits.count(point) == nth and name == point:
+            raise Killed(point)
+
+    monkeypatch.setattr(faults, "reached", reached)
+
+
+RESUMABLE = {"epochs": 2, "checkpoint_steps": 2}  # 6 rows, batch 2: 6 steps, checkpoints after steps 2 and 4
+
+
+def weights(model_dir) -> dict:
+    model, _ = load_causal_lm(model_dir)
+    return model.state_dict()
+
+
+def test_a_killed_finetune_resumes_from_its_last_complete_checkpoint_to_the_same_weights(workdir, tmp_path_factory,
+                                                                                        monkeypatch, caplog):
+    write_shards(workdir, "iter-001", [shard_row(f"c{i}", p, f"answer number {i}") for i, p in enumerate(TRAIN)])
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    shutil.copytree(workdir, reference, dirs_exist_ok=True)
+    expected = run_finetune(reference, **RESUMABLE)
+
+    kill_at(monkeypatch, "after_checkpoint", 2)
+    with pytest.raises(Killed):
+        run_finetune(workdir, **RESUMABLE)
+    folder = workdir / ".selfsift/runs/finetune@iter-001.checkpoints"
+    assert sorted(p.name for p in folder.glob("checkpoint-*")) == ["checkpoint-4"]  # the older one went
+    shutil.copytree(folder / "checkpoint-4", folder / "checkpoint-5")
+    (folder / "checkpoint-5" / "selfsift_checkpoint.json").unlink()  # a save the kill interrupted
+    monkeypatch.undo()
+
+    caplog.set_level("INFO", logger="selfsift")
+    resumed = run_finetune(workdir, **RESUMABLE)
+    assert "checkpoint-5 was not completely saved" in caplog.text
+    assert "finetune@iter-001: resuming from the checkpoint of step 4" in caplog.text
+    assert resumed == expected  # steps, loss (to the bit) and weights_sha256
+    after, before = weights(workdir / "models/iter-001"), weights(reference / "models/iter-001")
+    assert all(torch.equal(after[name], before[name]) for name in before)
+    assert not folder.exists()  # removed once the model is saved
+
+
+def test_checkpoints_of_other_training_inputs_are_not_resumed(workdir, monkeypatch, caplog):
+    write_shards(workdir, "iter-001", [shard_row(f"c{i}", p, f"answer number {i}") for i, p in enumerate(TRAIN)])
+    kill_at(monkeypatch, "after_checkpoint", 1)
+    with pytest.raises(Killed):
+        run_finetune(workdir, **RESUMABLE)
+    monkeypatch.undo()
+    write_shards(workdir, "iter-001", [shard_row(f"c{i}", p, f"another answer {i}") for i, p in enumerate(TRAIN)])
+    caplog.set_level("INFO", logger="selfsift")
+    summary = run_finetune(workdir, **RESUMABLE)
+    assert "inputs changed since the interrupted run; its checkpoints are not reused" in caplog.text
+    assert "resuming" not in caplog.text and summary["steps"] == 6

@@ -3,7 +3,8 @@
 `SELFSIFT_KILL_AT=<stage>:<point>[#n]` makes the running stage SIGKILL itself the n-th time (default
 1st) it reaches that point, as a crash or an OOM kill would. Unset, `reached` does nothing. Points:
 `start` (after the stage's lock is taken), `mid_write` (an output file is fully written under its
-temporary name, not yet renamed) and `before_manifest` (every output written, the manifest not yet).
+temporary name, not yet renamed), `before_manifest` (every output written, the manifest not yet) and,
+in finetune, `after_checkpoint` (a training checkpoint is saved and marked complete).
 """
 
 from __future__ import annotations
