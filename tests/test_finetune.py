@@ -59,6 +59,15 @@ def test_loss_covers_the_answer_only(tiny_model_dir, tmp_path):
     assert "Write about" not in tokenizer.decode(supervised)
 
 
+def answer_logprob(model, tokenizer, messages: list[dict], answer: str) -> float:
+    """Mean log-probability per token of `answer` after the chat-templated `messages`."""
+    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([list(prompt_ids) + ids])).logits[0, len(prompt_ids) - 1 : -1]
+    return torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(ids)[:, None]).mean().item()
+
+
 def test_finetune_changes_weights_and_saves_a_loadable_model(workdir):
     write_shards(workdir, "iter-001", [shard_row(f"c{i}", p, f"answer number {i}") for i, p in enumerate(TRAIN)])
     with chdir(workdir):
@@ -70,6 +79,14 @@ def test_finetune_changes_weights_and_saves_a_loadable_model(workdir):
     assert summary["train_tokens"] > 6 * 3  # chat-templated prompt and answer tokens of 6 rows
     changed = [name for name, p in after.state_dict().items() if not torch.equal(p, before.state_dict()[name])]
     assert changed, "no parameter changed"
+
+    def gains(answer):  # how much more likely (log-probability per token) each prompt's answer became
+        return [answer_logprob(after, tokenizer, p["messages"], answer.format(i)) -
+                answer_logprob(before, tokenizer, p["messages"], answer.format(i)) for i, p in enumerate(TRAIN)]
+
+    # trained on the rows' answers: each gained more than an answer it was never trained on
+    learned, untrained = gains("answer number {}"), gains("a different reply {}")
+    assert min(learned) > max(untrained) and min(learned) > 0, (learned, untrained)
     assert tokenizer.padding_side == "left"
     assert json.loads((workdir / "models/iter-001/selfsift_model.json").read_text())["base"] == "models/base"
 
@@ -95,9 +112,14 @@ def test_dpo_iteration_trains_on_the_pairs_and_saves_a_loadable_model(workdir):
     assert summary["method"] == "dpo" and summary["rows"] == len(TRAIN) and summary["steps"] == 3
     assert summary["train_tokens"] > 6 * 3  # prompt, chosen and rejected tokens of 6 pairs
     assert changed_parameters(workdir / "models/base", workdir / "models/iter-001")
-    model, tokenizer = load_causal_lm(workdir / "models/iter-001")
-    out = model.generate(**tokenizer("hello", return_tensors="pt"), max_new_tokens=2, do_sample=False)
-    assert out.shape[1] >= 2
+    (before, tokenizer), (after, _) = load_causal_lm(workdir / "models/base"), load_causal_lm(workdir / "models/iter-001")
+
+    def margin(model, p, i):  # DPO's implicit reward: how much more likely the chosen answer is than the rejected
+        return answer_logprob(model, tokenizer, p["messages"], f"a good answer {i}") - \
+            answer_logprob(model, tokenizer, p["messages"], f"bad {i}")
+
+    gains = [margin(after, p, i) - margin(before, p, i) for i, p in enumerate(TRAIN)]
+    assert min(gains) > 0, gains  # every training pair: the chosen answer gained on the rejected one
 
 
 def test_dpo_prefers_the_chosen_answer_more_after_training(workdir):
