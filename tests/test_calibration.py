@@ -63,9 +63,74 @@ def test_floor_names_low_and_unmeasurable_judges(tmp_path):
     assert judges_below_floor({"llm_judge": {"roc_auc": 0.8}}, ["llm_judge"], 0.6) == []
 
 
-def test_plot_is_written(tmp_path):
-    judgments = [_j("a", "ifeval_verifier", 1.0, True), _j("a", "llm_judge", 0.9, True),
-                 _j("b", "ifeval_verifier", 0.0, False), _j("b", "llm_judge", 0.2, False)]
+# Six candidates the verifier passed (a, b, c) or failed (d, e, f), with known judge scores.
+KNOWN = {"a": (True, 0.95), "b": (True, 0.85), "c": (True, 0.35), "d": (False, 0.45), "e": (False, 0.15),
+         "f": (False, 0.05)}
+
+
+def known_judgments(judges=("llm_judge",)) -> list[dict]:
+    rows = []
+    for cid, (passed, score) in KNOWN.items():
+        rows.append(_j(cid, "ifeval_verifier", float(passed), passed))
+        rows += [_j(cid, judge, score, score >= 0.5) for judge in judges]
+    return rows
+
+
+def test_report_on_known_scores_matches_hand_computed_figures():
+    stats = calibration_report(known_judgments(), {"llm_judge": 0.5})["llm_judge"]
+    # 9 passed/failed pairs; the passed one scores higher in all but c (0.35) vs d (0.45): AUC 8/9
+    assert stats["roc_auc"] == round(8 / 9, 4)
+    assert stats["accuracy_at_threshold"] == round(5 / 6, 4)  # only c is on the wrong side of 0.5
+    assert stats["histogram_verifier_passed"] == [0, 0, 0, 1, 0, 0, 0, 0, 1, 1]
+    assert stats["histogram_verifier_failed"] == [1, 1, 0, 0, 1, 0, 0, 0, 0, 0]
+    curve = stats["roc_curve"]
+    at = curve["threshold"].index(0.5)
+    assert (curve["tpr"][at], curve["fpr"][at]) == (round(2 / 3, 4), 0.0)
+
+
+def drawn_figures(monkeypatch) -> list:
+    """Records every matplotlib figure saved from now on, to read what was drawn."""
+    import matplotlib.figure
+
+    figures, save = [], matplotlib.figure.Figure.savefig
+
+    def record(figure, *args, **kwargs):
+        figures.append(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    return figures
+
+
+def test_plot_shows_each_judges_auc_and_class_histograms(tmp_path, monkeypatch):
+    import matplotlib.image
+
+    figures = drawn_figures(monkeypatch)
+    report = calibration_report(known_judgments(), {"llm_judge": 0.5})
     path = tmp_path / "plot.png"
-    plot_calibration(calibration_report(judgments, {"llm_judge": 0.5}), "t", str(path))
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_calibration(report, "iter-001: judge scores vs the verifier", str(path))
+    (figure,) = figures
+    (ax,) = figure.axes
+    assert "AUC 0.8889" in ax.get_title() and "acc 0.8333" in ax.get_title()
+    bars = {container.get_label(): container for container in ax.containers}
+    assert set(bars) == {"verifier passed", "verifier failed"}
+    stats = report["llm_judge"]
+    for label, counts in (("verifier passed", stats["histogram_verifier_passed"]),
+                          ("verifier failed", stats["histogram_verifier_failed"])):
+        heights = [bar.get_height() for bar in bars[label]]
+        lefts = [round(bar.get_x(), 2) for bar in bars[label]]
+        assert lefts == stats["histogram_bins"][:-1]
+        # the class's histogram, as counts or as shares of the class
+        assert [h / sum(heights) for h in heights] == pytest.approx([c / sum(counts) for c in counts])
+    assert any(list(line.get_xdata()) == [0.5, 0.5] for line in ax.lines)  # the judge's threshold
+
+    image = matplotlib.image.imread(path)
+    width, height = figure.get_size_inches()
+    assert image.shape[1] / image.shape[0] == pytest.approx(width / height, rel=0.01)  # this figure, whole
+    assert len({tuple(pixel) for pixel in image.reshape(-1, image.shape[-1])[::7]}) > 20  # drawn, not blank
+
+    two = tmp_path / "two.png"
+    plot_calibration(calibration_report(known_judgments(("llm_judge", "reward_model")),
+                                        {"llm_judge": 0.5, "reward_model": 0.5}), "t", str(two))
+    assert [ax.get_title().split(":")[0] for ax in figures[1].axes] == ["llm_judge", "reward_model"]
+    assert matplotlib.image.imread(two).shape[1] == 2 * image.shape[1]  # one panel per judge, side by side
