@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipelines.config import Config, iteration_number
-from pipelines.resume import ShardProgress
+from pipelines.resume import ShardProgress, run_shards
 from pipelines.run_guard import guarded
 from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
 from schemas.records import CANDIDATE
@@ -26,15 +25,13 @@ from transforms.io import faults, parquet_io
 from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import (
     WriteSortedShards,
-    clear_shards,
     file_sha256,
     read_table,
     shard_entries,
     shard_index,
-    shard_name,
     write_manifest,
 )
-from transforms.io.progress import ShowProgress, start_meter
+from transforms.io.progress import ShowProgress
 
 log = logging.getLogger("selfsift")
 
@@ -93,24 +90,11 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
                                   code_fingerprint(sys.modules[__name__], candidates, decoding, hf_generation, parquet_io,
                                                    vllm_generation))
         progress = ShardProgress(name, target, fingerprint)
-        reused = progress.reusable()
-        clear_shards(target, keep=set(reused))
-        if reused:
-            log.info("%s: resuming; %d of %d shards (%d candidates) were completed and verified by sha256 and are "
-                     "reused, saving about %.1f s of generation", name, len(reused), n,
-                     sum(e["rows"] for e in reused.values()), sum(e["seconds"] for e in reused.values()))
-        pending = [i for i in range(n) if shard_name(i, n) not in reused]
-        runs = [[i] for i in pending] if cfg.resumable else [pending] if pending else []
-        total = cfg.candidates_per_prompt * sum(shard_index(p, n) in pending
-                                                 for p in read_table(prompts_file).column("prompt_id").to_pylist())
-        start_meter(name, total, "candidates")
-        for shards in runs:
-            start = time.perf_counter()
-            run_pipeline(graph(config, iteration, lineage, shards, total), beam_args)
-            seconds = time.perf_counter() - start
-            for i in shards:
-                progress.record(shard_name(i, n), seconds / len(shards))
-            log.info("%s: shard(s) %s of %d done in %.1f s", name, shards, n, seconds)
+        prompt_ids = read_table(prompts_file).column("prompt_id").to_pylist()
+        run_shards(progress, n, cfg.resumable,
+                   lambda shards, total: run_pipeline(graph(config, iteration, lineage, shards, total), beam_args),
+                   "candidates", "generation",
+                   lambda shards: cfg.candidates_per_prompt * sum(shard_index(p, n) in shards for p in prompt_ids))
         faults.reached("before_manifest")
         shard_list = shard_entries(target)
         manifest = {

@@ -24,10 +24,12 @@ from transforms.io.parquet_io import (
     WriteSortedShards,
     file_sha256,
     read_rows,
+    read_table,
     shard_entries,
     shard_index,
     write_manifest,
 )
+from transforms.io.progress import ShowProgress
 from transforms.io.staging import replace_file
 from transforms.judges import contract, model_judging, rules, scoring_models
 from transforms.judges.calibration import calibration_report, plot_calibration
@@ -43,9 +45,9 @@ def calibrated_judges(config: Config) -> list[str]:
     return [name for name in cfg.enabled() if name != REFERENCE and cfg.threshold(name) is not None]
 
 
-def graph(config: Config, iteration: str, shards: list[int] | None = None):
+def graph(config: Config, iteration: str, shards: list[int] | None = None, total: int = 0):
     """The Beam graph judging the candidates of the given judgment shards (default: all), as a function
-    that adds it to a pipeline."""
+    that adds it to a pipeline. `total`: the judgments the whole stage run makes, for its progress line."""
     cfg, layout, n = config.judge, config.layout, config.judge.num_shards
     shards = list(range(n)) if shards is None else shards
     checks = enabled_checks(cfg)
@@ -70,6 +72,7 @@ def graph(config: Config, iteration: str, shards: list[int] | None = None):
         _ = (
             [rule_results, *models]
             | "AllJudgments" >> beam.Flatten()
+            | "Progress" >> beam.ParDo(ShowProgress(f"judge@{iteration}", total, "judgments"))
             | "Write" >> WriteSortedShards(layout.judgments(iteration), JUDGMENT, ("candidate_id", "judge"), n,
                                            only=shards)
         )
@@ -78,7 +81,7 @@ def graph(config: Config, iteration: str, shards: list[int] | None = None):
 
 
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
-    with guarded("judge", iteration):
+    with guarded("judge", iteration, config):
         return _judge(config, iteration, beam_args)
 
 
@@ -98,8 +101,11 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.judge
     target = config.layout.judgments(iteration)
     progress = ShardProgress(f"judge@{iteration}", target, fingerprint(config, iteration))
+    candidate_ids = read_table(config.layout.candidates(iteration)).column("candidate_id").to_pylist()
     run_shards(progress, cfg.num_shards, cfg.resumable,
-               lambda shards: run_pipeline(graph(config, iteration, shards), beam_args), "judgments", "judging")
+               lambda shards, total: run_pipeline(graph(config, iteration, shards, total), beam_args),
+               "judgments", "judging",
+               lambda shards: len(cfg.enabled()) * sum(shard_index(c, cfg.num_shards) in shards for c in candidate_ids))
     report = write_calibration(config, iteration)
     faults.reached("before_manifest")
     shards = shard_entries(target)

@@ -27,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.run_guard import RUNS_DIR
 from transforms.io.parquet_io import clear_shards, shard_entry, shard_name
+from transforms.io.progress import start_meter
 from transforms.io.staging import replace_file
 
 log = logging.getLogger("selfsift")
@@ -68,11 +69,13 @@ def _same(actual: dict, recorded: dict) -> bool:
     return actual["sha256"] == recorded.get("sha256") and actual["rows"] == recorded.get("rows")
 
 
-def run_shards(progress: ShardProgress, count: int, one_run_each: bool, run: Callable[[list[int]], None],
-               rows: str, work: str) -> None:
-    """Makes the `count` shards of `progress.directory` with `run(shard indices)`, reusing those an
-    interrupted run completed: one run per shard, each recorded when done, or (`one_run_each` off)
-    every missing shard in one run. `rows` and `work` name the records and the work for the log."""
+def run_shards(progress: ShardProgress, count: int, one_run_each: bool, run: Callable[[list[int], int], None],
+               rows: str, work: str, rows_in: Callable[[list[int]], int]) -> None:
+    """Makes the `count` shards of `progress.directory` with `run(shard indices, total)`, reusing those
+    an interrupted run completed: one run per shard, each recorded when done, or (`one_run_each` off)
+    every missing shard in one run. `rows` and `work` name the records and the work for the log;
+    `rows_in(shards)` counts the records those shards will hold, the `total` the runs show progress
+    toward."""
     reused = progress.reusable()
     clear_shards(progress.directory, keep=set(reused))
     if reused:
@@ -80,9 +83,11 @@ def run_shards(progress: ShardProgress, count: int, one_run_each: bool, run: Cal
                  "saving about %.1f s of %s", progress.name, len(reused), count,
                  sum(e["rows"] for e in reused.values()), rows, sum(e["seconds"] for e in reused.values()), work)
     pending = [i for i in range(count) if shard_name(i, count) not in reused]
+    total = rows_in(pending)
+    start_meter(progress.name, total, rows)
     for shards in [[i] for i in pending] if one_run_each else [pending] if pending else []:
         start = time.perf_counter()
-        run(shards)
+        run(shards, total)
         seconds = time.perf_counter() - start
         for i in shards:
             progress.record(shard_name(i, count), seconds / len(shards))

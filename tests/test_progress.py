@@ -7,6 +7,7 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipelines import config as config_module
 from pipelines.cli import main
 from tests.stage_fixtures import chdir, write_params
 from tests.tiny_repo import TINY
@@ -56,14 +57,18 @@ def test_a_beam_step_counts_every_element_by_its_weight_and_passes_it_on(caplog)
     assert any(m.startswith("evaluate@iter-001: 10 of 10 answers (100 %)") for m in caplog.messages)
 
 
-def test_generate_and_evaluate_report_their_totals_from_the_prompt_counts(tmp_path, tiny_model_dir, caplog):
+def test_generate_judge_and_evaluate_report_their_totals(tmp_path, tiny_model_dir, caplog):
     caplog.set_level(logging.INFO, logger="selfsift")
     write_params(tmp_path, str(tiny_model_dir), iterations={"iter-001": {"generator": "base"}}, **TINY)
     with chdir(tmp_path):
-        for argv in (["prepare-model"], ["prompts"], ["generate", "--iteration", "1"], ["evaluate", "--iteration", "0"]):
+        for argv in (["prepare-model"], ["prompts"], ["generate", "--iteration", "1"], ["judge", "--iteration", "1"],
+                     ["evaluate", "--iteration", "0"]):
             assert main(argv) == 0
+        judges = len(config_module.load("params.yaml").judge.enabled())
     sizes = TINY["prompts"]
     candidates = TINY["generate"]["candidates_per_prompt"] * sizes["train_size"]
     answers = sizes["eval_size"] + sizes["eval_ood_size"]
     assert any(m.startswith(f"generate@iter-001: {candidates} of {candidates} candidates (100 %)") for m in caplog.messages)
+    judgments = judges * candidates
+    assert any(m.startswith(f"judge@iter-001: {judgments} of {judgments} judgments (100 %)") for m in caplog.messages)
     assert any(m.startswith(f"evaluate@iter-000: {answers} of {answers} answers (100 %)") for m in caplog.messages)
