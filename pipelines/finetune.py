@@ -31,7 +31,7 @@ from pipelines.run_guard import guarded
 from pipelines.runtime import code_fingerprint, params_hash
 from schemas.records import PAIR, SHARD_ROW
 from transforms.io import faults, sft_data
-from transforms.io.layout import BASE, Layout
+from transforms.io.layout import BASE, MODEL_SUMMARY, Layout
 from transforms.io.model_io import load_causal_lm, model_sha256, save_atomically
 from transforms.io.parquet_io import read_rows
 from transforms.io.sft_data import (
@@ -81,7 +81,7 @@ def trainer_args(cfg: FinetuneConfig, seed: int, workdir: str) -> dict:
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", max_length=cfg.max_length,
         gradient_checkpointing=cfg.gradient_checkpointing, seed=seed, data_seed=seed,
         save_strategy="no",  # CheckpointEvery saves: every checkpoint_steps, never at the last step
-        report_to="none", logging_steps=10,
+        report_to="none", logging_steps=1,  # the loss curve (loss_tracker) gets every step
         use_cpu=not _has_gpu(), dataloader_num_workers=0,
     )
 
@@ -155,6 +155,16 @@ class CheckpointEvery(TrainerCallback):
         return control
 
 
+def loss_tracker(iteration: str, resumed: bool):
+    """Logs every step's loss and learning rate with DVCLive to `Layout.training_log(iteration)`, which
+    dvc.yaml declares as the finetune stage's metrics and plots; a resumed run continues the log."""
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    return DVCLiveCallback(live=Live(str(Layout.training_log(iteration)), resume=resumed, save_dvc_exp=False,
+                                     dvcyaml=None))
+
+
 def mean_loss(trainer, result) -> float:
     """The mean training loss over every step, those before a resume included (TrainOutput's covers
     only the steps of its own call)."""
@@ -180,7 +190,7 @@ def is_main_process() -> bool:
 
 
 def main(config: Config, iteration: str) -> dict:
-    with guarded("finetune", iteration) if is_main_process() else contextlib.nullcontext():
+    with guarded("finetune", iteration, config) if is_main_process() else contextlib.nullcontext():
         return _finetune(config, iteration)
 
 
@@ -230,6 +240,8 @@ def _finetune(config: Config, iteration: str) -> dict:
         log.info("%s: resuming from the checkpoint of step %d (%s); the steps before it are not trained again",
                  name, resumed.step, resumed.path)
     trainer.add_callback(CheckpointEvery(trainer, cfg.checkpoint_steps, checkpoints, resumed))
+    if is_main_process():
+        trainer.add_callback(loss_tracker(iteration, resumed=resumed is not None))
     result = trainer.train(resume_from_checkpoint=str(resumed.path) if resumed else None)
     if truncation.rows or truncation.dropped_rows:
         log.warning("%s: finetune.max_length %d cut %d of %d rows short (%d tokens) and dropped %d rows that kept no "
@@ -242,7 +254,7 @@ def _finetune(config: Config, iteration: str) -> dict:
 
     def write_summary(folder: Path) -> None:
         summary["weights_sha256"] = model_sha256(folder)
-        (folder / "selfsift_model.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (folder / MODEL_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
 
     if is_main_process():
         save_atomically(trained_model(trainer), tokenizer, config.layout.model(iteration), finish=write_summary)

@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import shutil
@@ -89,6 +90,10 @@ def test_finetune_changes_weights_and_saves_a_loadable_model(workdir):
     assert min(learned) > max(untrained) and min(learned) > 0, (learned, untrained)
     assert tokenizer.padding_side == "left"
     assert json.loads((workdir / "models/iter-001/selfsift_model.json").read_text())["base"] == "models/base"
+    with open(workdir / "reports/training/iter-001/plots/metrics/loss.tsv") as f:  # DVCLive's loss curve, per step
+        losses = [float(row["loss"]) for row in csv.DictReader(f, delimiter="\t")]
+    assert len(losses) == summary["steps"]
+    assert sum(losses) / len(losses) == pytest.approx(summary["train_loss"], rel=1e-3)
 
 
 def changed_parameters(before_dir, after_dir) -> list[str]:

@@ -74,6 +74,11 @@ class Layout:
         return Path(f"reports/validation/{iteration}")
 
     @staticmethod
+    def training_log(iteration: str) -> Path:
+        """DVCLive's log of fine-tuning an iteration: metrics.json and plots/ (loss, learning rate per step)."""
+        return Path(f"reports/training/{iteration}")
+
+    @staticmethod
     def metrics(iteration: str) -> Path:
         return Path(f"metrics/{iteration}.json")
 
