@@ -47,3 +47,6 @@ def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys
     record = json.loads((project / "reports/runs/loop-seed1234.json").read_text())  # read through the same layout
     iteration = record["iterations"][1]
     assert iteration["candidates"] == 10 * 3 and iteration["funnel"] and iteration["metrics"]["n_prompts"] == 6
+    # each stage's time, tied to the remote files it consumed and produced (evaluate@iter-000 never ran here)
+    assert set(record["stage_seconds"]) == {"prepare-model", "prompts", *(f"{stage}@iter-001" for stage in (
+        "generate", "judge", "curate", "validate", "finetune", "evaluate"))}
