@@ -5,10 +5,12 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.fake_remote_fs import PREFIX
+from tests.tiny_model import bag_of_tokens, build_bag_of_tokens_encoder
 from transforms.curation import semantic_dedup
 from transforms.curation.notes import TRUNCATED_FOR_EMBEDDING
 from transforms.curation.semantic_dedup import SemanticDedup, SemanticDedupConfig, SentenceEmbeddingHandler, similar_pairs
 from transforms.io.model_io import upload
+from transforms.text_normalization import text_hash
 
 
 def unit(*xs):
@@ -39,14 +41,49 @@ ROWS = [{"candidate_id": cid, "prompt_id": pid, "text": text, "score": 1.0, "ded
                                ("c", "p2", "owls hoot at night"), ("d", "p2", "bats fly in caves at dusk")]]
 
 
+# Near duplicates that exact dedup keeps apart (their normalized texts differ), and a distinct answer.
+BASE = "Owls hunt quietly at night because soft feathers on their wings muffle every beat as they glide low over open fields."
+NEAR = {"a": ("p1", BASE),
+        "b": ("p1", BASE.replace("night", "night,").replace("fields.", "fields!")),  # punctuation
+        "c": ("p2", BASE.replace("quietly", "silently")),  # a word
+        "d": ("p2", "Owls also nest in old barns and hollow trees where a pair raises two or three chicks each spring.")}
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    """An encoder whose similarities are known exactly: the cosine of the texts' token counts."""
+    texts = [text for _, text in NEAR.values()]
+    return build_bag_of_tokens_encoder(tmp_path_factory.mktemp("encoder") / "model", texts)
+
+
+def test_the_encoders_cosines_are_those_of_token_counts(encoder_dir):
+    assert len({text_hash(text) for _, text in NEAR.values()}) == len(NEAR)  # no exact duplicates
+    handler = SentenceEmbeddingHandler(str(encoder_dir), batch_size=4, max_tokens=64)
+    model = handler.load_model()
+    vectors = {cid: r.inference.vector for cid, r in zip(NEAR, handler.run_inference([t for _, t in NEAR.values()], model))}
+    counts = {cid: bag_of_tokens(model.tokenizer, text) for cid, (_, text) in NEAR.items()}
+
+    def by_hand(x, y):
+        dot = sum(n * counts[y][key] for key, n in counts[x].items())
+        return dot / (sum(n * n for n in counts[x].values()) * sum(n * n for n in counts[y].values())) ** 0.5
+
+    for x, y in (("a", "b"), ("a", "c"), ("b", "c"), ("a", "d"), ("b", "d"), ("c", "d")):
+        assert float(vectors[x] @ vectors[y]) == pytest.approx(by_hand(x, y), abs=1e-5), (x, y)
+    threshold = SemanticDedupConfig().threshold
+    assert by_hand("a", "b") >= threshold and by_hand("a", "c") >= threshold  # near duplicates of a
+    assert max(by_hand(x, "d") for x in "abc") < 0.5  # d is another answer
+
+
 @pytest.mark.parametrize("scope, kept", [("within_prompt", ["a", "c", "d"]), ("global", ["a", "d"])])
-def test_scope_decides_which_answers_are_compared(tiny_model_dir, scope, kept):
-    params = SemanticDedupConfig(enabled=True, model=str(tiny_model_dir), threshold=0.9999, scope=scope, batch_size=4)
+def test_near_duplicates_are_found_at_the_default_threshold_within_the_scope(encoder_dir, scope, kept):
+    rows = [{"candidate_id": cid, "prompt_id": pid, "text": text, "score": 1.0, "dedup_cluster_size": 1}
+            for cid, (pid, text) in NEAR.items()]
+    params = SemanticDedupConfig(enabled=True, model=str(encoder_dir), scope=scope, batch_size=4)  # threshold 0.95
     with TestPipeline() as p:
-        out = p | beam.Create(ROWS) | SemanticDedup(params)
+        out = p | beam.Create(rows) | SemanticDedup(params)
         assert_that(out["kept"] | "K" >> beam.Map(lambda r: r["candidate_id"]), equal_to(kept), label="kept")
-        assert_that(out["rejected"] | "R" >> beam.Map(lambda r: r["reason"]),
-                    equal_to(["semantic_duplicate"] * (4 - len(kept))), label="rejected")
+        assert_that(out["rejected"] | "R" >> beam.Map(lambda r: (r["candidate_id"], r["reason"])),
+                    equal_to([(cid, "semantic_duplicate") for cid in "abcd" if cid not in kept]), label="rejected")
 
 
 def test_answers_longer_than_the_token_limit_are_flagged(tiny_model_dir):
