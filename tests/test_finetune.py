@@ -313,16 +313,20 @@ def weights(model_dir) -> dict:
     return model.state_dict()
 
 
+# LoRA dropout draws random numbers, so its resume also needs the RNG state of the checkpoint.
+@pytest.mark.parametrize("variant", [{}, {"lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.1}}],
+                         ids=["full", "lora-dropout"])
 def test_a_killed_finetune_resumes_from_its_last_complete_checkpoint_to_the_same_weights(workdir, tmp_path_factory,
-                                                                                        monkeypatch, caplog):
+                                                                                        monkeypatch, caplog, variant):
     write_shards(workdir, "iter-001", [shard_row(f"c{i}", p, f"answer number {i}") for i, p in enumerate(TRAIN)])
     reference = tmp_path_factory.mktemp("uninterrupted")
     shutil.copytree(workdir, reference, dirs_exist_ok=True)
-    expected = run_finetune(reference, **RESUMABLE)
+    params = {**RESUMABLE, **variant}
+    expected = run_finetune(reference, **params)
 
     kill_at(monkeypatch, "after_checkpoint", 2)
     with pytest.raises(Killed):
-        run_finetune(workdir, **RESUMABLE)
+        run_finetune(workdir, **params)
     folder = workdir / ".selfsift/runs/finetune@iter-001.checkpoints"
     assert sorted(p.name for p in folder.glob("checkpoint-*")) == ["checkpoint-4"]  # the older one went
     shutil.copytree(folder / "checkpoint-4", folder / "checkpoint-5")
@@ -330,7 +334,7 @@ def test_a_killed_finetune_resumes_from_its_last_complete_checkpoint_to_the_same
     monkeypatch.undo()
 
     caplog.set_level("INFO", logger="selfsift")
-    resumed = run_finetune(workdir, **RESUMABLE)
+    resumed = run_finetune(workdir, **params)
     assert "checkpoint-5 was not completely saved" in caplog.text
     assert "finetune@iter-001: resuming from the checkpoint of step 4" in caplog.text
     assert resumed == expected  # steps, loss (to the bit) and weights_sha256
