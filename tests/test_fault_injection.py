@@ -1,5 +1,6 @@
 """Crash safety of the real `dvc repro` loop (one iteration, tiny model): SIGKILL each stage at
-several points, rerun, and the result is byte-identical to an uninterrupted run.
+several points, rerun, and the result is byte-identical to an uninterrupted run. generate and judge
+reuse the shards a killed run completed; finetune resumes from its last complete checkpoint.
 
 The uninterrupted baseline doubles as the concurrency check: a second `dvc repro` started while it
 runs must fail fast on DVC's lock and change nothing.
@@ -16,15 +17,18 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.tiny_repo import tiny_repo
+from pipelines.resume import Checkpoints
+from pipelines.run_guard import RUNS_DIR
+from tests.tiny_repo import merged_into, tiny_repo
 from transforms.io.faults import ENV as KILL_AT
 
 ITERATIONS = {"iter-001": {"generator": "base"}}
+CHECKPOINT_EVERY_STEP = {"finetune": {"checkpoint_steps": 1}}  # every step but the last
 KILL_POINTS = [
     "generate:start", "generate:mid_write#2", "generate:before_manifest",
-    "judge:start", "judge:mid_write#1", "judge:before_manifest",
+    "judge:start", "judge:mid_write#2", "judge:before_manifest",
     "curate:start", "curate:mid_write#3", "curate:before_manifest",
-    "finetune:start", "finetune:before_manifest", "finetune:mid_write",
+    "finetune:start", "finetune:after_checkpoint#1", "finetune:before_manifest", "finetune:mid_write",
 ]
 PLANTED_TOKEN = "hf_selfsiftPlantedToken0123456789abcdefXYZ"  # must never appear in any output
 OUTPUTS = ("data", "models", "metrics", "reports", "publish", "dvc.lock")
@@ -86,12 +90,20 @@ def leftovers(root: Path) -> list[str]:
     return [str(p.relative_to(root)) for p in temporary]
 
 
+def checkpointing_repo(root: Path, tiny_model_dir: Path) -> dict:
+    env = tiny_repo(root, tiny_model_dir, ITERATIONS)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    merged_into(params, CHECKPOINT_EVERY_STEP)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return env
+
+
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("uninterrupted")
-    env = tiny_repo(root, tiny_model_dir, ITERATIONS)
+    env = checkpointing_repo(root, tiny_model_dir)
     interrupted = tmp_path_factory.mktemp("interrupted")
-    tiny_repo(interrupted, tiny_model_dir, ITERATIONS)  # copied now, from the same sources as the baseline
+    checkpointing_repo(interrupted, tiny_model_dir)  # copied now, from the same sources as the baseline
     first = subprocess.Popen(["dvc", "repro"], cwd=root, env={**env, "HF_TOKEN": PLANTED_TOKEN},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = root / ".dvc" / "tmp" / "lock"
@@ -126,7 +138,7 @@ def test_killed_stages_resume_to_byte_identical_outputs(baseline):
         killed = dvc_repro(root, env, kill_at=point)
         output = killed.stdout + killed.stderr
         logs.append(output)
-        assert killed.returncode != 0, f"{point}: the run was not killed"
+        assert killed.returncode != 0, f"{point}: the run was not killed (for after_checkpoint: fewer than 2 steps?)"
         assert f"failed to reproduce '{stage}@iter-001'" in output, f"{point}:\n{output[-3000:]}"
         # -9 when the shell execs the stage; 128 + 9 when a shell in between reports the signal
         assert re.search(r"exited with (-9|137)\b", output), f"{point}: not a SIGKILL:\n{output[-2000:]}"
@@ -141,11 +153,19 @@ def test_killed_stages_resume_to_byte_identical_outputs(baseline):
         assert f"{stage}@iter-001: the previous run" in everything, f"{stage} did not report the interruption"
     resumed = re.findall(r"generate@iter-001: resuming; (\d+) of 2 shards .* saving about ([\d.]+) s", everything)
     assert [n for n, _ in resumed] == ["1", "2"], resumed  # after mid_write#2, then after before_manifest
+    judged = re.findall(r"judge@iter-001: resuming; (\d+) of 2 shards .* saving about ([\d.]+) s", everything)
+    assert [n for n, _ in judged] == ["1", "2"], judged  # after mid_write#2 (shard 2 of 2), then before_manifest
+    trained = re.findall(r"finetune@iter-001: resuming from the checkpoint of step (\d+)", everything)
+    # from step 1 after after_checkpoint#1; then twice from the last checkpoint, after before_manifest and mid_write
+    assert len(trained) == 3 and trained[0] == "1", trained
     hashes = output_hashes(root)
-    assert hashes == output_hashes(reference)
+    assert hashes == output_hashes(reference)  # the resumed fine-tune's weights and summary included
     print(f"fault injection: {survived} kill points survived; generate resumes saved "
-          f"{', '.join(s for _, s in resumed)} s of generation; {len(hashes)} output files byte-identical")
+          f"{', '.join(s for _, s in resumed)} s of generation, judge resumes {', '.join(s for _, s in judged)} s "
+          f"of judging; finetune resumed from steps {', '.join(trained)}; {len(hashes)} output files byte-identical")
     assert leftovers(root) == []
+    assert not (root / Checkpoints("finetune@iter-001", "").folder).exists()
+    assert not list((root / RUNS_DIR).glob("*.progress.json"))
 
     for path in [p for name in OUTPUTS for p in ((root / name).rglob("*") if (root / name).is_dir() else [root / name])]:
         if path.is_file():
