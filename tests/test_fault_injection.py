@@ -33,8 +33,9 @@ KILL_POINTS = [
 PLANTED_TOKEN = "hf_selfsiftPlantedToken0123456789abcdefXYZ"  # must never appear in any output
 OUTPUTS = ("data", "models", "metrics", "reports", "publish", "dvc.lock")
 DATA_DOCS = "reports/validation/iter-001"  # Great Expectations' HTML is stamped with its run time
-# The report stage's outputs show each stage's wall time, which no two runs share.
-WALL_TIMES = ("reports/runs", "reports/summary.md", "reports/figures", "reports/plots")
+# The report stage's outputs show each stage's wall time, which no two runs share, and DVCLive's
+# training log records the trainer's runtime.
+WALL_TIMES = ("reports/runs", "reports/summary.md", "reports/figures", "reports/plots", "reports/training")
 
 
 def stamped(name: str) -> bool:
