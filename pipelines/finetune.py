@@ -155,14 +155,14 @@ class CheckpointEvery(TrainerCallback):
         return control
 
 
-def loss_tracker(iteration: str, resumed: bool):
-    """Logs every step's loss and learning rate with DVCLive to `Layout.training_log(iteration)`, which
-    dvc.yaml declares as the finetune stage's metrics and plots; a resumed run continues the log."""
-    from dvclive import Live
+def loss_tracker(iteration: str, resumed: Checkpoint | None):
+    """Logs every step's loss and learning rate to `Layout.training_log(iteration)` (DVCLive's step i
+    is training step i + 1); a resumed run continues the log from its checkpoint."""
     from transformers.integrations import DVCLiveCallback
 
-    return DVCLiveCallback(live=Live(str(Layout.training_log(iteration)), resume=resumed, save_dvc_exp=False,
-                                     dvcyaml=None))
+    from transforms.io.training_log import training_log
+
+    return DVCLiveCallback(live=training_log(Layout.training_log(iteration), resumed.step if resumed else None))
 
 
 def mean_loss(trainer, result) -> float:
@@ -241,7 +241,7 @@ def _finetune(config: Config, iteration: str) -> dict:
                  name, resumed.step, resumed.path)
     trainer.add_callback(CheckpointEvery(trainer, cfg.checkpoint_steps, checkpoints, resumed))
     if is_main_process():
-        trainer.add_callback(loss_tracker(iteration, resumed=resumed is not None))
+        trainer.add_callback(loss_tracker(iteration, resumed))
     result = trainer.train(resume_from_checkpoint=str(resumed.path) if resumed else None)
     if truncation.rows or truncation.dropped_rows:
         log.warning("%s: finetune.max_length %d cut %d of %d rows short (%d tokens) and dropped %d rows that kept no "
