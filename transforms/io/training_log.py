@@ -20,7 +20,8 @@ def training_log(folder: Path, resumed_step: int | None) -> TrainingLog:
     """A log in `folder`: fresh, or continuing one whose run was killed and resumes at `resumed_step`
     (the training step of its checkpoint); what the killed run logged after that step is dropped,
     since those steps are trained again."""
-    log = TrainingLog(str(folder), resume=resumed_step is not None, save_dvc_exp=False, dvcyaml=None)
+    # absolute: DVCLive may still write when the trainer is collected, after the stage left the folder
+    log = TrainingLog(str(Path(folder).resolve()), resume=resumed_step is not None, save_dvc_exp=False, dvcyaml=None)
     if resumed_step is not None:
         for series in Path(log.plots_dir).rglob("*.tsv"):
             header, *rows = series.read_text().splitlines(keepends=True)
