@@ -11,6 +11,7 @@ from transforms.judges.calibration import (
     judges_below_floor,
     plot_calibration,
     roc_auc,
+    roc_curve,
 )
 
 
@@ -134,3 +135,18 @@ def test_plot_shows_each_judges_auc_and_class_histograms(tmp_path, monkeypatch):
                                         {"llm_judge": 0.5, "reward_model": 0.5}), "t", str(two))
     assert [ax.get_title().split(":")[0] for ax in figures[1].axes] == ["llm_judge", "reward_model"]
     assert matplotlib.image.imread(two).shape[1] == 2 * image.shape[1]  # one panel per judge, side by side
+
+
+def test_roc_curve_gives_the_rates_at_each_threshold_and_matches_the_auc():
+    labels = [True, True, True, False, False, False, False]
+    scores = [0.9, 0.6, 0.3, 0.7, 0.3, 0.2, 0.0]
+    curve = roc_curve(labels, scores)
+    at = {t: (fpr, tpr) for t, fpr, tpr in zip(curve["threshold"], curve["fpr"], curve["tpr"], strict=True)}
+    assert at[1.0] == (0.0, 0.0) and at[0.0] == (1.0, 1.0)
+    assert at[0.65] == (0.25, pytest.approx(1 / 3, abs=1e-4))  # 0.9 passes; 0.7 is the one false positive
+    assert at[0.3] == (0.5, 1.0)  # every positive; the 0.7 and the tied 0.3 negatives
+    # the trapezoid under the curve is the AUC (no score falls between two thresholds here)
+    xs, ys = curve["fpr"], curve["tpr"]
+    area = sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:]))
+    assert area == pytest.approx(roc_auc(labels, scores), abs=1e-3)
+    assert roc_curve([True, True], [0.1, 0.9]) is None
