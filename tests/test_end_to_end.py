@@ -1,7 +1,9 @@
-"""The real `dvc repro`, two iterations, on a tiny random model, in a temporary copy of the repo."""
+"""The real `dvc repro`, two iterations, on a tiny model, in a temporary copy of the repo, with the
+filter on: params.yaml's judge settings gate a task the model passes sometimes (tests/tiny_repo.py)."""
 
 import json
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -9,9 +11,16 @@ import pytest
 import yaml
 
 from schemas.records import SHARD_ROW
-from tests.tiny_repo import tiny_repo
+from tests.tiny_repo import COMMAS, REPETITIVE, REPO, SHORT, tiny_repo
 from transforms.io.model_io import load_causal_lm
 from transforms.io.parquet_io import list_shards, read_rows, read_table
+from transforms.text_normalization import words
+
+ITERATIONS = ("iter-001", "iter-002")
+REASON_JUDGE = {"below_threshold": "ifeval_verifier", "truncated": "heuristic_truncation",
+                "length_out_of_bounds": "heuristic_length", "repetitive": "heuristic_repetition"}
+# What each of the task's failing answers is rejected for (tests/tiny_repo.py).
+FAILS = {COMMAS: "below_threshold", REPETITIVE: "repetitive", SHORT: "length_out_of_bounds"}
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +70,50 @@ def test_judges_and_calibration_reports(repro):
         assert stats["candidates"] + stats["excluded_unscored"] == 10 * 3
         assert (root / "reports/judges" / f"{it}.png").read_bytes()[:4] == b"\x89PNG"
     assert "ROC AUC" in stdout  # judge prints its calibration table
+
+
+def test_the_end_to_end_repo_gates_with_the_default_judge_settings(repro):
+    root, _, _ = repro
+    ours, default = (yaml.safe_load((folder / "params.yaml").read_text()) for folder in (root, REPO))
+    assert {k: v for k, v in ours["judge"].items() if k != "num_shards"} == \
+        {k: v for k, v in default["judge"].items() if k != "num_shards"}
+    assert {k: ours["curate"][k] for k in ("combine", "weights", "control")} == \
+        {k: default["curate"][k] for k in ("combine", "weights", "control")}
+
+
+def test_the_filter_keeps_some_candidates_and_rejects_the_rest_by_reason(repro):
+    root, _, _ = repro
+    counts = Counter()
+    for it in ITERATIONS:
+        manifest = json.loads((root / "data/shards" / it / "manifest.json").read_text())
+        by_reason = {reason: n for reason, n in manifest["rejected"].items() if n}
+        rejected = read_rows(str(root / "data/rejected" / it))
+        assert Counter(r["reason"] for r in rejected) == by_reason
+        funnel = {step["step"]: step["rejected"] for step in manifest["funnel"]}
+        assert funnel["heuristics"]["truncated"] == by_reason.get("truncated", 0)
+        assert funnel["judge policy"]["below_threshold"] == by_reason.get("below_threshold", 0)
+        for row in rejected:  # each rejection is the verdict of the judge that gives its reason
+            verdicts = {j["judge"]: j["passed"] for j in row["judgments"]}
+            if row["reason"] in REASON_JUDGE:
+                assert not verdicts[REASON_JUDGE[row["reason"]]], row
+            else:  # a duplicate of a kept answer, or one over the prompt's cap: it passed every judge
+                assert row["reason"] in ("duplicate", "over_prompt_cap") and all(verdicts.values()), row
+            if row["text"] in FAILS:
+                assert row["reason"] == FAILS[row["text"]], row["text"]
+            if row["finish_reason"] == "length":
+                assert row["reason"] == "truncated"
+        kept = read_rows(str(root / "data/shards" / it))
+        assert len(kept) == manifest["rows_out"] >= 2
+        for row in kept:  # only answers that passed the deciding judge and every heuristic
+            verdicts = {j["judge"]: j for j in row["judgments"]}
+            assert verdicts["ifeval_verifier"]["passed"] and verdicts["ifeval_verifier"]["score"] == 1.0
+            assert all(j["passed"] for name, j in verdicts.items() if name.startswith("heuristic_")), row["text"]
+            assert "," not in row["text"] and len(words(row["text"])) >= 15 and row["finish_reason"] == "stop"
+        counts.update(by_reason)
+        counts["kept"] += len(kept)
+    for reason in ("below_threshold", "truncated", "length_out_of_bounds", "repetitive", "duplicate"):
+        assert counts[reason] > 0, counts
+    print(f"kept and rejected over both iterations: {dict(counts)}")
 
 
 def test_validation_passed(repro):
