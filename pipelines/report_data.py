@@ -7,6 +7,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from pipelines.stage_times import in_pipeline_order
 from transforms.health.intervals import wilson
 from transforms.judges.eval_metrics import METRIC_PREFIX
 
@@ -100,7 +101,7 @@ def write_plot_data(records: list[dict], current: dict, out: Path) -> None:
                [[it["iteration"], outcome, count] for it in current["iterations"] if it["funnel"]
                 for outcome, count in rejections_by_reason(it["funnel"]).items()])
     write_roc_curves(current, out / "roc")
-    _write_csv(out / "stage_times.csv", ["stage", "seconds"], current["stage_seconds"].items())
+    _write_csv(out / "stage_times.csv", ["stage", "seconds"], in_pipeline_order(current["stage_seconds"]))
     _write_csv(out / "train_tokens.csv", ["run", "seed", "iteration", "train_tokens"],
                [[r["run"], r["seed"], it["iteration"], it["train_tokens"]] for r in records for it in r["iterations"]
                 if it["train_tokens"] is not None])

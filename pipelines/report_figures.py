@@ -15,6 +15,7 @@ from pipelines.report_data import (
     rejections_by_reason,
 )
 from pipelines.report_health import SPLITS, health_of
+from pipelines.stage_times import in_pipeline_order
 
 
 def _pyplot():
@@ -125,7 +126,7 @@ def calibration_figure(current: dict, path: Path) -> Path:
 
 def stage_times_figure(current: dict, path: Path) -> Path:
     plt = _pyplot()
-    times = list(current["stage_seconds"].items())  # in pipeline order
+    times = in_pipeline_order(current["stage_seconds"])
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(times) + 1.2))
     ax.barh([name for name, _ in times], [s for _, s in times])
     ax.invert_yaxis()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipelines.report_data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread
 from pipelines.report_health import health_section
+from pipelines.stage_times import in_pipeline_order
 
 
 def _cell(values: list[float] | None) -> str:
@@ -92,7 +93,7 @@ def render_summary(records: list[dict], current: dict, figures: dict[str, Path],
         return f"![{name}]({os.path.relpath(figures[name], out)})"
 
     times = ["| stage | seconds |", "|---|---|"] + [f"| {name} | {s:.0f} |"
-                                                      for name, s in current["stage_seconds"].items()]
+                                                      for name, s in in_pipeline_order(current["stage_seconds"])]
     parts = [
         "# selfsift report", "",
         f"Written by the `report` stage from {len(records)} recorded run(s) in `reports/runs/`. Accuracy is IFEval "

@@ -24,10 +24,24 @@ if TYPE_CHECKING:
     from pipelines.config import Config
 
 
+LOOP_ORDER = ("prepare-model", "prompts", "generate", "judge", "curate", "validate", "finetune", "evaluate")
+
+
+def pipeline_order(name: str) -> tuple[int, int]:
+    """Sorts `stage@iteration` names as the loop runs them (records keep their keys sorted by name)."""
+    stage, _, iteration = name.partition("@")
+    number = int(iteration.removeprefix("iter-")) if iteration.startswith("iter-") else -1
+    return number, LOOP_ORDER.index(stage) if stage in LOOP_ORDER else len(LOOP_ORDER)
+
+
 @dataclass(frozen=True)
 class Link:
     consumes: str | None  # None: the stage starts from a source outside the loop
     produces: str
+
+
+def in_pipeline_order(seconds: dict[str, float]) -> list[tuple[str, float]]:
+    return sorted(seconds.items(), key=lambda item: pipeline_order(item[0]))
 
 
 def stage_name(stage: str, iteration: str | None) -> str:

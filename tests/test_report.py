@@ -241,3 +241,12 @@ def test_accuracy_intervals_pool_the_prompts_of_every_seed():
     assert (low, high) == pytest.approx(tuple(100 * w for w in wilson(7, 20)))
     assert report_data.pooled_interval(seeds, "eval_ood")[1] == pytest.approx(tuple(100 * w for w in wilson(4, 8)))
     assert 15 < low < 35 < high < 60
+
+
+def test_stage_times_show_in_the_order_the_loop_runs_them(tmp_path):
+    write_params(tmp_path, "unused", iterations={"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}})
+    with chdir(tmp_path):
+        names = list(stage_times.links(config_module.load("params.yaml")))
+    assert sorted(names, key=stage_times.pipeline_order) == names  # one order: the links and the display agree
+    shuffled = dict(sorted((name, float(n)) for n, name in enumerate(names)))  # a record's keys, sorted by name
+    assert [name for name, _ in stage_times.in_pipeline_order(shuffled)] == names
