@@ -6,7 +6,9 @@ versions) and the model wheel's GGUF. "Another CPU" is emulated by capping the i
 PyTorch's own kernels, oneDNN and MKL may use (`EMULATED_OLDER_CPU`): the kernels then take other
 code paths and sum in another order, as they would on a machine without those instructions.
 
-    python -m benchmarks.reproducibility [--revision HEAD] [--scratch /tmp/selfsift-repro]
+    python -m benchmarks.reproducibility [--revision HEAD] [--scratch /tmp/selfsift-repro] [--train-size N]
+
+`--train-size` builds fewer train prompts than the default, for a quicker run of the same code paths.
 
 Writes benchmarks/results/reproducibility.json: per variant the sha256 of each candidate shard, and
 per comparison how many shards and candidate texts differ.
@@ -65,10 +67,15 @@ def candidates(folder: Path) -> dict:
     return {"shards": {s["file"]: s["sha256"] for s in manifest["shards"]}, "texts": texts}
 
 
-def generate(clone: Path, dtype: str, env: dict) -> dict:
+def write_params(clone: Path, dtype: str, train_size: int | None) -> None:
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["generate"]["dtype"] = dtype
+    if train_size:
+        params["prompts"]["train_size"] = train_size
     (clone / f"params-{dtype}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def generate(clone: Path, dtype: str, env: dict) -> dict:
     with stopwatch() as timing:
         selfsift(clone, env, "--params", f"params-{dtype}.yaml", "generate", "--iteration", "1")
     return {"seconds": round(timing["seconds"], 1), **candidates(clone / "data/candidates/iter-001")}
@@ -84,6 +91,7 @@ def main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--revision", default="HEAD")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/selfsift-repro"))
+    parser.add_argument("--train-size", type=int, default=None, help="train prompts (default: params.yaml's)")
     args = parser.parse_args(argv)
     revision = subprocess.run(["git", "rev-parse", args.revision], cwd=REPO, check=True, capture_output=True,
                               text=True).stdout.strip()
@@ -91,21 +99,23 @@ def main(argv: list[str]) -> dict:
         sys.exit(f"{args.scratch} exists; remove it or pass another --scratch")
     clones = {name: fresh_clone(revision, args.scratch / name) for name in ("A", "B")}
     for clone in clones.values():
-        selfsift(clone, {}, "prepare-model")
-        selfsift(clone, {}, "prompts")
+        for dtype in ("bfloat16", "float32"):
+            write_params(clone, dtype, args.train_size)
+        selfsift(clone, {}, "--params", "params-bfloat16.yaml", "prepare-model")
+        selfsift(clone, {}, "--params", "params-bfloat16.yaml", "prompts")
     runs = {}
     for variant, clone, dtype, env in VARIANTS:
         runs[variant] = generate(clones[clone], dtype, env)
         print(f"{variant}: {runs[variant]['seconds']} s", flush=True)
     comparisons = {name: compare(runs[a], runs[b]) for name, a, b in COMPARISONS}
     workspace = REPO / "data/candidates/iter-001"
-    if (workspace / "manifest.json").is_file():  # the committed run's candidates, made earlier in this checkout
+    if not args.train_size and (workspace / "manifest.json").is_file():  # the committed run's, made in this checkout
         comparisons["clone A vs this checkout's committed run"] = compare(runs["bfloat16, clone A"], candidates(workspace))
     print_table("generate@iter-001, default params", ["comparison", "shards differ", "candidate texts differ"],
                 [[name, f"{c['shards_differ']} of {c['shards']}", f"{c['candidate_texts_differ']} of {c['candidates']}"]
                  for name, c in comparisons.items()])
     result = {
-        "revision": revision, "emulated_older_cpu": EMULATED_OLDER_CPU,
+        "revision": revision, "emulated_older_cpu": EMULATED_OLDER_CPU, "train_size": args.train_size or "default",
         "conditions": "fresh git clones sharing one virtualenv (same library versions) on one machine; default "
                       "params (generate batch settings included); wall seconds are for information only, the "
                       "machine was not kept quiet",
