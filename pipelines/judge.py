@@ -45,15 +45,21 @@ def calibrated_judges(config: Config) -> list[str]:
     return [name for name in cfg.enabled() if name != REFERENCE and cfg.threshold(name) is not None]
 
 
+def model_handlers(config: Config) -> dict:
+    """{judge: its Beam model handler}, each model checked to load (a failure names its params key)."""
+    cfg = config.judge
+    return {spec.name: spec.build(cfg.settings(spec.name), load_policy=config.security.load_policy(),
+                                  where=f"judge.{spec.params_key}")
+            for spec in cfg.enabled_specs("model")}
+
+
 def graph(config: Config, iteration: str, shards: list[int] | None = None, total: int = 0):
     """The Beam graph judging the candidates of the given judgment shards (default: all), as a function
     that adds it to a pipeline. `total`: the judgments the whole stage run makes, for its progress line."""
     cfg, layout, n = config.judge, config.layout, config.judge.num_shards
     shards = list(range(n)) if shards is None else shards
     checks = enabled_checks(cfg)
-    handlers = {spec.name: spec.build(cfg.settings(spec.name), load_policy=config.security.load_policy(),
-                                      where=f"judge.{spec.params_key}")
-                for spec in cfg.enabled_specs("model")}
+    handlers = model_handlers(config)
 
     def build(p):
         prompts = beam.pvalue.AsDict(
@@ -100,6 +106,7 @@ def fingerprint(config: Config, iteration: str) -> str:
 def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.judge
     target = config.layout.judgments(iteration)
+    model_handlers(config)  # before hashing the judge models: a missing one is named by its key
     progress = ShardProgress(f"judge@{iteration}", target, fingerprint(config, iteration))
     candidate_ids = read_table(config.layout.candidates(iteration)).column("candidate_id").to_pylist()
     run_shards(progress, cfg.num_shards, cfg.resumable,

@@ -342,7 +342,7 @@ def upload(folder: Path, repo_id: str, private: bool, token: str, recipe: dict[s
 
 
 def main(config: Config, which: str, repo_id: str | None, private: bool | None, dry_run: bool) -> dict:
-    with guarded("publish", which if which == "all" else config.iteration_name(which), config):
+    with guarded("publish", which if which == "all" else iteration_name(which), config):
         return _publish(config, which, repo_id, private, dry_run)
 
 

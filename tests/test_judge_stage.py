@@ -110,6 +110,7 @@ def test_a_killed_judge_reuses_its_completed_shards_to_byte_identical_judgments(
     monkeypatch.undo()
     assert not (workdir / "data/judgments/iter-001/manifest.json").exists()
     caplog.set_level("INFO", logger="selfsift")
+    caplog.clear()  # only the resumed run's lines (an earlier test may have left the logger at INFO)
     with chdir(workdir):
         judge.main(config, "iter-001", [])
     assert "judge@iter-001: resuming; 1 of 2 shards" in caplog.text
