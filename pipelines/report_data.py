@@ -73,9 +73,9 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 def write_roc_curves(current: dict, out: Path) -> None:
     """One CSV per model judge and iteration (`roc/<iteration>-<judge>.csv`), for `dvc plots show`."""
-    if out.is_dir():
-        for stale in out.glob("*.csv"):
-            stale.unlink()
+    out.mkdir(parents=True, exist_ok=True)  # even empty (no judge model, or one verifier class): dvc.yaml names it
+    for stale in out.glob("*.csv"):
+        stale.unlink()
     for it in current["iterations"]:
         for judge, stats in it["judges"].items():
             if curve := stats.get("roc_curve"):
