@@ -53,13 +53,14 @@ def model_handlers(config: Config) -> dict:
             for spec in cfg.enabled_specs("model")}
 
 
-def graph(config: Config, iteration: str, shards: list[int] | None = None, total: int = 0):
+def graph(config: Config, iteration: str, shards: list[int] | None = None, total: int = 0,
+          handlers: dict | None = None):
     """The Beam graph judging the candidates of the given judgment shards (default: all), as a function
     that adds it to a pipeline. `total`: the judgments the whole stage run makes, for its progress line."""
     cfg, layout, n = config.judge, config.layout, config.judge.num_shards
     shards = list(range(n)) if shards is None else shards
     checks = enabled_checks(cfg)
-    handlers = model_handlers(config)
+    handlers = model_handlers(config) if handlers is None else handlers
 
     def build(p):
         prompts = beam.pvalue.AsDict(
@@ -106,11 +107,11 @@ def fingerprint(config: Config, iteration: str) -> str:
 def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.judge
     target = config.layout.judgments(iteration)
-    model_handlers(config)  # before hashing the judge models: a missing one is named by its key
+    handlers = model_handlers(config)  # before hashing the judge models: a missing one is named by its key
     progress = ShardProgress(f"judge@{iteration}", target, fingerprint(config, iteration))
     candidate_ids = read_table(config.layout.candidates(iteration)).column("candidate_id").to_pylist()
     run_shards(progress, cfg.num_shards, cfg.resumable,
-               lambda shards, total: run_pipeline(graph(config, iteration, shards, total), beam_args),
+               lambda shards, total: run_pipeline(graph(config, iteration, shards, total, handlers), beam_args),
                "judgments", "judging",
                lambda shards: len(cfg.enabled()) * sum(shard_index(c, cfg.num_shards) in shards for c in candidate_ids))
     report = write_calibration(config, iteration)

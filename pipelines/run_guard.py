@@ -33,13 +33,6 @@ class StageBusy(RuntimeError):
     pass
 
 
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 @contextlib.contextmanager
 def guarded(stage: str, iteration: str | None = None, config: Config | None = None):
     """Yields the unfinished earlier run's record ({} if the last run finished).
@@ -54,10 +47,10 @@ def guarded(stage: str, iteration: str | None = None, config: Config | None = No
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read(marker).get("pid", "unknown")
+            holder = stage_times.read_record(marker).get("pid", "unknown")
             raise StageBusy(f"{name} is already running in this repo (pid {holder}); wait for it to "
                             f"finish or stop it, then run again") from None
-        interrupted = _read(marker) if marker.exists() else {}
+        interrupted = stage_times.read_record(marker) if marker.exists() else {}
         if interrupted:
             log.warning("%s: the previous run (pid %s, started %s) was interrupted before it finished; running "
                         "again", name, interrupted.get("pid"), interrupted.get("started"))

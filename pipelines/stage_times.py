@@ -84,7 +84,8 @@ def record(runs_dir, name: str, seconds: float, consumed: str | None, link: Link
                  crash_point=False)
 
 
-def _read(path) -> dict:
+def read_record(path) -> dict:
+    """A small JSON record of `.selfsift/runs/`; {} when it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -103,7 +104,7 @@ def run_times(config: Config, runs_dir, trusted: set[str]) -> dict[str, float]:
         return shas[path]
 
     for name, link in links(config).items():
-        entry = _read(time_file(runs_dir, name))
+        entry = read_record(time_file(runs_dir, name))
         if not entry or entry.get("produces") is None or entry["produces"] != sha(link.produces):
             continue
         if link.consumes is None or (link.consumes in trusted and entry.get("consumes") == sha(link.consumes)):
