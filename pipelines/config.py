@@ -21,7 +21,6 @@ from transforms.curation.config import CurateConfig
 from transforms.io.layout import BASE, Layout
 from transforms.io.model_io import LoadPolicy
 from transforms.judges.config import JudgeConfig
-from transforms.judges.registry import BY_NAME
 from transforms.settings import ConfigError, require, require_at_least_one, require_dtype
 
 __all__ = ["Config", "ConfigError", "CurateConfig", "JudgeConfig", "iteration_name", "iteration_number", "load"]
@@ -324,10 +323,15 @@ def _validate_iterations(config: Config, where: str) -> None:
 
 
 def _validate_judges(config: Config, where: str) -> None:
-    enabled = config.judge.enabled()
-    for name in config.curate.gating():
-        require(name in enabled, f"{where}: curate.weights.{name} > 0 but judge.{BY_NAME[name].params_key} is not "
-                                 f"enabled")
+    judges, curate = config.judge, config.curate
+    weighable = [spec.name for spec in judges.specs() if spec.weighable]
+    for key, names in (("weights", curate.weights), ("allow_low_auc_judges", curate.allow_low_auc_judges)):
+        for name in names:
+            require(name in weighable, f"{where}: curate.{key}: unknown judge {name!r} (known: {', '.join(weighable)})")
+    enabled = judges.enabled()
+    for name in curate.gating():
+        require(name in enabled, f"{where}: curate.weights.{name} > 0 but judge.{judges.spec(name).params_key} is "
+                                 f"not enabled")
 
 
 def _validate_control(config: Config, where: str) -> None:

@@ -55,7 +55,7 @@ def check_judges(config: Config, iteration: str) -> None:
     """Refuses, before anything is written, a gating judge model that disagrees with the reference judge."""
     cfg = config.curate
     path = config.layout.calibration(iteration)[0]
-    gating_models = cfg.calibrated_gating()
+    gating_models = cfg.calibrated_gating(config.judge)
     if not gating_models:
         return
     if not path.is_file():

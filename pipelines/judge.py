@@ -39,10 +39,10 @@ from transforms.judges.rules import enabled_checks, rule_judgments
 
 
 def calibrated_judges(config: Config) -> list[str]:
-    """The enabled judges, other than the reference, that have a threshold: their scores are calibrated against
-    the reference judge's verdicts."""
+    """The enabled judge models and custom judges: their scores are calibrated against the reference judge's
+    verdicts."""
     cfg = config.judge
-    return [name for name in cfg.enabled() if name != REFERENCE and cfg.threshold(name) is not None]
+    return [spec.name for spec in cfg.specs() if spec.calibrated and cfg.is_enabled(spec.name)]
 
 
 def model_handlers(config: Config) -> dict:
@@ -97,7 +97,8 @@ def fingerprint(config: Config, iteration: str) -> str:
     cfg, layout = config.judge, config.layout
     models = {spec.name: model_sha256(cfg.settings(spec.name).model) for spec in cfg.enabled_specs("model")}
     # a model judge's `build` is a classmethod of its handler, defined in the judge's module
-    judge_modules = sorted({getattr(spec.build, "__self__", spec.build).__module__ for spec in JUDGES})
+    judge_modules = sorted({getattr(spec.build, "__self__", spec.build).__module__ for spec in JUDGES}
+                           | {custom.function.split(":")[0] for custom in cfg.custom})
     code = code_fingerprint(sys.modules[__name__], contract, model_judging, rules, scoring_models, parquet_io,
                             *(sys.modules[name] for name in judge_modules))
     return params_hash(cfg, models, file_sha256(layout.prompts("train")), shard_entries(layout.candidates(iteration)),

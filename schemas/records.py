@@ -26,6 +26,7 @@ class Prompt(TypedDict):
     kwargs: list[str]
     source: str
     split: str
+    metadata: str  # JSON object of the prompt file's own fields (e.g. a reference answer) for custom judges
 
 
 class Candidate(TypedDict):

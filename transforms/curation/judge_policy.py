@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from schemas.reasons import BELOW_THRESHOLD, UNVERIFIABLE
 from transforms.curation.steps import RowFilter
-from transforms.judges.registry import BY_NAME, REFERENCE, WEIGHABLE
+from transforms.judges.registry import REFERENCE
 from transforms.settings import require
 
 
@@ -27,18 +27,15 @@ class JudgePolicy:
 
     def validate(self, where: str) -> None:
         require(self.combine in ("all_pass", "weighted"), f"{where}.combine must be 'all_pass' or 'weighted'")
-        for name, weight in self.weights.items():
-            require(name in WEIGHABLE, f"{where}.weights: unknown judge {name!r} (known: {', '.join(WEIGHABLE)})")
+        for name, weight in self.weights.items():  # the names are checked against the judges in config.py
             require(weight >= 0, f"{where}.weights.{name} must be >= 0")
         require(any(w > 0 for w in self.weights.values()), f"{where}.weights: at least one judge needs weight > 0")
         require(0 <= self.min_score <= 1, f"{where}.min_score must be in [0, 1]")
         require(0 <= self.judge_auc_floor <= 1, f"{where}.judge_auc_floor must be in [0, 1]")
-        for name in self.allow_low_auc_judges:
-            require(name in WEIGHABLE, f"{where}.allow_low_auc_judges: unknown judge {name!r}")
 
-    def calibrated_gating(self) -> list[str]:
-        """The deciding model judges that must clear the calibration floor."""
-        return [n for n in self.gating() if BY_NAME[n].kind == "model" and n not in self.allow_low_auc_judges]
+    def calibrated_gating(self, judges) -> list[str]:
+        """The deciding model judges that must clear the calibration floor (`judges`: the JudgeConfig)."""
+        return [n for n in self.gating() if judges.spec(n).kind == "model" and n not in self.allow_low_auc_judges]
 
     def gating(self) -> list[str]:
         return sorted(name for name, w in self.weights.items() if w > 0)

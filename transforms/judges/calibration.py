@@ -1,7 +1,7 @@
-"""How well a judge model agrees with the verifier: ROC AUC and curve, accuracy at its threshold, histograms.
+"""How well a judge model (or custom judge) agrees with the verifier: ROC AUC and curve, accuracy at its threshold, histograms.
 
 The verifier's `passed` is the label; the judge's score is the prediction. Candidates either judge
-could not score are left out and counted.
+could not score, or whose prompt has no constraints to verify, are left out and counted.
 """
 
 from __future__ import annotations
@@ -61,9 +61,14 @@ def histogram(scores: list[float], bins: int = HISTOGRAM_BINS) -> list[int]:
     return counts
 
 
-def judge_calibration(labels: list[bool], scores: list[float], threshold: float, excluded: int) -> dict:
+def judge_calibration(labels: list[bool], scores: list[float], threshold: float | None, excluded: int,
+                      passed: list[bool] | None = None) -> dict:
+    """`threshold` None: a judge that says `passed` itself (a custom judge); its accuracy is that of `passed`."""
     auc = roc_auc(labels, scores)
-    accuracy = accuracy_at(labels, scores, threshold)
+    if threshold is None:
+        accuracy = sum(p == label for p, label in zip(passed, labels)) / len(labels) if labels else None
+    else:
+        accuracy = accuracy_at(labels, scores, threshold)
     return {
         "candidates": len(labels), "verifier_passed": sum(labels), "excluded_unscored": excluded,
         "roc_auc": None if auc is None else round(auc, 4), "roc_curve": roc_curve(labels, scores),
@@ -79,16 +84,23 @@ def _usable(j: dict) -> bool:
     return not json.loads(j["detail"]).get("error")
 
 
-def calibration_report(judgments: list[dict], judges: dict[str, float]) -> dict:
-    """Per judge model (name -> threshold): its agreement with the verifier on the same candidates."""
-    verifier = {j["candidate_id"]: j["passed"] for j in judgments if j["judge"] == REFERENCE and _usable(j)}
+def _label(j: dict) -> bool:
+    """A verifier judgment is a label only when its prompt had constraints to verify."""
+    return _usable(j) and bool(json.loads(j["detail"]).get("instruction_ids", True))
+
+
+def calibration_report(judgments: list[dict], judges: dict[str, float | None]) -> dict:
+    """Per calibrated judge (name -> threshold, None for a judge deciding `passed` itself): its agreement with the
+    verifier on the same candidates."""
+    verifier = {j["candidate_id"]: j["passed"] for j in judgments if j["judge"] == REFERENCE and _label(j)}
     report = {}
     for name, threshold in sorted(judges.items()):
         own = [j for j in judgments if j["judge"] == name]
-        paired = sorted((j["candidate_id"], j["score"]) for j in own if _usable(j) and j["candidate_id"] in verifier)
-        labels = [verifier[cid] for cid, _ in paired]
-        scores = [score for _, score in paired]
-        report[name] = judge_calibration(labels, scores, threshold, excluded=len(own) - len(paired))
+        paired = sorted((j["candidate_id"], j["score"], j["passed"]) for j in own
+                        if _usable(j) and j["candidate_id"] in verifier)
+        labels = [verifier[cid] for cid, _, _ in paired]
+        report[name] = judge_calibration(labels, [score for _, score, _ in paired], threshold,
+                                         excluded=len(own) - len(paired), passed=[p for _, _, p in paired])
     return report
 
 
@@ -113,7 +125,8 @@ def plot_calibration(report: dict, title: str, path: str) -> None:
                label="verifier failed")
         ax.bar(edges[:-1], stats["histogram_verifier_passed"], width=width, align="edge", alpha=0.6,
                label="verifier passed")
-        ax.axvline(stats["threshold"], color="black", linestyle="--", linewidth=1)
+        if stats["threshold"] is not None:
+            ax.axvline(stats["threshold"], color="black", linestyle="--", linewidth=1)
         ax.set_title(f"{name}: AUC {stats['roc_auc']}, acc {stats['accuracy_at_threshold']}")
         ax.set_xlabel("judge score")
         ax.set_ylabel("candidates")

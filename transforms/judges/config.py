@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from transforms.judges.contract import JudgeSpec
+from transforms.judges.custom_judge import CustomJudgeConfig, custom_spec
 from transforms.judges.registry import BY_NAME, JUDGES
 from transforms.settings import require
 
@@ -14,24 +15,43 @@ from transforms.settings import require
 class JudgeStageConfig:
     num_shards: int = 4  # judgments shards per iteration
     resumable: bool = True  # one Beam run per shard: a crash loses only unfinished shards (false: one run, e.g. on Dataflow)
+    # judges of your own: [{name, function: "package.module:callable"}] (README, "Bring your own")
+    custom: list[CustomJudgeConfig] = field(default_factory=list)
 
     def validate(self, where: str) -> None:
         require(self.num_shards >= 1, f"{where}.num_shards must be at least 1")
+        names = [c.name for c in self.custom]
+        for i, name in enumerate(names):
+            require(name not in BY_NAME, f"{where}.custom[{i}].name: {name!r} is a built-in judge; pick another name")
+            require(name not in names[:i], f"{where}.custom[{i}].name: {name!r} is declared twice")
+
+    def specs(self) -> tuple[JudgeSpec, ...]:
+        """Every judge known to this run, built in and custom, in the order they run and are reported."""
+        return JUDGES + tuple(custom_spec(c) for c in self.custom)
+
+    def spec(self, judge: str) -> JudgeSpec:
+        for spec in self.specs():
+            if spec.name == judge:
+                return spec
+        raise KeyError(f"unknown judge {judge!r} (known: {', '.join(self.known())})")
+
+    def known(self) -> list[str]:
+        return [spec.name for spec in self.specs()]
 
     def settings(self, judge: str):
         """The settings of one judge (None for a judge that has none)."""
-        spec = BY_NAME[judge]
+        spec = self.spec(judge)
         return getattr(self, spec.params_key) if spec.config else None
 
     def is_enabled(self, judge: str) -> bool:
         return getattr(self.settings(judge), "enabled", True)
 
     def enabled(self) -> list[str]:
-        """The judges that run, in registry order."""
-        return [spec.name for spec in JUDGES if self.is_enabled(spec.name)]
+        """The judges that run, in registry order, then the custom ones."""
+        return [spec.name for spec in self.specs() if self.is_enabled(spec.name)]
 
     def enabled_specs(self, kind: str) -> list[JudgeSpec]:
-        return [spec for spec in JUDGES if spec.kind == kind and self.is_enabled(spec.name)]
+        return [spec for spec in self.specs() if spec.kind == kind and self.is_enabled(spec.name)]
 
     def threshold(self, judge: str) -> float | None:
         return getattr(self.settings(judge), "threshold", None)

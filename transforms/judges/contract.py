@@ -10,6 +10,8 @@ Kinds:
 - `heuristic`: a rule whose failure rejects the candidate in curation, with the spec's `reason`.
 - `model`: a Beam `ModelHandler` over `ScoreRequest`s, run by RunInference (loaded once per worker);
   curate can weigh it once its calibration against the reference judge clears the floor.
+- `custom`: a rule from the user's own code, declared in params (`judge.custom`, custom_judge.py);
+  run like a rule, weighed and calibrated like a model.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Callable
 
 from schemas.records import Candidate, Judgment, Prompt
 
-KINDS = ("rule", "heuristic", "model")
+KINDS = ("rule", "heuristic", "model", "custom")
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ Check = Callable[[Candidate, Prompt], JudgeResult]
 class JudgeSpec:
     name: str  # as it appears in judgments, curate.weights and reports
     kind: str  # one of KINDS
-    # rule / heuristic: config -> Check; model: (config, LoadPolicy) -> ModelHandler of ScoreRequest -> JudgeResult
+    # rule / heuristic / custom: config -> Check; model: (config, LoadPolicy) -> ModelHandler of ScoreRequest -> JudgeResult
     build: Callable[..., Any]
     config: type | None = None  # its settings, read from params `judge.<section>`; None: it has none
     section: str = ""  # the params key under `judge:` (default: the name); judges may share one
@@ -69,6 +71,11 @@ class JudgeSpec:
     @property
     def weighable(self) -> bool:
         return self.kind != "heuristic"
+
+    @property
+    def calibrated(self) -> bool:
+        """Its scores are measured against the calibration labels (models and custom judges)."""
+        return self.kind in ("model", "custom")
 
 
 def judgment_error(judgment: Judgment) -> str:

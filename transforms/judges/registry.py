@@ -24,7 +24,6 @@ JUDGES = specs(
 
 # REFERENCE: the judge the others are calibrated against; its `passed` is the calibration's label.
 BY_NAME = {spec.name: spec for spec in JUDGES}
-WEIGHABLE = tuple(spec.name for spec in JUDGES if spec.weighable)
 HEURISTICS = tuple(spec for spec in JUDGES if spec.kind == "heuristic")
 if REFERENCE not in BY_NAME or len(BY_NAME) != len(JUDGES):
     raise ValueError(f"judge names must be unique and include the reference {REFERENCE!r}: {[s.name for s in JUDGES]}")

@@ -1,15 +1,14 @@
-"""The rule and heuristic judges applied to one candidate at a time, in one pass."""
+"""The rule, heuristic and custom judges applied to one candidate at a time, in one pass."""
 
 from __future__ import annotations
 
 from schemas.records import Candidate, Judgment, Prompt
 from transforms.judges.contract import Check, JudgeResult
-from transforms.judges.registry import JUDGES
 
 
 def enabled_checks(config) -> dict[str, Check]:
-    """{name: check} of every enabled rule and heuristic judge, in registry order (`config`: a JudgeConfig)."""
-    return {spec.name: spec.build(config.settings(spec.name)) for spec in JUDGES
+    """{name: check} of every enabled rule, heuristic and custom judge, in order (`config`: a JudgeConfig)."""
+    return {spec.name: spec.build(config.settings(spec.name)) for spec in config.specs()
             if spec.kind != "model" and config.is_enabled(spec.name)}
 
 

@@ -131,6 +131,7 @@ def build_split(split: str, n: int, seed: int, max_constraints: int = 3) -> list
             "kwargs": [json.dumps(k, sort_keys=True) for k in kwargs],
             "source": "selfsift/ifeval-synth",
             "split": split,
+            "metadata": "{}",
         })
     return sorted(rows, key=lambda r: r["prompt_id"])
 

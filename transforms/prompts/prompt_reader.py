@@ -1,7 +1,8 @@
 """Reads a user's prompt file (JSONL, CSV/TSV or Parquet) into prompt records, or fails naming file, line and reason.
 
 Each record needs `prompt` (a string) or `messages` (a list of {role, content}); it may carry
-`prompt_id`, `instruction_ids` and `kwargs` (a list of objects, or of JSON strings, one per id).
+`prompt_id`, `instruction_ids` and `kwargs` (a list of objects, or of JSON strings, one per id), and
+`metadata`, an object of its own fields that custom judges read (e.g. a reference answer).
 Text may mix any scripts, but control characters (other than tab and newline) and the invisible
 bidirectional-override characters that can hide text from a reviewer are refused.
 
@@ -29,7 +30,7 @@ ALLOWED_CONTROLS = "\t\n\r"
 BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 MAX_LISTED = 20  # bad records named in one error; the rest are counted
 CSV_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
-CSV_JSON_COLUMNS = ("messages", "instruction_ids", "kwargs")
+CSV_JSON_COLUMNS = ("messages", "instruction_ids", "kwargs", "metadata")
 # A header without a delimiter is a one-column file: its rows are never split. NUL bytes are
 # refused before parsing, so NUL as the delimiter only parses the quoting.
 ONE_COLUMN = "\0"
@@ -126,8 +127,11 @@ def _to_prompt(record, path, line, split: str, source: str) -> dict:
         raise PromptFileError(path, line, "'prompt_id' must be a non-empty string")
     else:
         _check_text(prompt_id, "'prompt_id'", path, line)
+    metadata = record.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise PromptFileError(path, line, f"'metadata' must be an object, got {type(metadata).__name__}")
     return {"prompt_id": prompt_id, "messages": messages, "instruction_ids": ids, "kwargs": kwargs,
-            "source": source, "split": split}
+            "source": source, "split": split, "metadata": json.dumps(metadata, sort_keys=True)}
 
 
 def _utf16_lines(path: Path, raw: bytes) -> list[str]:
