@@ -30,7 +30,7 @@ from transforms.io.parquet_io import (
 )
 from transforms.io.progress import ShowProgress
 from transforms.io.staging import replace_file
-from transforms.judges import contract, model_judging, rules, scoring_models
+from transforms.judges import contract, endpoint_judge, model_judging, rules, scoring_models
 from transforms.judges.calibration import calibration_report, plot_calibration
 from transforms.judges.model_judging import ModelJudge
 from transforms.judges.registry import JUDGES, REFERENCE
@@ -96,7 +96,7 @@ def fingerprint(config: Config, iteration: str, models: dict) -> str:
     cfg, layout = config.judge, config.layout
     # a model judge's `build` (a function, or a classmethod of its handler) is defined in the judge's module
     judge_modules = sorted({getattr(spec.build, "__self__", spec.build).__module__ for spec in JUDGES})
-    code = code_fingerprint(sys.modules[__name__], contract, model_judging, rules, scoring_models,
+    code = code_fingerprint(sys.modules[__name__], contract, model_judging, rules, scoring_models, endpoint_judge,
                             parquet_io, *(sys.modules[name] for name in judge_modules))
     return params_hash(cfg, models, file_sha256(layout.prompts("train")), shard_entries(layout.candidates(iteration)),
                        code)
