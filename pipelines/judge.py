@@ -18,7 +18,6 @@ from pipelines.run_guard import guarded
 from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
 from schemas.records import JUDGMENT
 from transforms.io import faults, parquet_io
-from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import (
     SHARD_GLOB,
     WriteSortedShards,
@@ -31,7 +30,7 @@ from transforms.io.parquet_io import (
 )
 from transforms.io.progress import ShowProgress
 from transforms.io.staging import replace_file
-from transforms.judges import contract, model_judging, rules, scoring_models
+from transforms.judges import contract, endpoint_judge, model_judging, rules, scoring_models
 from transforms.judges.calibration import calibration_report, plot_calibration
 from transforms.judges.model_judging import ModelJudge
 from transforms.judges.registry import JUDGES, REFERENCE
@@ -92,15 +91,14 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
         return _judge(config, iteration, beam_args)
 
 
-def fingerprint(config: Config, iteration: str) -> str:
-    """What determines the judgments: params, the judge models' weights, prompts, candidates and code."""
+def fingerprint(config: Config, iteration: str, models: dict) -> str:
+    """What determines the judgments: params, the judge models' identities (`models`), prompts, candidates and code."""
     cfg, layout = config.judge, config.layout
-    models = {spec.name: model_sha256(cfg.settings(spec.name).model) for spec in cfg.enabled_specs("model")}
-    # a model judge's `build` is a classmethod of its handler, defined in the judge's module
+    # a model judge's `build` (a function, or a classmethod of its handler) is defined in the judge's module
     judge_modules = sorted({getattr(spec.build, "__self__", spec.build).__module__ for spec in JUDGES}
                            | {custom.function.split(":")[0] for custom in cfg.custom})
-    code = code_fingerprint(sys.modules[__name__], contract, model_judging, rules, scoring_models, parquet_io,
-                            *(sys.modules[name] for name in judge_modules))
+    code = code_fingerprint(sys.modules[__name__], contract, model_judging, rules, scoring_models, endpoint_judge,
+                            parquet_io, *(sys.modules[name] for name in judge_modules))
     return params_hash(cfg, models, file_sha256(layout.prompts("train")), shard_entries(layout.candidates(iteration)),
                        code)
 
@@ -109,7 +107,8 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.judge
     target = config.layout.judgments(iteration)
     handlers = model_handlers(config)  # before hashing the judge models: a missing one is named by its key
-    progress = ShardProgress(f"judge@{iteration}", target, fingerprint(config, iteration))
+    models = {spec.name: cfg.settings(spec.name).identity() for spec in cfg.enabled_specs("model")}  # weights, or server
+    progress = ShardProgress(f"judge@{iteration}", target, fingerprint(config, iteration, models))
     candidate_ids = read_table(config.layout.candidates(iteration)).column("candidate_id").to_pylist()
     run_shards(progress, cfg.num_shards, cfg.resumable,
                lambda shards, total: run_pipeline(graph(config, iteration, shards, total, handlers), beam_args),
@@ -120,7 +119,7 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     shards = shard_entries(target)
     manifest = {"stage": "judge", "iteration": iteration, "rows": sum(s["rows"] for s in shards), "shards": shards,
                 "judges": cfg.enabled(),
-                "judge_models": {spec.name: cfg.settings(spec.name).model for spec in cfg.enabled_specs("model")},
+                "judge_models": models,
                 "calibration": report, "params_hash": params_hash(cfg), "git_revision": git_revision()}
     write_manifest(target, manifest)
     progress.clear()

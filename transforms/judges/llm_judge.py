@@ -2,16 +2,21 @@
 
 The judge never writes free text: the rubric asks for one digit, and the score is the expected
 rating under the model's next-token distribution restricted to the rating digits, mapped to [0, 1].
+
+The model runs locally (`model`), or on an OpenAI-compatible server (`endpoint.base_url`): there the
+distribution is the reply's top log-probabilities of its one token, and a rating digit not among
+them has probability 0.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from transforms.generation.prefix_reuse import last_logits_sharing_prefixes
 from transforms.judges.contract import JudgeSpec
+from transforms.judges.endpoint_judge import BadReply, EndpointConfig, EndpointHandler, reply_field
 from transforms.judges.scoring_models import LoadedScorer, ModelJudgeConfig, ScoreRequest, ScoringHandler, chat_ids
 
 RATINGS = ("1", "2", "3", "4", "5")
@@ -43,17 +48,47 @@ def rating_token_ids(tokenizer) -> list[int]:
 
 
 def expected_rating(rating_logits: list[float]) -> tuple[float, list[float]]:
-    """Softmax over the rating tokens' logits; returns (expected rating mapped to [0, 1], probabilities)."""
+    """Softmax over the rating tokens' logits (or log-probabilities; -inf: no probability); returns (expected
+    rating mapped to [0, 1], probabilities)."""
     if len(rating_logits) != len(RATINGS):
         raise ValueError(f"expected {len(RATINGS)} rating logits, got {len(rating_logits)}")
-    if not all(math.isfinite(x) for x in rating_logits):
-        raise ValueError(f"rating logits must be finite, got {rating_logits}")
+    if any(math.isnan(x) or x == math.inf for x in rating_logits) or max(rating_logits) == -math.inf:
+        raise ValueError(f"rating logits must be finite or -inf, at least one finite, got {rating_logits}")
     top = max(rating_logits)
     weights = [math.exp(x - top) for x in rating_logits]
     total = sum(weights)
     probabilities = [w / total for w in weights]
     expected = sum(p * (i + 1) for i, p in enumerate(probabilities))
     return (expected - 1) / (len(RATINGS) - 1), probabilities
+
+
+def rated(rating_logits: list[float]) -> tuple[float, dict]:
+    """(score, detail) of a judgment from the rating digits' logits."""
+    score, probabilities = expected_rating(rating_logits)
+    return score, {"rating_probabilities": [round(p, 4) for p in probabilities]}
+
+
+def rating_logprobs(alternatives: list) -> list[float]:
+    """The log-probability of each rating among a token's top alternatives (`{"token", "logprob"}` entries, as
+    OpenAI-compatible servers list them); -inf for a rating not among them. A token that is a digit with
+    whitespace around it counts as that digit, its probability added to the bare digit's."""
+    found: dict[str, list[float]] = {}
+    for alternative in alternatives:
+        token = alternative.get("token") if isinstance(alternative, dict) else None
+        logprob = alternative.get("logprob") if isinstance(alternative, dict) else None
+        if not isinstance(token, str) or isinstance(logprob, bool) or not isinstance(logprob, (int, float)):
+            raise BadReply(f"top_logprobs entry {str(alternative)[:80]} is not a {{token, logprob}} pair")
+        if token.strip() in RATINGS:
+            found.setdefault(token.strip(), []).append(float(logprob))
+    if not found:
+        tokens = ", ".join(repr(a["token"]) for a in alternatives[:5])
+        raise BadReply(f"no rating digit 1-5 among the top {len(alternatives)} tokens ({tokens})")
+    return [_logsumexp(found[rating]) if rating in found else -math.inf for rating in RATINGS]
+
+
+def _logsumexp(values: list[float]) -> float:
+    top = max(values)
+    return top if len(values) == 1 or top == -math.inf else top + math.log(sum(math.exp(v - top) for v in values))
 
 
 def rubric_prefix_length(tokenizer, request: ScoreRequest, ids: list[int]) -> int:
@@ -92,9 +127,21 @@ class RatingJudgeHandler(ScoringHandler):
         return last_logits_sharing_prefixes(model.model, encoded, prefixes)
 
     def score(self, output_row, tokenizer) -> tuple[float, dict]:
-        rating_logits = output_row[list(rating_token_ids(tokenizer))].tolist()
-        score, probabilities = expected_rating(rating_logits)
-        return score, {"rating_probabilities": [round(p, 4) for p in probabilities]}
+        return rated(output_row[list(rating_token_ids(tokenizer))].tolist())
+
+
+class RatingEndpointHandler(EndpointHandler):
+    """The same judge on an OpenAI-compatible server: one greedy token, rated from its top log-probabilities."""
+
+    def payload(self, request: ScoreRequest) -> dict:
+        return {"messages": rubric_messages(request.prompt, request.response), "max_tokens": 1, "temperature": 0,
+                "logprobs": True, "top_logprobs": self._endpoint.top_logprobs}
+
+    def score(self, reply: dict) -> tuple[float, dict]:
+        alternatives = reply_field(reply, "choices", 0, "logprobs", "content", 0, "top_logprobs")
+        if not isinstance(alternatives, list):
+            raise BadReply(f"reply's top_logprobs is a {type(alternatives).__name__}, not a list")
+        return rated(rating_logprobs(alternatives))
 
 
 @dataclass(frozen=True)
@@ -104,6 +151,25 @@ class LlmJudgeConfig(ModelJudgeConfig):
     # 1: a prompt's rubric prefix is computed once and each answer runs unpadded, so a score never
     # depends on its batch; > 1: padded passes, no prefix reuse
     micro_batch_size: int = 1
+    # an OpenAI-compatible server that runs the judge instead of the local `model`. There the server's context
+    # limit stands in for max_input_tokens (a prompt over it is a judge_error), and micro_batch_size and dtype
+    # do not apply
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        self.endpoint.validate(f"{where}.endpoint")
+
+    def identity(self) -> dict:
+        return self.endpoint.identity() if self.endpoint.enabled else super().identity()
 
 
-SPECS = (JudgeSpec("llm_judge", "model", RatingJudgeHandler.build, LlmJudgeConfig),)
+def build(config: LlmJudgeConfig, *, load_policy, where: str):
+    """The judge's Beam handler: on the server when `endpoint.base_url` is set, else on the local model (each
+    checked before the stage starts, naming its param)."""
+    if config.endpoint.enabled:
+        return RatingEndpointHandler.build(config, config.endpoint, where=f"{where}.endpoint")
+    return RatingJudgeHandler.build(config, load_policy=load_policy, where=where)
+
+
+SPECS = (JudgeSpec("llm_judge", "model", build, LlmJudgeConfig),)

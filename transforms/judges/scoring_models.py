@@ -70,6 +70,12 @@ class ModelJudgeConfig:
         require_at_least_one(self, where, "max_input_tokens", "micro_batch_size", "max_batch_size")
         require_dtype(self.dtype, where)
 
+    def identity(self) -> dict:
+        """What identifies the judge's model (the judge stage's fingerprint and manifest): its folder and weights."""
+        from transforms.io.model_io import model_sha256
+
+        return {"model": self.model, "weights_sha256": model_sha256(self.model)}
+
 
 class ScoringHandler(ModelHandler[ScoreRequest, PredictionResult, LoadedScorer]):
     """Subclasses say how to load the model, encode a request and score the output row."""
