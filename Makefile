@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup model embedder repro test docs bench audit clean
+.PHONY: setup model embedder repro example test docs bench audit clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,10 @@ $(EMBEDDER)/model.safetensors: | $(STAMP)
 repro: $(STAMP) $(GGUF)
 	dvc repro
 	@sed -n '/^| run | seeds/,/^$$/p' reports/summary.md   # the accuracy table; every metric: dvc metrics show
+
+# The JSON extraction example (examples/json_extraction): the same loop on a task of its own, in its folder.
+example: $(STAMP) $(GGUF)
+	cd examples/json_extraction && dvc repro
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -133,9 +133,13 @@ def test_what_a_callable_returns_is_checked():
 
 
 def test_the_shipped_example_verifier_runs_as_a_custom_judge():
-    check = custom_check(CustomJudgeConfig("arithmetic", "examples.arithmetic.verifier:exact_answer"))
-    prompt = plain_prompt("p", "What is 17 + 25? End with 'Answer: <number>'.", "42")
-    assert check({"text": "17 plus 25 is 42.\nAnswer: 42"}, prompt).passed
-    wrong = check({"text": "Answer: 41"}, prompt)
-    assert not wrong.passed and not wrong.error
-    assert not check({"text": "It is forty-two."}, prompt).passed
+    check = custom_check(CustomJudgeConfig("fields_match", "examples.json_extraction.verifier:fields_match"))
+    prompt = {**plain_prompt("p", "Ann is 30 and lives in Rome. Reply with only a JSON object.", ""),
+              "metadata": json.dumps({"expected": {"name": "Ann", "age": 30, "city": "Rome"}})}
+    fenced = 'Here it is:\n```json\n{"name": "Ann", "age": "30", "city": "Rome"}\n```'
+    assert check({"text": fenced}, prompt).passed
+    wrong = check({"text": '{"name": "Ann", "age": 31, "city": "Rome"}'}, prompt)
+    assert not wrong.passed and wrong.score == pytest.approx(2 / 3) and not wrong.error
+    extra = check({"text": '{"name": "Ann", "age": 30, "city": "Rome", "job": "chef"}'}, prompt)
+    assert extra.score == 1.0 and not extra.passed
+    assert check({"text": "Ann, 30, Rome {not json}"}, prompt).score == 0.0
