@@ -18,6 +18,7 @@ import yaml
 
 from schemas.expectations import DEFAULT_SEVERITY, EXPECTATION_IDS, SEVERITIES
 from transforms.curation.config import CurateConfig
+from transforms.io.devices import require_device
 from transforms.io.layout import BASE, Layout
 from transforms.io.model_io import LoadPolicy
 from transforms.judges.config import JudgeConfig
@@ -68,6 +69,7 @@ class GenerateConfig:
     num_shards: int = 4  # candidate shards; a prompt's K candidates share one
     resumable: bool = True  # one Beam run per shard: a crash loses only unfinished shards (false: one run, e.g. on Dataflow)
     dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
+    device: str = "auto"  # backend transformers: auto (CUDA when the worker has a GPU, else CPU), cpu, cuda or cuda:N
 
     def validate(self, where: str) -> None:
         require(self.backend in ("transformers", "vllm"), f"{where}.backend must be 'transformers' or 'vllm'")
@@ -78,6 +80,7 @@ class GenerateConfig:
         for name in ("max_new_tokens", "micro_batch_size", "max_batch_size", "max_prompt_tokens", "num_shards"):
             require(getattr(self, name) >= 1, f"{where}.{name} must be at least 1")
         require_dtype(self.dtype, where)
+        require_device(self.device, where)
 
 
 @dataclass(frozen=True)
@@ -147,12 +150,14 @@ class EvaluateConfig:
     micro_batch_size: int = 128  # answers decoded together
     max_batch_size: int = 128  # elements RunInference hands the model at once
     dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
+    device: str = "auto"  # auto (CUDA when the worker has a GPU, else CPU), cpu, cuda or cuda:N
     max_error_share: float = 0.05  # above this share of an eval set's prompts whose checks raised, no accuracy is reported
 
     def validate(self, where: str) -> None:
         for name in ("max_new_tokens", "micro_batch_size", "max_batch_size"):
             require(getattr(self, name) >= 1, f"{where}.{name} must be at least 1")
         require_dtype(self.dtype, where)
+        require_device(self.device, where)
         require(0 <= self.max_error_share <= 1, f"{where}.max_error_share must be in [0, 1]")
 
 

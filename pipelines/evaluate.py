@@ -19,6 +19,7 @@ from schemas.records import EVAL_RESULT
 from transforms.generation.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
 from transforms.health.answer_checks import detected_language, expected_language
 from transforms.health.metrics import health
+from transforms.io import devices
 from transforms.io.layout import BASE, Layout
 from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, write_atomically
@@ -59,6 +60,7 @@ def model_for(config: Config, iteration: int | str) -> tuple[str, str]:
 
 def main(config: Config, iteration: int | str, beam_args: list[str]) -> dict:
     name, model_dir = model_for(config, iteration)
+    devices.check_available(config.evaluate.device, "evaluate")  # before the earlier answers are cleared
     with guarded("evaluate", name, config):
         return _evaluate(config, name, model_dir, beam_args)
 
@@ -69,7 +71,7 @@ def graph(config: Config, name: str, model_dir: str):
     handler = CausalLMHandler(model_dir, SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens),
                               micro_batch_size=cfg.micro_batch_size, max_batch_size=cfg.max_batch_size,
                               max_prompt_tokens=config.generate.max_prompt_tokens, dtype=cfg.dtype,
-                              load_policy=config.security.load_policy())
+                              load_policy=config.security.load_policy(), device=cfg.device, where="evaluate")
     # Greedy decoding in bfloat16 depends slightly on which prompts share a padded batch, so the
     # prompts enter in a fixed order (the sets are small) rather than as two reads flattened.
     prompts = sorted((row for split in METRIC_PREFIX for row in read_rows(config.layout.prompts(split))),

@@ -18,10 +18,10 @@ from pipelines.resume import ShardProgress, run_shards
 from pipelines.run_guard import guarded
 from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
 from schemas.records import CANDIDATE
-from transforms.generation import candidates, decoding, hf_generation, vllm_generation
+from transforms.generation import candidates, decoding, fallback_generation, hf_generation, vllm_generation
 from transforms.generation.candidates import Lineage, expand_prompt, to_candidate
 from transforms.generation.hf_generation import CausalLMHandler, SamplingParams
-from transforms.io import faults, parquet_io
+from transforms.io import devices, faults, parquet_io
 from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import (
     WriteSortedShards,
@@ -45,7 +45,8 @@ def generation_handler(config: Config, model_dir: str, sampling: SamplingParams)
                                      server_kwargs=cfg.vllm_server_kwargs)
     return CausalLMHandler(model_dir, sampling, micro_batch_size=cfg.micro_batch_size,
                            max_batch_size=cfg.max_batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
-                           dtype=cfg.dtype, load_policy=config.security.load_policy())
+                           dtype=cfg.dtype, load_policy=config.security.load_policy(), device=cfg.device,
+                           where="generate")
 
 
 def lineage_of(config: Config, iteration: str) -> Lineage:
@@ -84,11 +85,13 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     prompts_file = config.layout.prompts("train")
     target, n = config.layout.candidates(iteration), cfg.num_shards
     name = f"generate@{iteration}"
+    if cfg.backend == "transformers":
+        devices.check_available(cfg.device, "generate")  # before a resumed run clears anything
     with guarded("generate", iteration, config):
         lineage = lineage_of(config, iteration)
         fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, file_sha256(prompts_file), n,
-                                  code_fingerprint(sys.modules[__name__], candidates, decoding, hf_generation, parquet_io,
-                                                   vllm_generation))
+                                  code_fingerprint(sys.modules[__name__], candidates, decoding, fallback_generation,
+                                                   hf_generation, parquet_io, vllm_generation))
         progress = ShardProgress(name, target, fingerprint)
         prompt_ids = read_table(prompts_file).column("prompt_id").to_pylist()
         run_shards(progress, n, cfg.resumable,

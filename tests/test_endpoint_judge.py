@@ -235,7 +235,7 @@ def test_the_api_key_is_sent_and_appears_in_no_result_log_or_pickle(serve, monke
         return (503, echo, 0) if "busy" in text else (200, GOOD, 0)
 
     server = serve(answering(chat))
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="selfsift.judge")  # whatever level an earlier CLI run set
     config = settings(server.url, api_key_env="SELFSIFT_TEST_KEY", max_retries=1)
     handler = llm_judge.build(config, load_policy=None, where="judge.llm_judge")
     client = handler.load_model()

@@ -5,7 +5,8 @@ pair on one worker (blockwise, so memory stays at one block of similarities).
 
 An answer longer than MAX_TOKENS tokens is embedded from its first MAX_TOKENS; each one is counted
 (notes.TRUNCATED_FOR_EMBEDDING) in the manifest. The model folder may be local or under a remote
-storage root (model_io.local_model_dir copies it to each worker).
+storage root (model_io.local_model_dir copies it to each worker). It runs on the device
+`curate.semantic_dedup.device` names (transforms/io/devices.py); vectors come back to the CPU.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from transforms.curation.clusters import KeepOnePerCluster
 from transforms.curation.notes import NOTES, TRUNCATED_FOR_EMBEDDING
 from transforms.curation.rejections import REJECTED
 from transforms.curation.steps import SetStep
+from transforms.io import devices
 from transforms.settings import require
 
+SECTION = "semantic_dedup"  # its params section, under curate:
+WHERE = f"curate.{SECTION}"  # as errors name it
 BLOCK = 1024
 MAX_TOKENS = 256  # longer answers are embedded from their first MAX_TOKENS tokens
 
@@ -37,11 +41,13 @@ class SemanticDedupConfig:
     threshold: float = 0.95  # cosine similarity at which two answers are semantic duplicates
     scope: str = "within_prompt"  # within_prompt, or global (across prompts too)
     batch_size: int = 64  # answers embedded together
+    device: str = "auto"  # auto (CUDA when the worker has a GPU, else CPU), cpu, cuda or cuda:N
 
     def validate(self, where: str) -> None:
         require(-1 <= self.threshold <= 1, f"{where}.threshold must be in [-1, 1]")
         require(self.scope in ("within_prompt", "global"), f"{where}.scope must be 'within_prompt' or 'global'")
         require(self.batch_size >= 1, f"{where}.batch_size must be at least 1")
+        devices.require_device(self.device, where)
 
 
 @dataclass
@@ -57,15 +63,18 @@ class Embedding:
 
 
 class SentenceEmbeddingHandler(ModelHandler[str, PredictionResult, LoadedEncoder]):
-    def __init__(self, model_dir: str, batch_size: int, max_tokens: int, load_policy=None):
+    def __init__(self, model_dir: str, batch_size: int, max_tokens: int, load_policy=None, device: str = "auto",
+                 where: str = WHERE):
         super().__init__()
         self._model_dir, self._batch_size, self._max_tokens = model_dir, batch_size, max_tokens
         self._load_policy = load_policy
+        self._device, self._where = device, where
 
     def load_model(self) -> LoadedEncoder:
         from transforms.io.model_io import LoadPolicy, load_encoder
 
-        return LoadedEncoder(*load_encoder(self._model_dir, policy=self._load_policy or LoadPolicy()))
+        return LoadedEncoder(*load_encoder(self._model_dir, policy=self._load_policy or LoadPolicy(),
+                                           device=devices.resolve(self._device, self._where)))
 
     def run_inference(self, batch: Sequence[str], model: LoadedEncoder, inference_args=None):
         import torch
@@ -74,11 +83,12 @@ class SentenceEmbeddingHandler(ModelHandler[str, PredictionResult, LoadedEncoder
         lengths = [len(ids) for ids in model.tokenizer(texts, verbose=False)["input_ids"]]
         encoded = model.tokenizer(texts, padding=True, truncation=True, max_length=self._max_tokens,
                                   return_tensors="pt")
+        encoded = encoded.to(model.model.device)
         with torch.inference_mode():
             hidden = model.model(**encoded).last_hidden_state.float()
         mask = encoded["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        vectors = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        vectors = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
         return [PredictionResult(text, Embedding(vectors[i], lengths[i] > self._max_tokens), self._model_dir)
                 for i, text in enumerate(texts)]
 
@@ -112,11 +122,12 @@ class SemanticDedup(beam.PTransform):
 
     def __init__(self, params: SemanticDedupConfig, load_policy=None):
         super().__init__()
+        devices.check_available(params.device, WHERE)  # when the graph is built, before any work
         self.params, self.load_policy = params, load_policy
 
     def expand(self, rows):
         params = self.params
-        handler = SentenceEmbeddingHandler(params.model, params.batch_size, MAX_TOKENS, self.load_policy)
+        handler = SentenceEmbeddingHandler(params.model, params.batch_size, MAX_TOKENS, self.load_policy, params.device)
         embedded = (
             rows
             | "KeyText" >> beam.Map(lambda r: ((r["prompt_id"], r["candidate_id"]), r["text"]))
@@ -145,4 +156,4 @@ def semantic_dedup(plan):
     return SemanticDedup(cfg, plan.load_policy)
 
 
-STEP = SetStep("semantic dedup", (SEMANTIC_DUPLICATE,), semantic_dedup, SemanticDedupConfig, "semantic_dedup")
+STEP = SetStep("semantic dedup", (SEMANTIC_DUPLICATE,), semantic_dedup, SemanticDedupConfig, SECTION)

@@ -9,6 +9,13 @@ own forward and removes those three:
   matmuls, without repeating the key/value heads (prefill keeps transformers' SDPA);
 - the KV cache is preallocated for prompt + max_new_tokens and written in place;
 - a row that ends leaves the batch and the cache.
+
+Everything runs on the model's device: cache, masks, positions, and the sampler's tokens.
+
+The loop replaces the model's attention and lays its cache out its own way (a shared prefix, a
+masked gap, explicit positions), so it is exact only for the architectures in VERIFIED_ARCHITECTURES
+(the tests compare it with transformers' `generate`); any other generates through
+fallback_generation.py.
 """
 
 from __future__ import annotations
@@ -16,6 +23,17 @@ from __future__ import annotations
 from typing import Sequence
 
 ATTENTION = "selfsift_decode"
+
+# config.model_type of the architectures this loop is verified for: causal attention over the whole
+# context, rotary positions read from position_ids, no soft-capping, sinks or position bias. Close
+# but left out: mistral and qwen2, whose configs can turn on a sliding window, which the cache's slot
+# layout and the decode attention ignore.
+VERIFIED_ARCHITECTURES = ("llama",)
+
+
+def runs_custom_loop(model) -> bool:
+    """Whether `decode` is exact for this model's architecture."""
+    return model.config.model_type in VERIFIED_ARCHITECTURES
 
 
 def _decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -58,8 +76,10 @@ def _preallocated_cache(num_layers: int, batch: int, capacity: int):
             import torch
 
             heads = key_states.shape[1]
-            self.key_store = torch.zeros((batch, heads, capacity, key_states.shape[-1]), dtype=key_states.dtype)
-            self.value_store = torch.zeros((batch, heads, capacity, value_states.shape[-1]), dtype=value_states.dtype)
+            self.key_store = torch.zeros((batch, heads, capacity, key_states.shape[-1]), dtype=key_states.dtype,
+                                         device=key_states.device)
+            self.value_store = torch.zeros((batch, heads, capacity, value_states.shape[-1]),
+                                           dtype=value_states.dtype, device=value_states.device)
             self.length = 0
             self.is_initialized = True
 
@@ -116,12 +136,13 @@ def _prefill(model, prompts: Sequence[Sequence[int]], cache, pad_id: int, group_
     import torch
     from transformers import DynamicCache
 
+    device = model.device
     shared = _common_prefix(prompts)
     width = max(len(p) for p in prompts)
     layers = cache.layers
     if shared:
         prefix_cache = DynamicCache(config=model.config)
-        model(input_ids=torch.tensor([list(prompts[0][:shared])]), cache=prefix_cache, use_cache=True,
+        model(input_ids=torch.tensor([list(prompts[0][:shared])], device=device), cache=prefix_cache, use_cache=True,
               logits_to_keep=1)
         for layer, source in zip(layers, prefix_cache.layers):
             layer.place(slice(None), slice(0, shared), source.keys, source.values)
@@ -129,7 +150,7 @@ def _prefill(model, prompts: Sequence[Sequence[int]], cache, pad_id: int, group_
     for row, ids in enumerate(prompts):
         rows_of.setdefault(tuple(ids[shared:]), []).append(row)
     distinct = sorted(rows_of, key=len)
-    logits = torch.empty((len(prompts), model.config.vocab_size), dtype=torch.float32)
+    logits = torch.empty((len(prompts), model.config.vocab_size), dtype=torch.float32, device=device)
     for start in range(0, len(distinct), group_size):
         group = distinct[start : start + group_size]
         longest = max(len(g) for g in group)
@@ -139,6 +160,7 @@ def _prefill(model, prompts: Sequence[Sequence[int]], cache, pad_id: int, group_
         for r, rest in enumerate(group):
             ids[r, longest - len(rest):] = torch.tensor(rest, dtype=torch.long)
             mask[r, shared + longest - len(rest):] = 1
+        ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp_(min=0)[:, shared:]
         group_cache = DynamicCache(config=model.config)
         if shared:
@@ -158,7 +180,7 @@ def _prefill(model, prompts: Sequence[Sequence[int]], cache, pad_id: int, group_
     for row, ids in enumerate(prompts):
         mask[row, width - (len(ids) - shared):] = 1
     last_positions = torch.tensor([[len(ids) - 1] for ids in prompts], dtype=torch.long)
-    return logits, mask, last_positions
+    return logits, mask.to(device), last_positions.to(device)
 
 
 def decode(model, prompts: Sequence[Sequence[int]], choose_next, max_new_tokens: int, eos_ids: set[int],
@@ -173,7 +195,7 @@ def decode(model, prompts: Sequence[Sequence[int]], choose_next, max_new_tokens:
     use_decode_attention(model)
     width = max(len(p) for p in prompts)
     cache = _preallocated_cache(model.config.num_hidden_layers, len(prompts), width + max_new_tokens)
-    eos = torch.tensor(sorted(i for i in eos_ids if i is not None), dtype=torch.long)
+    eos = torch.tensor(sorted(i for i in eos_ids if i is not None), dtype=torch.long, device=model.device)
     outputs: list[list[int]] = [[] for _ in prompts]
     alive = list(range(len(prompts)))
     with torch.inference_mode():

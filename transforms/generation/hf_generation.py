@@ -4,7 +4,10 @@ Each request carries its own seed. Sampling adds Gumbel noise drawn from a per-r
 the temperature/top-p/top-k filtered logits and takes the argmax, which is an exact draw from the
 filtered softmax; so a candidate's text depends on its seed, not on which batch it landed in.
 Temperature 0 is greedy decoding. A batch is sorted by prompt length and cut into micro-batches,
-so rows padded together have similar lengths.
+so rows padded together have similar lengths. The model decodes with the custom loop
+(decoding.py) where its architecture is verified for it, else with transformers' `generate`
+(fallback_generation.py); the handler logs which when it loads the model, on the device its
+`device` setting resolves to (transforms/io/devices.py).
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Iterable, Optional, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from schemas.reasons import LENGTH, PROMPT_TOO_LONG, STOP
-from transforms.generation.decoding import decode
+from transforms.generation.decoding import VERIFIED_ARCHITECTURES, decode, runs_custom_loop
+from transforms.generation.fallback_generation import fallback_decode
 
 log = logging.getLogger("selfsift.generate")
 
@@ -58,7 +63,8 @@ class RowSampler:
 
     Temperature, then top-k, then top-p (transformers' order and rule: a token is kept while the
     probability mass ranked above it is below top_p), then an exact draw from the renormalised
-    distribution by the Gumbel-max trick, with noise from the row's own generator. The nucleus is
+    distribution by the Gumbel-max trick, with noise from the row's own generator (on `device`, the
+    model's: the same seed draws differently on a GPU than on the CPU). The nucleus is
     looked for among the NUCLEUS_CANDIDATES most likely tokens (a top-k, not a sort of the whole
     vocabulary, which cost a fifth of the stage's time); a row whose nucleus is larger falls back
     to transformers' full-vocabulary warper. Temperature 0 is greedy.
@@ -66,11 +72,11 @@ class RowSampler:
 
     NUCLEUS_CANDIDATES = 1024
 
-    def __init__(self, sampling: SamplingParams, seeds: Sequence[int]):
+    def __init__(self, sampling: SamplingParams, seeds: Sequence[int], device="cpu"):
         import torch
 
         self.sampling = sampling
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
     def keep_rows(self, rows: Sequence[int]) -> None:
         self.generators = [self.generators[r] for r in rows]
@@ -78,7 +84,8 @@ class RowSampler:
     def _gumbel(self, row: int, n: int):
         import torch
 
-        uniform = torch.rand(n, generator=self.generators[row]).clamp_(min=1e-20, max=1.0 - 1e-7)
+        generator = self.generators[row]
+        uniform = torch.rand(n, generator=generator, device=generator.device).clamp_(min=1e-20, max=1.0 - 1e-7)
         return -torch.log(-torch.log(uniform))
 
     def _draw(self, scores, index=None):
@@ -109,7 +116,7 @@ class RowSampler:
         found = cumulative[:, -1] >= sampling.top_p
         if bool(found.all()):
             return self._draw(values, index)
-        tokens = torch.empty(scores.shape[0], dtype=torch.long)
+        tokens = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
         for row in range(scores.shape[0]):  # rare: a nucleus wider than the candidates
             if found[row]:
                 tokens[row] = index[row, (values[row] + self._gumbel(row, values.shape[-1])).argmax()]
@@ -133,10 +140,17 @@ def generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], samp
     ]
     order = sorted((i for i, r in enumerate(results) if r is None), key=lambda i: (len(encoded[i]), requests[i].key))
     eos_ids = {tokenizer.eos_token_id}
+    custom_loop = runs_custom_loop(model)
+    sampler = partial(RowSampler, sampling, device=model.device)
     for start in range(0, len(order), micro_batch_size):
         idx = order[start : start + micro_batch_size]
-        new_tokens = decode(model, [encoded[i] for i in idx], RowSampler(sampling, [requests[i].seed for i in idx]),
-                            sampling.max_new_tokens, eos_ids, tokenizer.pad_token_id)
+        prompts, seeds = [encoded[i] for i in idx], [requests[i].seed for i in idx]
+        if custom_loop:
+            new_tokens = decode(model, prompts, sampler(seeds), sampling.max_new_tokens, eos_ids,
+                                tokenizer.pad_token_id)
+        else:
+            new_tokens = fallback_decode(model, prompts, seeds, sampler, sampling.temperature <= 0,
+                                         sampling.max_new_tokens, eos_ids, tokenizer.pad_token_id)
         for i, tokens in zip(idx, new_tokens):
             stop_at = next((p for p, t in enumerate(tokens) if t in eos_ids), None)
             completion = tokens if stop_at is None else tokens[:stop_at]
@@ -150,12 +164,14 @@ def generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], samp
 
 
 class CausalLMHandler(ModelHandler[GenerationRequest, PredictionResult, LoadedModel]):
-    """Loads a local causal LM once per worker and generates for batches of requests."""
+    """Loads a local causal LM once per worker, on the device `{where}.device` names, and generates
+    for batches of requests."""
 
     def __init__(self, model_dir: str, sampling: SamplingParams, *, micro_batch_size: int = 16,
                  max_batch_size: int = 64, max_prompt_tokens: int = 1024, dtype: str = "float32",
-                 load_policy=None):
+                 load_policy=None, device: str = "auto", where: str = "generate"):
         super().__init__()
+        self._device, self._where = device, where
         self._load_policy = load_policy
         self._model_dir = model_dir
         self._sampling = sampling
@@ -166,10 +182,20 @@ class CausalLMHandler(ModelHandler[GenerationRequest, PredictionResult, LoadedMo
         self._done = 0  # sequences generated by this copy of the handler, for progress logs
 
     def load_model(self):
+        from transforms.io import devices
         from transforms.io.model_io import LoadPolicy, load_causal_lm
 
-        return LoadedModel(*load_causal_lm(self._model_dir, dtype=self._dtype,
-                                           policy=self._load_policy or LoadPolicy()))
+        device = devices.resolve(self._device, self._where)
+        loaded = LoadedModel(*load_causal_lm(self._model_dir, dtype=self._dtype,
+                                             policy=self._load_policy or LoadPolicy(), device=device))
+        architecture = loaded.model.config.model_type
+        if runs_custom_loop(loaded.model):
+            log.info("%s: %s (%s) on %s, custom decode loop", self._where, self._model_dir, architecture, device)
+        else:
+            log.info("%s: %s (%s) on %s: %s is not an architecture the custom decode loop is verified for (%s), "
+                     "so it generates with transformers' model.generate", self._where, self._model_dir,
+                     architecture, device, architecture, ", ".join(VERIFIED_ARCHITECTURES))
+        return loaded
 
     def run_inference(self, batch: Sequence[GenerationRequest], model, inference_args=None) -> Iterable[PredictionResult]:
         start = time.perf_counter()

@@ -3,7 +3,7 @@
 A judge's rubric prompts for the K candidates of one prompt are identical up to the response. The
 prefix's KV cache is computed once; each input then runs only its own remainder, one at a time
 (unpadded, so an input's logits never depend on what else is in the batch), and the cache is cut
-back to the prefix before the next.
+back to the prefix before the next. Inputs go to the model's device; logits come back to the CPU.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Iterator
 
 def last_logits_sharing_prefixes(model, inputs: dict[int, list[int]], prefix_lengths: dict[int, int]
                                  ) -> Iterator[tuple[int, object]]:
-    """Yields (key, float32 logits after the input's last token) for every input.
+    """Yields (key, float32 logits after the input's last token, on the CPU) for every input.
 
     `prefix_lengths[key]` tokens of `inputs[key]` may be shared with other inputs (0: none); the
     input keeps at least its last token outside the prefix.
@@ -29,11 +29,12 @@ def last_logits_sharing_prefixes(model, inputs: dict[int, list[int]], prefix_len
         for prefix, keys in sorted(groups.items(), key=lambda g: g[1][0]):
             cache = DynamicCache(config=model.config)
             if prefix:
-                model(input_ids=torch.tensor([prefix]), cache=cache, use_cache=True, logits_to_keep=1)
+                model(input_ids=torch.tensor([prefix], device=model.device), cache=cache, use_cache=True,
+                      logits_to_keep=1)
             for key in keys:
                 rest = inputs[key][len(prefix):]
-                logits = model(input_ids=torch.tensor([rest]), cache=cache, use_cache=True,
-                               logits_to_keep=1).logits[0, -1].float()
+                logits = model(input_ids=torch.tensor([rest], device=model.device), cache=cache, use_cache=True,
+                               logits_to_keep=1).logits[0, -1].float().cpu()
                 for layer in cache.layers:
                     if layer.is_initialized:
                         layer.keys, layer.values = layer.keys[:, :, : len(prefix)], layer.values[:, :, : len(prefix)]

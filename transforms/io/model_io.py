@@ -178,28 +178,32 @@ def model_sha256(model_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_causal_lm(model_dir: str | Path, *, dtype: str = "float32", policy: LoadPolicy = LoadPolicy()):
-    """Returns (model, tokenizer) from a local folder."""
+def load_causal_lm(model_dir: str | Path, *, dtype: str = "float32", policy: LoadPolicy = LoadPolicy(),
+                   device: str = "cpu"):
+    """Returns (model, tokenizer) from a local folder, the model on `device` (a torch device)."""
     from transformers import AutoModelForCausalLM
 
-    return _load_local(AutoModelForCausalLM, model_dir, dtype, policy)
+    return _load_local(AutoModelForCausalLM, model_dir, dtype, policy, device)
 
 
-def load_sequence_classifier(model_dir: str | Path, *, dtype: str = "float32", policy: LoadPolicy = LoadPolicy()):
-    """Returns (reward model, tokenizer) from a local folder."""
+def load_sequence_classifier(model_dir: str | Path, *, dtype: str = "float32", policy: LoadPolicy = LoadPolicy(),
+                             device: str = "cpu"):
+    """Returns (reward model, tokenizer) from a local folder, the model on `device` (a torch device)."""
     from transformers import AutoModelForSequenceClassification
 
-    model, tokenizer = _load_local(AutoModelForSequenceClassification, model_dir, dtype, policy)
+    model, tokenizer = _load_local(AutoModelForSequenceClassification, model_dir, dtype, policy, device)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id  # needed to find each row's last token
     return model, tokenizer
 
 
-def load_encoder(model_dir: str | Path, *, dtype: str = "float32", policy: LoadPolicy = LoadPolicy()):
-    """Returns (encoder, tokenizer), e.g. a sentence-embedding model, from a local folder."""
+def load_encoder(model_dir: str | Path, *, dtype: str = "float32", policy: LoadPolicy = LoadPolicy(),
+                 device: str = "cpu"):
+    """Returns (encoder, tokenizer), e.g. a sentence-embedding model, from a local folder, the model on
+    `device` (a torch device)."""
     from transformers import AutoModel
 
-    return _load_local(AutoModel, model_dir, dtype, policy)
+    return _load_local(AutoModel, model_dir, dtype, policy, device)
 
 
 def check_loadable(model_dir: str | Path, policy: LoadPolicy) -> bool:
@@ -224,7 +228,7 @@ def check_loadable(model_dir: str | Path, policy: LoadPolicy) -> bool:
     return False
 
 
-def _load_local(model_class, model_dir: str | Path, dtype: str, policy: LoadPolicy):
+def _load_local(model_class, model_dir: str | Path, dtype: str, policy: LoadPolicy, device: str = "cpu"):
     import torch
     from transformers import AutoTokenizer
 
@@ -239,6 +243,7 @@ def _load_local(model_class, model_dir: str | Path, dtype: str, policy: LoadPoli
         model_dir, local_files_only=True, trust_remote_code=policy.trust_remote_code, use_safetensors=safetensors,
         dtype=getattr(torch, dtype),
     )
+    model.to(device)
     model.eval()
     return model, tokenizer
 

@@ -110,7 +110,8 @@ class RatingJudgeHandler(ScoringHandler):
     def load_model(self) -> LoadedScorer:
         from transforms.io.model_io import load_causal_lm
 
-        model, tokenizer = load_causal_lm(self._model_dir, dtype=self._config.dtype, policy=self._load_policy)
+        model, tokenizer = load_causal_lm(self._model_dir, dtype=self._config.dtype, policy=self._load_policy,
+                                          device=self.load_device())
         rating_token_ids(tokenizer)  # fails at load, not mid-batch, when a rating is not one token
         return LoadedScorer(model, tokenizer)
 

@@ -14,7 +14,8 @@ class RewardModelHandler(ScoringHandler):
     def load_model(self) -> LoadedScorer:
         from transforms.io.model_io import load_sequence_classifier
 
-        return LoadedScorer(*load_sequence_classifier(self._model_dir, dtype=self._config.dtype, policy=self._load_policy))
+        return LoadedScorer(*load_sequence_classifier(self._model_dir, dtype=self._config.dtype, policy=self._load_policy,
+                                                      device=self.load_device()))
 
     def encode(self, tokenizer, request: ScoreRequest) -> list[int]:
         messages = [{"role": "user", "content": request.prompt}, {"role": "assistant", "content": request.response}]

@@ -5,6 +5,9 @@ A handler takes `ScoreRequest`s and returns `JudgeResult`s, passed when the scor
 judge's threshold. A request a model cannot score (an empty answer, an input over
 `max_input_tokens`) gets a result with an `error` instead: it becomes a counted rejection
 downstream and never fails the batch.
+
+The model runs on the device `{where}.device` names (transforms/io/devices.py): a forward pass's
+inputs go there, its output rows come back to the CPU.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from transforms.io import devices
 from transforms.judges.contract import JudgeResult
 from transforms.settings import require, require_at_least_one, require_dtype
 
@@ -49,7 +53,7 @@ def _forward_in_micro_batches(model, tokenizer, encoded: dict[int, list[int]], m
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
         with torch.inference_mode():
             extra = {"logits_to_keep": 1} if last_only else {}
-            logits = model(**batch, **extra).logits.float()
+            logits = model(**batch.to(model.device), **extra).logits.float().cpu()
         for row, i in enumerate(idx):
             yield i, logits[row, -1] if last_only else logits[row]
 
@@ -63,12 +67,14 @@ class ModelJudgeConfig:
     micro_batch_size: int = 16  # inputs run through the model together
     max_batch_size: int = 64  # elements RunInference hands the model at once
     dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
+    device: str = "auto"  # auto (CUDA when the worker has a GPU, else CPU), cpu, cuda or cuda:N
 
     def validate(self, where: str) -> None:
         require(not self.enabled or bool(self.model), f"{where}.model must name a model folder when enabled")
         require(0 <= self.threshold <= 1, f"{where}.threshold must be in [0, 1]")
         require_at_least_one(self, where, "max_input_tokens", "micro_batch_size", "max_batch_size")
         require_dtype(self.dtype, where)
+        devices.require_device(self.device, where)
 
     def identity(self) -> dict:
         """What identifies the judge's model (the judge stage's fingerprint and manifest): its folder and weights."""
@@ -80,25 +86,31 @@ class ModelJudgeConfig:
 class ScoringHandler(ModelHandler[ScoreRequest, PredictionResult, LoadedScorer]):
     """Subclasses say how to load the model, encode a request and score the output row."""
 
-    def __init__(self, config: ModelJudgeConfig, load_policy=None):
+    def __init__(self, config: ModelJudgeConfig, load_policy=None, where: str = "judge"):
         from transforms.io.model_io import LoadPolicy
 
         super().__init__()
         self._config = config
         self._load_policy = load_policy or LoadPolicy()
         self._model_dir = config.model
+        self._where = where  # the judge's params section, named in errors
 
     @classmethod
     def build(cls, config: ModelJudgeConfig, *, load_policy, where: str) -> ScoringHandler:
-        """The handler, once its model is known to load (checked here, with the param named, rather than
-        inside a Beam worker)."""
+        """The handler, once its model is known to load and its device to exist (checked here, with the
+        param named, rather than inside a Beam worker)."""
         from transforms.io.model_io import check_loadable
 
+        devices.check_available(config.device, where)
         try:
             check_loadable(config.model, load_policy)
         except (FileNotFoundError, ValueError) as exc:
             raise type(exc)(f"{where}.model: {exc}") from exc
-        return cls(config, load_policy)
+        return cls(config, load_policy, where)
+
+    def load_device(self) -> str:
+        """The torch device this judge's model loads on (resolved in the worker that loads it)."""
+        return devices.resolve(self._config.device, self._where)
 
     def encode(self, tokenizer, request: ScoreRequest) -> list[int]:
         raise NotImplementedError
