@@ -14,12 +14,13 @@ from pipelines.config import Config
 from pipelines.run_guard import guarded
 from pipelines.runtime import git_revision, params_hash, run_pipeline
 from schemas.records import PAIR, REJECTED_ROW, SHARD_ROW
+from transforms.curation import semantic_dedup
 from transforms.curation.chain import REASONS, funnel
 from transforms.curation.curate import Curate
 from transforms.curation.decontamination import build_index, eval_file_texts
 from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, described
 from transforms.curation.plan import CurationPlan
-from transforms.io import faults
+from transforms.io import devices, faults
 from transforms.io.layout import EVAL_SPLITS
 from transforms.io.model_io import check_loadable, model_sha256
 from transforms.io.parquet_io import (
@@ -120,6 +121,8 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
 
 def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
     check_judges(config, iteration)
+    if config.curate.semantic_dedup.enabled:  # before anything is cleared
+        devices.check_available(config.curate.semantic_dedup.device, semantic_dedup.WHERE)
     plan = plan_of(config, iteration)
     layout = config.layout
     for directory in (layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)):

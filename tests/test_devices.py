@@ -248,20 +248,24 @@ def test_cuda_without_cuda_fails_where_each_model_stage_starts(no_cuda, tiny_mod
         CausalLMHandler(str(tiny_model_dir), SamplingParams(0.0), device="cuda", where="evaluate").load_model()
 
 
-@pytest.mark.parametrize("stage, flags", [("generate", ["--iteration", "1"]), ("evaluate", ["--iteration", "0"])])
+@pytest.mark.parametrize("stage, iteration, earlier, key", [
+    ("generate", "1", "data/candidates/iter-001", "generate"), ("evaluate", "0", "data/evals/iter-000", "evaluate"),
+    ("curate", "1", "data/shards/iter-001", "curate.semantic_dedup")])
 def test_a_stage_asked_for_cuda_without_it_fails_before_touching_its_outputs(no_cuda, tmp_path, tiny_model_dir,
-                                                                            capsys, stage, flags):
+                                                                            capsys, stage, iteration, earlier, key):
     shutil.copytree(tiny_model_dir, tmp_path / "models/base")
     p = prompt("p0", "Say hello.", "train")
     write_prompt_sets(tmp_path, [p], [{**p, "split": "eval"}], [{**p, "split": "eval_ood"}])
-    earlier = tmp_path / ("data/candidates/iter-001" if stage == "generate" else "data/evals/iter-000")
+    earlier = tmp_path / earlier
     earlier.mkdir(parents=True)
     (earlier / "part-00000-of-00001.parquet").write_bytes(b"an earlier run's output")
-    write_params(tmp_path, "unused", **{stage: {"device": "cuda"}})
+    cuda_asked = {"semantic_dedup": {"enabled": True, "model": "models/base", "device": "cuda"}} if stage == "curate" \
+        else {"device": "cuda"}
+    write_params(tmp_path, "unused", **{stage: cuda_asked})
     with chdir(tmp_path):
-        code = main([stage, *flags])
+        code = main([stage, "--iteration", iteration])
     assert code != 0
-    assert f"{stage}.device is 'cuda', but this machine has no CUDA device" in capsys.readouterr().err
+    assert f"{key}.device is 'cuda', but this machine has no CUDA device" in capsys.readouterr().err
     assert (earlier / "part-00000-of-00001.parquet").read_bytes() == b"an earlier run's output"
 
 
