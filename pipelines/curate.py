@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -28,6 +29,7 @@ from transforms.io.parquet_io import (
     TEMP_PREFIX,
     WriteSortedShards,
     clear_shards,
+    file_sha256,
     read_json,
     read_rows,
     read_table,
@@ -53,7 +55,9 @@ class MismatchedJudgments(ValueError):
 
 
 def check_judges(config: Config, iteration: str) -> None:
-    """Refuses, before anything is written, a gating judge model that disagrees with the reference judge."""
+    """Refuses, before anything is written, a deciding judge model whose calibration is below the floor: against
+    the labels file when `judge.calibration.labels` is set, else against the verifier; and one with neither to be
+    calibrated against."""
     cfg = config.curate
     path = config.layout.calibration(iteration)[0]
     gating_models = cfg.calibrated_gating(config.judge)
@@ -61,13 +65,41 @@ def check_judges(config: Config, iteration: str) -> None:
         return
     if not path.is_file():
         raise JudgeRefused(f"{path}: calibration report not found; run `selfsift judge --iteration {iteration}`")
-    problems = judges_below_floor(json.loads(path.read_text())["judges"], gating_models, cfg.judge_auc_floor)
-    if problems:
+    report = json.loads(path.read_text())
+    labels_file = config.judge.calibration.labels
+    if labels_file:
+        against, judges = f"the labels in {labels_file}", labels_calibration(report, labels_file, path, iteration)
+    elif report.get("verifier_labels") == 0:
         raise JudgeRefused(
-            f"curate refuses to select with judges that do not agree with the verifier ({path}):\n"
+            f"curate refuses to let {', '.join(gating_models)} decide uncalibrated: the verifier could label none of "
+            f"the candidates of {iteration} (their prompts have no constraints to verify; {path}) and no labels file "
+            f"is set. Either set judge.calibration.labels to a file of answers labeled good or bad (prompt, response, "
+            f"label) and rerun `selfsift judge --iteration {iteration}`, or list them under "
+            f"curate.allow_low_auc_judges to use them uncalibrated.")
+    else:
+        against, judges = "the verifier", report["judges"]
+    problems = judges_below_floor(judges, gating_models, cfg.judge_auc_floor, against)
+    if problems:
+        labels_way = "" if labels_file else ", calibrate them on answers labeled good or bad (judge.calibration.labels)"
+        raise JudgeRefused(
+            f"curate refuses to select with judges that do not agree with {against} ({path}):\n"
             + "\n".join(f"  - {p}" for p in problems)
-            + "\nSet their curate.weights to 0, lower curate.judge_auc_floor, or list them under "
+            + f"\nSet their curate.weights to 0, lower curate.judge_auc_floor{labels_way}, or list them under "
               "curate.allow_low_auc_judges to use them anyway.")
+
+
+def labels_calibration(report: dict, labels_file: str, path, iteration: str) -> dict:
+    """The report's per-judge calibration against the labels file, refused when it was measured on another file or
+    on another version of it (DVC does not watch the file)."""
+    rerun = f"rerun `selfsift judge --iteration {iteration}` (with DVC: `dvc repro -f judge@{iteration}`)"
+    labels = report.get("labels") or {}
+    if labels.get("file") != labels_file:
+        raise JudgeRefused(f"{path} holds no calibration against judge.calibration.labels ({labels_file}); {rerun}")
+    if not Path(labels_file).is_file():
+        raise JudgeRefused(f"judge.calibration.labels: {labels_file}: file not found")
+    if file_sha256(labels_file) != labels["sha256"]:
+        raise JudgeRefused(f"{labels_file} has changed since the judges were calibrated against it ({path}); {rerun}")
+    return labels["judges"]
 
 
 def decontamination_index(config: Config) -> dict:

@@ -31,10 +31,22 @@ from transforms.io.parquet_io import (
 from transforms.io.progress import ShowProgress
 from transforms.io.staging import replace_file
 from transforms.judges import contract, endpoint_judge, model_judging, rules, scoring_models
-from transforms.judges.calibration import calibration_report, plot_calibration
+from transforms.judges.calibration import (
+    LABEL,
+    VERIFIER,
+    calibration_report,
+    labels_report,
+    plot_calibration,
+    verifier_labels,
+)
+from transforms.judges.labeled_scoring import check_verdicts, handler_verdicts
+from transforms.judges.labels import LabeledAnswer, read_labels
 from transforms.judges.model_judging import ModelJudge
 from transforms.judges.registry import JUDGES, REFERENCE
 from transforms.judges.rules import enabled_checks, rule_judgments
+from transforms.prompts.prompt_reader import PromptFileError
+
+LABELS_KEY = "judge.calibration.labels"
 
 
 def calibrated_judges(config: Config) -> list[str]:
@@ -103,9 +115,21 @@ def fingerprint(config: Config, iteration: str, models: dict) -> str:
                        code)
 
 
+def labeled_answers(config: Config) -> list[LabeledAnswer] | None:
+    """The labels file's answers; None when no file is set. A bad file is named with its key and every bad row."""
+    path = config.judge.calibration.labels
+    if not path:
+        return None
+    try:
+        return read_labels(path)
+    except PromptFileError as exc:
+        raise PromptFileError(LABELS_KEY, None, str(exc)) from None
+
+
 def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     cfg = config.judge
     target = config.layout.judgments(iteration)
+    answers = labeled_answers(config)  # first: a bad labels file is refused before anything is written
     handlers = model_handlers(config)  # before hashing the judge models: a missing one is named by its key
     models = {spec.name: cfg.settings(spec.name).identity() for spec in cfg.enabled_specs("model")}  # weights, or server
     progress = ShardProgress(f"judge@{iteration}", target, fingerprint(config, iteration, models))
@@ -114,7 +138,7 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
                lambda shards, total: run_pipeline(graph(config, iteration, shards, total, handlers), beam_args),
                "judgments", "judging",
                lambda shards: len(cfg.enabled()) * sum(shard_index(c, cfg.num_shards) in shards for c in candidate_ids))
-    report = write_calibration(config, iteration)
+    report = write_calibration(config, iteration, answers, handlers)
     faults.reached("before_manifest")
     shards = shard_entries(target)
     manifest = {"stage": "judge", "iteration": iteration, "rows": sum(s["rows"] for s in shards), "shards": shards,
@@ -126,23 +150,57 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     return manifest
 
 
-def write_calibration(config: Config, iteration: str) -> dict:
+def write_calibration(config: Config, iteration: str, answers: list[LabeledAnswer] | None, handlers: dict) -> dict:
+    """The calibration report (reports/judges/<iteration>.json, and its figure): every calibrated judge against
+    the verifier's labels of the candidates and, with a labels file (`answers`; `handlers`: the judge models'),
+    against its labels."""
+    judges = {name: config.judge.threshold(name) for name in calibrated_judges(config)}
     judgments = read_rows(config.layout.judgments(iteration))
-    report = calibration_report(judgments, {name: config.judge.threshold(name) for name in calibrated_judges(config)})
+    payload = {"iteration": iteration, "label": f"{REFERENCE} passed", "verifier_labels": len(verifier_labels(judgments)),
+               "judges": calibration_report(judgments, judges)}
+    if answers is not None:
+        payload["labels"] = labels_section(config, answers, handlers, judges)
     json_path, png_path = config.layout.calibration(iteration)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps({"iteration": iteration, "label": f"{REFERENCE} passed", "judges": report},
-                         indent=2, sort_keys=True) + "\n"
-    replace_file(json_path, lambda tmp: tmp.write_text(payload))
-    replace_file(png_path, lambda tmp: plot_calibration(report, f"{iteration}: judge scores vs the verifier", str(tmp)))
-    return report
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    replace_file(json_path, lambda tmp: tmp.write_text(text))
+    labeled = payload["labels"]["judges"] if answers is not None else None
+    title = f"{iteration}: judge scores vs the verifier" + (" (top) and the labels file (bottom)" if labeled else "")
+    replace_file(png_path, lambda tmp: plot_calibration(payload["judges"], title, str(tmp), labeled=labeled))
+    return payload
 
 
-def calibration_table(report: dict) -> str:
-    if not report:
+def labels_section(config: Config, answers: list[LabeledAnswer], handlers: dict, judges: dict) -> dict:
+    """Each calibrated judge's agreement with the labels file: custom judges by their checks, judge models by
+    their handlers (`judges`: name -> threshold)."""
+    path = config.judge.calibration.labels
+    checks = enabled_checks(config.judge)
+    verdicts = {name: handler_verdicts(handlers[name], answers) if name in handlers else
+                check_verdicts(checks[name], answers) for name in judges}
+    labels = [answer.label for answer in answers]
+    return {"file": path, "sha256": file_sha256(path), "rows": len(answers), f"{LABEL}_passed": sum(labels),
+            "judges": labels_report(labels, verdicts, judges)}
+
+
+def calibration_table(calibration: dict) -> str:
+    """What `selfsift judge` prints: each calibrated judge against the verifier and, when set, the labels file."""
+    if not calibration["judges"]:
         return "no judge models enabled: nothing to calibrate"
-    lines = [f"{'judge':<14}{'n':>6}{'passed':>8}{'ROC AUC':>9}{'acc@thr':>9}"]
+    tables = [_table(calibration["judges"], VERIFIER,
+                     f"against the verifier ({calibration['verifier_labels']} candidates it could label)")]
+    labels = calibration.get("labels")
+    if labels:
+        tables.append(_table(labels["judges"], LABEL, f"against {labels['file']} ({labels['rows']} rows, "
+                                                      f"{labels[f'{LABEL}_passed']} labeled true)"))
+    return "\n\n".join(tables)
+
+
+def _table(report: dict, source: str, heading: str) -> str:
+    width = max(len("judge"), *map(len, report)) + 2
+    lines = [heading, f"{'judge':<{width}}{'n':>6}{'positives':>10}{'ROC AUC':>9}{'95% CI':>18}{'acc@thr':>9}"]
     for name, s in sorted(report.items()):
-        lines.append(f"{name:<14}{s['candidates']:>6}{s['verifier_passed']:>8}{str(s['roc_auc']):>9}"
-                     f"{str(s['accuracy_at_threshold']):>9}")
+        interval = s["roc_auc_ci95"]
+        interval_text = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-"
+        lines.append(f"{name:<{width}}{s['candidates']:>6}{s[f'{source}_passed']:>10}{str(s['roc_auc']):>9}"
+                     f"{interval_text:>18}{str(s['accuracy_at_threshold']):>9}")
     return "\n".join(lines)

@@ -6,13 +6,16 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from transforms.judges.calibration import (
     accuracy_at,
+    auc_interval,
     calibration_report,
     histogram,
     judges_below_floor,
+    labels_report,
     plot_calibration,
     roc_auc,
     roc_curve,
 )
+from transforms.judges.contract import JudgeResult
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -150,3 +153,49 @@ def test_roc_curve_gives_the_rates_at_each_threshold_and_matches_the_auc():
     area = sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:]))
     assert area == pytest.approx(roc_auc(labels, scores), abs=1e-3)
     assert roc_curve([True, True], [0.1, 0.9]) is None
+
+
+def test_the_verifier_calibration_carries_the_aucs_bootstrap_interval():
+    stats = calibration_report(known_judgments(), {"llm_judge": 0.5})["llm_judge"]
+    labels = [passed for passed, _ in KNOWN.values()]
+    scores = [score for _, score in KNOWN.values()]
+    assert stats["roc_auc_ci95"] == auc_interval(labels, scores)
+    low, high = stats["roc_auc_ci95"]
+    assert low <= stats["roc_auc"] <= high and high - low > 0  # one misordered pair of nine: not a point
+
+
+def test_the_labels_report_pairs_each_judges_verdicts_with_the_labels_and_counts_the_unscored():
+    labels = [True, True, False, False, True]
+    results = {"llm_judge": [JudgeResult(0.9, True), JudgeResult(0.4, False), JudgeResult(0.2, False),
+                             JudgeResult(0.6, True), JudgeResult.failed("input too long")],
+               "mine": [JudgeResult(1.0, True), JudgeResult(1.0, True), JudgeResult(0.0, False),
+                        JudgeResult(0.0, True), JudgeResult(1.0, True)]}
+    report = labels_report(labels, results, {"llm_judge": 0.5, "mine": None})
+    llm = report["llm_judge"]
+    assert (llm["candidates"], llm["label_passed"], llm["excluded_unscored"]) == (4, 2, 1)
+    assert llm["roc_auc"] == 0.75 and llm["accuracy_at_threshold"] == 0.5  # 0.4 and 0.6 on the wrong side
+    assert sum(llm["histogram_label_passed"]) == 2 and sum(llm["histogram_label_failed"]) == 2
+    assert "verifier_passed" not in llm
+    mine = report["mine"]
+    assert mine["roc_auc"] == 1.0 and mine["accuracy_at_threshold"] == 0.8  # its own `passed`: wrong on row 4
+    assert mine["roc_auc_ci95"] == [1.0, 1.0]
+
+
+def test_the_floor_names_the_labels_it_was_measured_against():
+    (problem,) = judges_below_floor({"llm_judge": {"roc_auc": 0.5}}, ["llm_judge"], 0.6, "the labels in l.csv")
+    assert problem == "llm_judge: ROC AUC 0.5 against the labels in l.csv is below the floor 0.6"
+
+
+def test_the_plot_adds_a_row_for_the_labels_file(tmp_path, monkeypatch):
+    figures = drawn_figures(monkeypatch)
+    verifier = calibration_report(known_judgments(), {"llm_judge": 0.5})
+    labeled = labels_report([True, False, True, False], {"llm_judge": [JudgeResult(s, s >= 0.5) for s in
+                                                                      (0.8, 0.3, 0.7, 0.1)]}, {"llm_judge": 0.5})
+    plot_calibration(verifier, "t", str(tmp_path / "both.png"), labeled=labeled)
+    top, bottom = figures[0].axes
+    assert top.get_title().startswith("llm_judge: AUC 0.8889 [") and bottom.get_title().startswith(
+        "llm_judge: AUC 1.0 [1.0, 1.0], acc 1.0")
+    assert {c.get_label() for c in top.containers} == {"verifier passed", "verifier failed"}
+    assert {c.get_label() for c in bottom.containers} == {"labeled true", "labeled false"}
+    assert [b.get_height() for b in next(c for c in bottom.containers if c.get_label() == "labeled true")] == \
+        labeled["llm_judge"]["histogram_label_passed"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from transforms.judges.calibration import CalibrationConfig
 from transforms.judges.contract import JudgeSpec
 from transforms.judges.custom_judge import CustomJudgeConfig, custom_spec
 from transforms.judges.registry import BY_NAME, JUDGES
@@ -17,6 +18,8 @@ class JudgeStageConfig:
     resumable: bool = True  # one Beam run per shard: a crash loses only unfinished shards (false: one run, e.g. on Dataflow)
     # judges of your own: [{name, function: "package.module:callable"}] (README, "Bring your own")
     custom: list[CustomJudgeConfig] = field(default_factory=list)
+    # what the calibrated judges (models, custom) are measured against besides the verifier (transforms/judges/labels.py)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def validate(self, where: str) -> None:
         require(self.num_shards >= 1, f"{where}.num_shards must be at least 1")

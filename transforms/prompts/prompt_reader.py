@@ -22,6 +22,7 @@ import json
 import unicodedata
 from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
 from transforms.prompts.prompt_builder import prompt_id_for
 
@@ -275,15 +276,20 @@ READERS = {".jsonl": _jsonl_records, ".json": _jsonl_records, ".csv": _csv_recor
            ".tsv": partial(_csv_records, delimiter="\t"), ".parquet": _parquet_records}
 
 
-def read_prompt_file(path: str | Path, split: str = "train") -> list[dict]:
-    path = Path(path)
+def _records(path: Path):
+    """(line, record or the PromptFileError for it) of every record in the file, read by its format."""
     if not path.is_file():
         raise PromptFileError(path, None, "file not found")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise PromptFileError(path, None, f"unsupported format: use {', '.join(READERS)}")
+    return reader(path)
+
+
+def read_prompt_file(path: str | Path, split: str = "train") -> list[dict]:
+    path = Path(path)
     prompts, errors, first_line = [], [], {}
-    for number, record in reader(path):
+    for number, record in _records(path):
         try:
             prompts.append(_unique_prompt(record, path, number, split, first_line))
         except PromptFileError as exc:
@@ -292,3 +298,25 @@ def read_prompt_file(path: str | Path, split: str = "train") -> list[dict]:
     if not prompts:
         raise PromptFileError(path, None, "no prompts in file")
     return sorted(prompts, key=lambda p: p["prompt_id"])
+
+
+def read_records_with_prompts(path: str | Path, split: str, fields: Callable[[dict, Path, int], Any]
+                              ) -> list[tuple[dict, Any]]:
+    """(prompt, own fields) of every record of a file whose records are a prompt plus fields of their own (e.g.
+    a labels file): the prompt read as `read_prompt_file` reads it, the rest by `fields(record, path, line)`,
+    which raises PromptFileError for a bad record. Prompts may repeat; records stay in file order. A bad
+    file is refused whole, listing every bad record."""
+    path = Path(path)
+    rows, errors = [], []
+    for number, record in _records(path):
+        try:
+            if isinstance(record, PromptFileError):
+                raise record
+            prompt = _to_prompt(record, path, number, split, source=path.name)
+            rows.append((prompt, fields(record, path, number)))
+        except PromptFileError as exc:
+            errors.append(exc)
+    _raise_all(path, errors)
+    if not rows:
+        raise PromptFileError(path, None, "no records in file")
+    return rows
