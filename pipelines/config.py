@@ -19,9 +19,11 @@ import yaml
 from schemas.expectations import DEFAULT_SEVERITY, EXPECTATION_IDS, SEVERITIES
 from transforms.curation.config import CurateConfig
 from transforms.io.devices import require_device
-from transforms.io.layout import BASE, Layout
+from transforms.io.layout import BASE, EVAL_SPLITS, Layout
 from transforms.io.model_io import LoadPolicy
 from transforms.judges.config import JudgeConfig
+from transforms.judges.eval_scoring import SCORING_KINDS
+from transforms.judges.registry import REFERENCE
 from transforms.settings import ConfigError, require, require_at_least_one, require_dtype
 
 __all__ = ["Config", "ConfigError", "CurateConfig", "JudgeConfig", "iteration_name", "iteration_number", "load"]
@@ -145,6 +147,16 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class EvalSetConfig:
+    prompts: str  # a prompt file (.jsonl, .csv, .tsv, .parquet): our prompt format, or IFEval's input_data.jsonl
+    judge: str  # what scores each answer: ifeval_verifier, or the name of a judge in judge.custom
+
+
+_SET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+BUILTIN_PROMPT_SETS = ("train", *EVAL_SPLITS)
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     max_new_tokens: int = 160  # greedy
     micro_batch_size: int = 128  # answers decoded together
@@ -152,6 +164,10 @@ class EvaluateConfig:
     dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
     device: str = "auto"  # auto (CUDA when the worker has a GPU, else CPU), cpu, cuda or cuda:N
     max_error_share: float = 0.05  # above this share of an eval set's prompts whose checks raised, no accuracy is reported
+    # eval sets of your own, answered and scored beside eval and eval_ood: {name: {prompts: FILE, judge: JUDGE}}, FILE
+    # in our prompt format or IFEval's input_data.jsonl, JUDGE ifeval_verifier or a judge.custom name; each is
+    # written to data/prompts/<name>.parquet and scored in metrics/iter-N.json under `sets`
+    sets: dict[str, EvalSetConfig] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
         for name in ("max_new_tokens", "micro_batch_size", "max_batch_size"):
@@ -159,6 +175,20 @@ class EvaluateConfig:
         require_dtype(self.dtype, where)
         require_device(self.device, where)
         require(0 <= self.max_error_share <= 1, f"{where}.max_error_share must be in [0, 1]")
+        for name, eval_set in self.sets.items():
+            require(bool(_SET_NAME.match(name)), f"{where}.sets.{name}: the name must be lowercase letters, digits "
+                                                 f"and '_', starting with a letter")
+            require(name not in BUILTIN_PROMPT_SETS, f"{where}.sets.{name}: {name!r} is a built-in prompt set; pick "
+                                                     f"another name")
+            require(bool(eval_set.prompts.strip()), f"{where}.sets.{name}.prompts must name a prompt file")
+
+    def judge_of(self) -> dict[str, str]:
+        """{eval set: the judge that scores it}: eval and eval_ood by the IFEval verifier, then your own sets."""
+        return {**{split: REFERENCE for split in EVAL_SPLITS}, **{name: s.judge for name, s in self.sets.items()}}
+
+    def eval_sets(self) -> tuple[str, ...]:
+        """Every eval set's name, eval and eval_ood first: what evaluate answers and curate decontaminates against."""
+        return tuple(self.judge_of())
 
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -339,6 +369,17 @@ def _validate_judges(config: Config, where: str) -> None:
                                  f"not enabled")
 
 
+def _validate_eval_sets(config: Config, where: str) -> None:
+    scoring = [spec.name for spec in config.judge.specs() if spec.kind in SCORING_KINDS]
+    for name, eval_set in config.evaluate.sets.items():
+        key = f"{where}: evaluate.sets.{name}.judge"
+        require(eval_set.judge in config.judge.known(), f"{key}: unknown judge {eval_set.judge!r} (a set is scored "
+                                                        f"by one of: {', '.join(scoring)})")
+        spec = config.judge.spec(eval_set.judge)
+        require(spec.kind in SCORING_KINDS, f"{key}: {eval_set.judge!r} is a {spec.kind} judge, which cannot score "
+                                            f"an eval set; use one of: {', '.join(scoring)}")
+
+
 def _validate_control(config: Config, where: str) -> None:
     cfg = config.curate
     if cfg.control == "none":
@@ -361,5 +402,6 @@ def load(path: str | Path = "params.yaml") -> Config:
     config = _build(Config, data, str(path))
     _validate_iterations(config, str(path))
     _validate_judges(config, str(path))
+    _validate_eval_sets(config, str(path))
     _validate_control(config, str(path))
     return config

@@ -22,7 +22,6 @@ from transforms.curation.decontamination import build_index, eval_file_texts
 from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, described
 from transforms.curation.plan import CurationPlan
 from transforms.io import devices, faults
-from transforms.io.layout import EVAL_SPLITS
 from transforms.io.model_io import check_loadable, model_sha256
 from transforms.io.parquet_io import (
     SHARD_GLOB,
@@ -107,7 +106,7 @@ def decontamination_index(config: Config) -> dict:
     if not cfg.enabled:
         return {}
     sources = [(f"{name}:{row['prompt_id']}", prompt_text(row))
-               for name in EVAL_SPLITS for row in read_rows(layout.prompts(name))]
+               for name in config.evaluate.eval_sets() for row in read_rows(layout.prompts(name))]
     for path in cfg.extra_eval_files:
         sources += eval_file_texts(path)
     train = [prompt_text(row) for row in read_rows(layout.prompts("train"))]

@@ -1,7 +1,8 @@
 """Stage `evaluate` (Beam): greedy answers to the held-out prompts, scored with the same checkers,
 and the model's health beside its accuracies (transforms/health/metrics.py): length, repetition,
-diversity and format artifacts, each with its change from the base model's answers. A check that
-raises is kept in the answer's `error` column and counted (`n_errors`); above
+diversity and format artifacts, each with its change from the base model's answers. Eval sets of your
+own (`evaluate.sets`) are answered alike and scored by their judge, each under `sets` in the metrics.
+A check that raises is kept in the answer's `error` column and counted (`n_errors`); above
 `evaluate.max_error_share` of a set's prompts the stage reports no accuracy."""
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from transforms.io.layout import BASE, Layout
 from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, write_atomically
 from transforms.io.progress import ShowProgress, start_meter
-from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies, refuse_if_errored
-from transforms.judges.ifeval_verifier import parse_kwargs, verify
+from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies, refuse_if_errored, set_metrics
+from transforms.judges.eval_scoring import Scorer, scorers_for
+from transforms.judges.ifeval_verifier import parse_kwargs
 
 log = logging.getLogger("selfsift")
 
@@ -35,16 +37,16 @@ def to_request(prompt: dict):
     return prompt, GenerationRequest(key=prompt["prompt_id"], messages=messages, seed=0)
 
 
-def score(prompt: dict, result) -> dict:
+def score(answered: tuple, scorers: dict[str, Scorer]) -> dict:
+    """The record of an answer (prompt, its generation), scored by its eval set's judge ({eval set: scorer})."""
+    prompt, result = answered
     generation = result.inference
     text = generation.text
-    verdict = verify(text, prompt["instruction_ids"], prompt["kwargs"], prompt["messages"][-1]["content"])
     return {"prompt_id": prompt["prompt_id"], "split": prompt["split"], "text": text,
             "completion_tokens": generation.completion_tokens, "finish_reason": generation.finish_reason,
             "language": detected_language(text) if text.strip() else "",
             "expected_language": expected_language(prompt["instruction_ids"], parse_kwargs(prompt["kwargs"])),
-            "instruction_ids": prompt["instruction_ids"], "strict": list(verdict.strict), "loose": list(verdict.loose),
-            "error": verdict.error or None}
+            "instruction_ids": prompt["instruction_ids"], **scorers[prompt["split"]](prompt, text)}
 
 
 BASE_EVALUATION = iteration_name(0)
@@ -73,9 +75,11 @@ def graph(config: Config, name: str, model_dir: str):
                               max_prompt_tokens=config.generate.max_prompt_tokens, dtype=cfg.dtype,
                               load_policy=config.security.load_policy(), device=cfg.device, where="evaluate")
     # Greedy decoding in bfloat16 depends slightly on which prompts share a padded batch, so the
-    # prompts enter in a fixed order (the sets are small) rather than as two reads flattened.
-    prompts = sorted((row for split in METRIC_PREFIX for row in read_rows(config.layout.prompts(split))),
+    # prompts enter in a fixed order (the sets are small) rather than as several reads flattened.
+    judge_of = cfg.judge_of()
+    prompts = sorted((row for eval_set in judge_of for row in read_rows(config.layout.prompts(eval_set))),
                      key=lambda row: (row["split"], row["prompt_id"]))
+    scorer_of = scorers_for(config.judge, judge_of)
     label = f"evaluate@{name}"
     start_meter(label, len(prompts), "answers")
 
@@ -86,8 +90,9 @@ def graph(config: Config, name: str, model_dir: str):
             | "ToRequest" >> beam.Map(to_request)
             | "Generate" >> RunInference(KeyedModelHandler(handler))
             | "Progress" >> beam.ParDo(ShowProgress(label, len(prompts), "answers"))
-            | "Score" >> beam.MapTuple(score)
-            | "Write" >> WriteSortedShards(config.layout.evals(name), EVAL_RESULT, "prompt_id", 1)
+            | "Score" >> beam.Map(score, scorers=scorer_of)
+            # prompt ids are unique within a set, not across sets of your own
+            | "Write" >> WriteSortedShards(config.layout.evals(name), EVAL_RESULT, ("prompt_id", "split"), 1)
         )
 
     return build
@@ -111,13 +116,14 @@ def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -
     clear_shards(folder)
     run_pipeline(graph(config, name, model_dir), beam_args)
     rows = read_rows(folder)
-    answers = {split: [r for r in rows if r["split"] == split] for split in METRIC_PREFIX}
+    answers = {eval_set: [r for r in rows if r["split"] == eval_set] for eval_set in config.evaluate.eval_sets()}
     scores = {split: accuracies(answers[split]) for split in METRIC_PREFIX}
-    refuse_if_errored(scores, config.evaluate.max_error_share, folder)
-    for split, counted in scores.items():
+    own = {eval_set: set_metrics(answers[eval_set], s.judge) for eval_set, s in config.evaluate.sets.items()}
+    refuse_if_errored({**scores, **own}, config.evaluate.max_error_share, folder)
+    for eval_set, counted in {**scores, **own}.items():
         if counted["n_errors"]:
             log.warning("evaluate@%s: checks raised on %d of %d %s prompts (counted as not followed; their "
-                        "`error` column in %s)", name, counted["n_errors"], counted["n_prompts"], split, folder)
+                        "`error` column in %s)", name, counted["n_errors"], counted["n_prompts"], eval_set, folder)
     base_rows = base_answers(config, name)
     metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir), "health": {}}
     for split, prefix in METRIC_PREFIX.items():
@@ -125,6 +131,8 @@ def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -
             metrics[prefix + key] = value
         base = [r for r in base_rows if r["split"] == split] if base_rows else None
         metrics["health"][split] = health(answers[split], config.judge.heuristics, base)
+    if own:
+        metrics["sets"] = own
     path.parent.mkdir(exist_ok=True)
     write_atomically(str(path), (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
     return metrics

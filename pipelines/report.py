@@ -1,8 +1,9 @@
 """Stage `report`: this run's record, and a summary of every recorded run with figures.
 
 Each run (a named parameter set, `report.run`, and a seed) leaves `reports/runs/<run>-seed<seed>.json`:
-accuracy and model health per iteration on both eval sets, the curation funnel, judge calibration,
-stage wall times, training tokens and the machine it ran on. The summary (`reports/summary.md`,
+accuracy and model health per iteration on both eval sets (and the accuracy of each eval set of your
+own, `evaluate.sets`), the curation funnel, judge calibration, stage wall times, training tokens and
+the machine it ran on. The summary (`reports/summary.md`,
 PNGs in `reports/figures/`, CSVs in `reports/plots/` for `dvc plots show`) groups the records by
 run: mean and spread over seeds.
 """

@@ -112,9 +112,13 @@ class EvalResult(TypedDict):
     language: str  # detected in the answer ("" when undetectable); the health metrics compare it
     expected_language: str  # with the language the prompt asks for
     instruction_ids: list[str]
-    strict: list[bool]
+    strict: list[bool]  # the IFEval verifier's, per instruction; empty for a set another judge scores
     loose: list[bool]
     error: str  # null, or the exception a check raised ("Type: message"); strict and loose are then all False
+    judge: str  # the eval set's judge (evaluate.sets; the verifier for eval and eval_ood)
+    score: float  # its score in [0, 1]
+    passed: bool  # what the set's accuracy counts (the verifier: every instruction followed strictly)
+    detail: str  # JSON of the judge's detail
 
 
 _SCALARS = {str: pa.string(), bool: pa.bool_(), int: pa.int32(), float: pa.float32()}

@@ -1,6 +1,7 @@
 import pytest
 
-from transforms.judges.eval_metrics import TooManyCheckerErrors, accuracies, refuse_if_errored
+from transforms.health.intervals import wilson
+from transforms.judges.eval_metrics import TooManyCheckerErrors, accuracies, refuse_if_errored, set_metrics
 
 
 def test_prompt_and_instruction_levels():
@@ -51,3 +52,16 @@ def test_errors_above_the_share_refuse_naming_split_count_and_share():
 def test_every_split_over_the_share_is_named():
     with pytest.raises(TooManyCheckerErrors, match=r"eval: 1 of 100 prompts \(1.0%\); eval_ood: 100 of 100 prompts"):
         refuse_if_errored(scores(eval=1, eval_ood=100), 0.0, "x")
+
+
+def test_a_set_of_your_own_counts_passed_answers_with_a_wilson_interval():
+    answers = [{"passed": True, "error": None, "strict": [True], "loose": [True]},
+               {"passed": False, "error": "RuntimeError: broke", "strict": [False], "loose": [False]},
+               {"passed": False, "error": None, "strict": [False], "loose": [True]}]
+    custom = set_metrics(answers, "mine")
+    assert custom == {"judge": "mine", "n_prompts": 3, "n_passed": 1, "n_errors": 1, "accuracy": 1 / 3,
+                      "accuracy_low": wilson(1, 3)[0], "accuracy_high": wilson(1, 3)[1]}
+    verified = set_metrics(answers, "ifeval_verifier")  # IFEval's own four accuracies beside
+    assert verified["prompt_level_loose_acc"] == 2 / 3 and verified["accuracy"] == verified["prompt_level_strict_acc"]
+    with pytest.raises(ValueError, match="no evaluation results"):
+        set_metrics([], "mine")

@@ -216,3 +216,61 @@ def test_random_bytes_end_in_a_clean_error_or_prompts(tmp_path, payload):
         assert str(exc).startswith(str(path))
     else:
         assert rows and all(r["messages"][-1]["content"].strip() for r in rows)
+
+
+# Three lines of IFEval's own input_data.jsonl (google-research/instruction_following_eval, Apache-2.0), as
+# shipped; the third as Hugging Face's copy (google/IFEval) writes it, every argument listed and unset ones null.
+IFEVAL_LINES = [
+    {"key": 1000, "prompt": "Write a 300+ word summary of the wikipedia page \"https://en.wikipedia.org/wiki/Raymond_III,"
+                            "_Count_of_Tripoli\". Do not use any commas and highlight at least 3 sections that has titles "
+                            "in markdown format, for example *highlighted section part 1*, *highlighted section part 2*, "
+                            "*highlighted section part 3*.",
+     "instruction_id_list": ["punctuation:no_comma", "detectable_format:number_highlighted_sections",
+                             "length_constraints:number_words"],
+     "kwargs": [{}, {"num_highlights": 3}, {"relation": "at least", "num_words": 300}]},
+    {"key": 1040, "prompt": "Write me a resume for Matthias Algiers. Use words with all capital letters to highlight key "
+                            "abilities, but make sure that words with all capital letters appear less than 10 times. Wrap "
+                            "the entire response with double quotation marks.",
+     "instruction_id_list": ["change_case:capital_word_frequency", "change_case:capital_word_frequency",
+                             "startend:quotation"],
+     "kwargs": [{"capital_relation": "less than", "capital_frequency": 10},
+                {"capital_relation": "at least", "capital_frequency": 1}, {}]},
+    {"key": 1174, "prompt": "Write a template for a chat bot that takes a user's location and gives them the weather "
+                            "forecast. Use the letter o as a keyword in the syntax of the template. The letter o should "
+                            "appear at least 6 times.. Your response should contain fewer than 6 sentences. Highlight at "
+                            "least 2 text sections, i.e. *highlighted section*.",
+     "instruction_id_list": ["keywords:letter_frequency", "length_constraints:number_sentences",
+                             "detectable_format:number_highlighted_sections"],
+     "kwargs": [{"let_relation": "less than", "letter": "o", "let_frequency": 6, "num_sentences": None,
+                 "relation": None, "num_highlights": None, "capital_frequency": None},
+                {"let_relation": None, "letter": None, "let_frequency": None, "relation": "less than",
+                 "num_sentences": 6, "num_highlights": None},
+                {"num_highlights": 2, "relation": None, "num_words": None}]},
+]
+
+
+def test_reads_the_official_ifeval_format_as_it_is(tmp_path):
+    path = write(tmp_path, "".join(json.dumps(line) + "\n" for line in IFEVAL_LINES), "input_data.jsonl")
+    rows = {r["prompt_id"]: r for r in read_prompt_file(path, split="ifeval")}
+    assert sorted(rows) == ["1000", "1040", "1174"]
+    assert rows["1040"]["instruction_ids"] == IFEVAL_LINES[1]["instruction_id_list"]
+    assert rows["1000"]["messages"] == [{"role": "user", "content": IFEVAL_LINES[0]["prompt"]}]
+    assert [json.loads(k) for k in rows["1000"]["kwargs"]] == IFEVAL_LINES[0]["kwargs"]
+    # nulls dropped, as IFEval's evaluation drops them
+    assert [json.loads(k) for k in rows["1174"]["kwargs"]] == [
+        {"let_relation": "less than", "letter": "o", "let_frequency": 6},
+        {"relation": "less than", "num_sentences": 6}, {"num_highlights": 2}]
+    assert all(r["split"] == "ifeval" and r["source"] == "input_data.jsonl" for r in rows.values())
+
+
+@pytest.mark.parametrize("line, reason", [
+    ({"key": 1, "prompt_id": "p1", "prompt": "a", "instruction_id_list": []}, "both IFEval's 'key' and 'prompt_id'"),
+    ({"key": 1, "prompt": "a", "instruction_id_list": ["punctuation:no_comma"], "instruction_ids": []},
+     "both IFEval's 'instruction_id_list' and 'instruction_ids'"),
+    ({"key": [1], "prompt": "a", "instruction_id_list": []}, "'key' must be an integer or a string"),
+    ({"key": 2, "prompt": "a", "instruction_id_list": ["no:such_check"], "kwargs": [{}]}, "unknown instruction id"),
+])
+def test_a_bad_ifeval_record_is_named_with_its_line(tmp_path, line, reason):
+    path = write(tmp_path, json.dumps(IFEVAL_LINES[0]) + "\n" + json.dumps(line) + "\n", "input_data.jsonl")
+    with pytest.raises(PromptFileError, match=rf"input_data.jsonl:2: .*{reason}"):
+        read_prompt_file(path)

@@ -250,3 +250,36 @@ def test_stage_times_show_in_the_order_the_loop_runs_them(tmp_path):
     assert sorted(names, key=stage_times.pipeline_order) == names  # one order: the links and the display agree
     shuffled = dict(sorted((name, float(n)) for n, name in enumerate(names)))  # a record's keys, sorted by name
     assert [name for name, _ in stage_times.in_pipeline_order(shuffled)] == names
+
+
+def own_set(n_passed, n_prompts=20):
+    low, high = wilson(n_passed, n_prompts)
+    return {"judge": "says_yes", "n_prompts": n_prompts, "n_passed": n_passed, "n_errors": 0,
+            "accuracy": n_passed / n_prompts, "accuracy_low": low, "accuracy_high": high}
+
+
+def report_with_sets(root, passed_per_iteration):
+    """Adds an eval set of one's own (`sets.mine` in metrics/iter-N.json) to the workspace, and reports again."""
+    for i, passed in enumerate(passed_per_iteration):
+        path = root / f"metrics/iter-{i:03d}.json"
+        metrics = json.loads(path.read_text())
+        if passed is not None:
+            path.write_text(json.dumps({**metrics, "sets": {"mine": own_set(passed)}}))
+    with chdir(root):
+        return report.main(config_module.load("params.yaml"))
+
+
+def test_eval_sets_of_your_own_show_per_run_and_iteration(tmp_path):
+    assert "Eval sets of your own" not in (tmp_path / run_report(tmp_path, seed=1)).read_text()  # none: as before
+    report_with_sets(tmp_path, (5, 8, 12))
+    run_report(tmp_path, seed=2)
+    text = (tmp_path / report_with_sets(tmp_path, (5, 10, None))).read_text()
+    section = text.split("## Eval sets of your own")[1].split("## Runs")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| loop | mine |"))
+    # iteration 0: 25 % on both seeds, interval over their 40 prompts; iteration 2: seed 1 alone, 12 of 20
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    expected = [(25.0, wilson(10, 40)), (45.0, wilson(18, 40)), (60.0, wilson(12, 20))]
+    assert cells == ["loop", "mine", "says_yes", *(f"{a:.1f} [{100 * lo:.1f}–{100 * hi:.1f}]" for a, (lo, hi) in expected)]
+    record = json.loads((tmp_path / "reports/runs/loop-seed2.json").read_text())
+    assert [(it["metrics"] or {}).get("sets", {}).get("mine", {}).get("accuracy") for it in record["iterations"]] == \
+        [0.25, 0.5, None]

@@ -1,9 +1,12 @@
-"""IFEval's four accuracies from per-prompt instruction results, and the share of prompts whose
-checks raised, above which no accuracy is reported."""
+"""IFEval's four accuracies from per-prompt instruction results, the accuracy of an eval set of your own
+with its 95 % Wilson interval, and the share of prompts whose checks raised, above which no accuracy is
+reported."""
 
 from __future__ import annotations
 
+from transforms.health.intervals import wilson
 from transforms.io.layout import EVAL_SPLITS
+from transforms.judges.ifeval_verifier import NAME as VERIFIER
 
 # The eval sets, and the prefix of their keys in metrics/iter-N.json.
 METRIC_PREFIX = dict(zip(EVAL_SPLITS, ("", "ood_")))
@@ -26,6 +29,19 @@ def accuracies(results: list[dict]) -> dict:
         metrics[f"prompt_level_{mode}_acc"] = sum(bool(row) and all(row) for row in flags) / len(flags)
         metrics[f"inst_level_{mode}_acc"] = sum(instructions) / len(instructions) if instructions else 0.0
     return metrics
+
+
+def set_metrics(results: list[dict], judge: str) -> dict:
+    """An eval set of your own (`evaluate.sets`): its judge, the share of its prompts whose answer passed
+    (`accuracy`, with its 95 % Wilson interval `accuracy_low`..`accuracy_high`), the counts, and for a set the
+    verifier scores IFEval's four accuracies too. `results`: one dict per prompt with `passed` and `error`."""
+    if not results:
+        raise ValueError("no evaluation results to score")
+    n, passed = len(results), sum(bool(r["passed"]) for r in results)
+    low, high = wilson(passed, n)
+    metrics = {"judge": judge, "n_prompts": n, "n_passed": passed, "n_errors": sum(bool(r["error"]) for r in results),
+               "accuracy": passed / n, "accuracy_low": low, "accuracy_high": high}
+    return {**metrics, **accuracies(results)} if judge == VERIFIER else metrics
 
 
 def refuse_if_errored(metrics_by_split: dict[str, dict], max_error_share: float, where: str) -> None:

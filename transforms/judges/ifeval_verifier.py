@@ -1,9 +1,9 @@
 """The verifier judge: the official IFEval instruction checkers (from `if_verifiable`).
 
 A prompt's constraints are `instruction_ids` with aligned JSON `kwargs`. The score is the share of
-instructions followed (strict); `passed` means all of them were. A checker that raises (for example
-one that needs nltk data not present offline) yields an error judgment, which curation turns into a
-counted rejection; it never crashes the batch.
+instructions followed (strict); `passed` means all of them were. A checker that raises yields an error
+judgment, which curation turns into a counted rejection; it never crashes the batch. The checkers that
+split sentences read NLTK's Punkt model from a pinned package, offline (punkt_model.py).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from schemas.records import Candidate, Prompt
+from transforms.judges import punkt_model
 from transforms.judges.contract import JudgeResult, JudgeSpec, prompt_text
 from transforms.settings import require
 
@@ -37,6 +38,7 @@ def _registry():
     import langdetect
     from if_verifiable.ifeval import instructions_registry
 
+    punkt_model.install()
     langdetect.DetectorFactory.seed = 0  # langdetect is random unless seeded: keep verdicts reproducible
     return instructions_registry.INSTRUCTION_DICT
 

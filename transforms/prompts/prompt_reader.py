@@ -3,6 +3,10 @@
 Each record needs `prompt` (a string) or `messages` (a list of {role, content}); it may carry
 `prompt_id`, `instruction_ids` and `kwargs` (a list of objects, or of JSON strings, one per id), and
 `metadata`, an object of its own fields that custom judges read (e.g. a reference answer).
+A record in the official IFEval form (the `input_data.jsonl` of google-research/instruction_following_eval:
+`key`, `prompt`, `instruction_id_list`, `kwargs`) is read as it is: `key` is its prompt_id and
+`instruction_id_list` its instruction_ids. In either form, null values in a kwargs object are dropped,
+as IFEval's evaluation drops them (Hugging Face's copy of the data lists every argument, unset ones null).
 Text may mix any scripts, but control characters (other than tab and newline) and the invisible
 bidirectional-override characters that can hide text from a reviewer are refused.
 
@@ -31,7 +35,9 @@ ALLOWED_CONTROLS = "\t\n\r"
 BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 MAX_LISTED = 20  # bad records named in one error; the rest are counted
 CSV_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
-CSV_JSON_COLUMNS = ("messages", "instruction_ids", "kwargs", "metadata")
+CSV_JSON_COLUMNS = ("messages", "instruction_ids", "kwargs", "metadata", "instruction_id_list")
+# The official IFEval field names, and ours; a record with `instruction_id_list` is in IFEval's form.
+IFEVAL_FIELDS = {"key": "prompt_id", "instruction_id_list": "instruction_ids"}
 # A header without a delimiter is a one-column file: its rows are never split. NUL bytes are
 # refused before parsing, so NUL as the delimiter only parses the quoting.
 ONE_COLUMN = "\0"
@@ -108,6 +114,7 @@ def _constraints(record: dict, prompt_text: str, path, line) -> tuple[list[str],
             kw = {}
         if not isinstance(kw, dict):
             raise PromptFileError(path, line, f"kwargs[{i}] must be an object")
+        kw = {name: value for name, value in kw.items() if value is not None}
         try:
             build_checker(ids[i], kw, prompt_text)
         except ValueError as exc:
@@ -116,9 +123,26 @@ def _constraints(record: dict, prompt_text: str, path, line) -> tuple[list[str],
     return ids, parsed
 
 
+def _from_ifeval(record: dict, path, line) -> dict:
+    """A record in the official IFEval form, in our field names (its integer `key` as a string); others as they are."""
+    if "instruction_id_list" not in record:
+        return record
+    for theirs, ours in IFEVAL_FIELDS.items():
+        if theirs in record and ours in record:
+            raise PromptFileError(path, line, f"has both IFEval's {theirs!r} and {ours!r}; use one")
+    key = record.get("key")
+    if key is not None and (isinstance(key, bool) or not isinstance(key, (int, str))):
+        raise PromptFileError(path, line, f"'key' must be an integer or a string, got {type(key).__name__}")
+    record = {IFEVAL_FIELDS.get(name, name): value for name, value in record.items()}
+    if isinstance(key, int):
+        record["prompt_id"] = str(key)
+    return record
+
+
 def _to_prompt(record, path, line, split: str, source: str) -> dict:
     if not isinstance(record, dict):
         raise PromptFileError(path, line, f"expected a JSON object, got {type(record).__name__}")
+    record = _from_ifeval(record, path, line)
     messages = _messages(record, path, line)
     ids, kwargs = _constraints(record, messages[-1]["content"], path, line)
     prompt_id = record.get("prompt_id")
