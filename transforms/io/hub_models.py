@@ -9,11 +9,13 @@ sha256. Later uses find the folder and check its files against the summary, with
 A pinned id (a full 40-hex commit) always means the same files. An unpinned one (a branch, a tag,
 or no revision: the default branch) is refused by the config unless `security.allow_unpinned: true`;
 then it is resolved to the commit it names now, once per process, and that commit is what the
-folder and the summary record.
+folder and the summary record. The answer is kept (OWNER--NAME/refs/REVISION): an offline process
+uses the commit the id named when last resolved.
 
 The token is huggingface_hub's own (`HF_TOKEN`, or `hf auth login`) and the address `HF_ENDPOINT`;
-neither is printed or written here. With `HF_HUB_OFFLINE` set, a model not downloaded yet is an
-error that names it. Since no code is fetched, `security.trust_remote_code` cannot make a Hub model
+neither is printed or written here. With `HF_HUB_OFFLINE` set (`make repro` sets it for the loop,
+after fetching the models the params name: pipelines/fetch_models.py), a model not downloaded yet
+is an error that names it. Since no code is fetched, `security.trust_remote_code` cannot make a Hub model
 whose config asks for its own code (auto_map) loadable: the loaders refuse it as they would a local one.
 """
 
@@ -25,11 +27,12 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from transforms.io.dataset_card import HUB_ID, HUB_REVISION
 from transforms.io.layout import MODEL_SUMMARY, Layout
 from transforms.io.model_io import UntrustedModelFolder, file_checksums, summary_listing_files
-from transforms.io.staging import staged_folder
+from transforms.io.staging import replace_file, staged_folder
 
 SCHEME = "hf://"
 # What is fetched from a repo's top level: weights, configs (config.json, generation_config.json, the
@@ -37,6 +40,8 @@ SCHEME = "hf://"
 ALLOWED_FILES = ("*.safetensors", "*.json", "tokenizer.model", "vocab.txt", "merges.txt", "chat_template.jinja")
 NESTED = "*/*"  # model folders are flat: files in a repo's subfolders (onnx/, 1_Pooling/, ...) are not fetched
 _COMMIT = re.compile(r"[0-9a-f]{40}")
+NO_REVISION_REF = "HEAD"  # the ref an id without a revision (the default branch) is kept under
+FETCH = "HF_HUB_OFFLINE=0 python -m pipelines.fetch_models"  # downloads what the params name (`make repro` runs it)
 log = logging.getLogger("selfsift")
 
 _RESOLVED: dict[str, str] = {}  # unpinned id -> its commit: one answer per process, so every use agrees
@@ -107,20 +112,28 @@ def origin(folder: str | Path) -> dict[str, str]:
 
 
 def _resolve(model: HubModel) -> str:
+    """The commit an unpinned id names: the Hub's answer, or offline the one kept from the last answer."""
     from huggingface_hub import HfApi, is_offline_mode
 
     key = str(model)
-    if key not in _RESOLVED:
-        if is_offline_mode():
-            here = sorted(p.name for p in Layout.hub_repo(model.repo_id).glob("*") if _COMMIT.fullmatch(p.name))
-            found = f"downloaded: {', '.join(here)}" if here else "no commit of it is downloaded"
-            raise HubModelUnavailable(f"{model} is not pinned, and with HF_HUB_OFFLINE set the Hub cannot be asked "
-                                      f"which commit it names ({found}); {how_to_pin(model)}")
+    if key in _RESOLVED:
+        return _RESOLVED[key]
+    ref = Layout.hub_repo(model.repo_id) / "refs" / quote(model.revision or NO_REVISION_REF, safe="")
+    if is_offline_mode():
+        if not ref.is_file():
+            raise HubModelUnavailable(f"{model} is not pinned and was never resolved here, and with HF_HUB_OFFLINE set "
+                                      f"the Hub cannot be asked which commit it names: run `{FETCH}` once, or "
+                                      f"{how_to_pin(model)}")
+        commit = ref.read_text().strip()
+        log.info("%s: using commit %s, which it named when last resolved (HF_HUB_OFFLINE is set)", model, commit)
+    else:
         try:
-            _RESOLVED[key] = HfApi().model_info(model.repo_id, revision=model.revision or None).sha
+            commit = HfApi().model_info(model.repo_id, revision=model.revision or None).sha
         except _download_errors() as exc:
             raise _unavailable(model, exc) from exc
-    return _RESOLVED[key]
+        replace_file(ref, lambda tmp: tmp.write_text(commit + "\n"), crash_point=False)
+    _RESOLVED[key] = commit
+    return commit
 
 
 def _download(model: HubModel, commit: str, folder: Path) -> None:
@@ -128,7 +141,7 @@ def _download(model: HubModel, commit: str, folder: Path) -> None:
 
     if is_offline_mode():
         raise HubModelUnavailable(f"{model} is not downloaded yet (no {_shown(folder)}), and HF_HUB_OFFLINE is set, "
-                                  f"so it cannot be fetched: run once without HF_HUB_OFFLINE to download it")
+                                  f"so it cannot be fetched: run `{FETCH}` (`make repro` does) to download it")
     log.info("downloading %s into %s", model if model.pinned else f"{model} (commit {commit})", _shown(folder))
     with staged_folder(folder) as staging:
         try:
