@@ -45,7 +45,10 @@ $(EMBEDDER)/model.safetensors: | $(STAMP)
 	rm -rf .cache/embedder-unpacked
 	test -f $@
 
+# The loop runs offline (HF_HUB_OFFLINE above); a Hub model a param names (hf://OWNER/NAME@COMMIT) is
+# downloaded into models/hub just before it, once.
 repro: $(STAMP) $(GGUF)
+	HF_HUB_OFFLINE=0 $(PY) -m pipelines.fetch_models
 	dvc repro
 	@sed -n '/^| run | seeds/,/^$$/p' reports/summary.md   # the accuracy table; every metric: dvc metrics show
 

@@ -346,6 +346,17 @@ def _validate_control(config: Config, where: str) -> None:
                           f"rows to keep for {', '.join(missing)} (the filtered run's kept count)")
 
 
+def models_in_use(config: Config) -> dict[str, str]:
+    """{key: model} of the model params whose section is enabled (the base model's always is)."""
+    in_use = {}
+    for key in MODEL_PARAMS:
+        *path, name = key.split(".")
+        section = functools.reduce(getattr, path, config)
+        if getattr(section, "enabled", True):
+            in_use[key] = getattr(section, name)
+    return in_use
+
+
 def _validate_model_sources(config: Config, where: str) -> None:
     """A Hub model is pinned to a commit, unless security.allow_unpinned says otherwise."""
     for key in MODEL_PARAMS:
