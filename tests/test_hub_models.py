@@ -186,9 +186,39 @@ def test_an_allowed_unpinned_model_is_resolved_and_its_commit_recorded(project, 
     assert json.loads((downloaded(project, "owner/tiny", second) / MODEL_SUMMARY).read_text())[HUB_REVISION] == second
     assert downloaded(project, "owner/tiny", first).is_dir()  # the earlier commit is kept as it was
 
-    offline = fetch(project, hub, "hf://owner/tiny", offline=True)
-    assert offline.returncode != 0 and "HF_HUB_OFFLINE" in offline.stderr
-    assert f"downloaded: {', '.join(sorted([first, second]))}" in offline.stderr
+    asked = len(hub.requests)
+    offline = fetch(project, hub, "hf://owner/tiny", "hf://owner/tiny@main", offline=True)
+    assert offline.returncode == 0, offline.stderr  # each id names the commit it was last resolved to
+    assert offline.stdout.split() == [str(downloaded(project, "owner/tiny", c).resolve()) for c in (first, second)]
+    never = fetch(project, hub, "hf://owner/tiny@v2", offline=True)
+    assert never.returncode != 0 and len(hub.requests) == asked
+    assert "hf://owner/tiny@v2 is not pinned and was never resolved here" in never.stderr
+    assert "HF_HUB_OFFLINE=0 python -m pipelines.fetch_models" in never.stderr
+
+
+def test_fetch_models_downloads_the_hub_models_in_use_so_the_loop_runs_offline(project, hub, tiny_files):
+    base = f"hf://owner/tiny@{hub.add_model('owner/tiny', tiny_files)}"
+    judge = f"hf://owner/judge@{hub.add_model('owner/judge', tiny_files)}"
+    unused = f"hf://owner/unused@{hub.add_model('owner/unused', tiny_files)}"
+    write_params(project, base, judge={"llm_judge": {"model": judge}, "reward_model": {"enabled": False, "model": unused}},
+                 curate={"semantic_dedup": {"enabled": False}})
+    result = run(project, hub, "-m", "pipelines.fetch_models")
+    assert result.returncode == 0, result.stderr
+    assert [line.split(": ")[0] for line in result.stdout.splitlines()] == ["base_model.source", "judge.llm_judge.model"]
+    assert sorted(p.name for p in (project / Layout.HUB_MODELS).iterdir()) == ["owner--judge", "owner--tiny"]
+    with chdir(project):
+        prepare_model.main(load("params.yaml"))  # offline, as `dvc repro` runs under `make repro`
+    assert json.loads((project / "models" / "base" / MODEL_SUMMARY).read_text())["source"] == base
+
+
+def test_fetch_models_names_the_param_of_a_model_it_cannot_fetch(project, hub, tiny_files):
+    missing = f"hf://owner/missing@{OTHER_COMMIT}"
+    write_params(project, f"hf://owner/tiny@{hub.add_model('owner/tiny', tiny_files)}",
+                 judge={"llm_judge": {"model": missing}})
+    result = run(project, hub, "-m", "pipelines.fetch_models")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"selfsift: error: judge.llm_judge.model: {missing} could "
+                                                             f"not be fetched from {hub.url} (no such model")
 
 
 def test_prepare_model_from_a_hub_source_records_its_id_and_commit(project, hub, tiny_files):
@@ -233,7 +263,7 @@ def test_a_model_not_downloaded_while_offline_names_the_param_and_the_hub_id(pro
         prepare_model.main(load("params.yaml"))
     message = str(err.value)
     assert message.startswith(f"base_model.source: hf://owner/tiny@{OTHER_COMMIT} is not downloaded yet")
-    assert "HF_HUB_OFFLINE is set" in message
+    assert "HF_HUB_OFFLINE is set" in message and "run `HF_HUB_OFFLINE=0 python -m pipelines.fetch_models`" in message
     assert not (project / "models" / "base").exists()
 
 
