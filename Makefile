@@ -45,13 +45,16 @@ $(EMBEDDER)/model.safetensors: | $(STAMP)
 	rm -rf .cache/embedder-unpacked
 	test -f $@
 
+# The loop runs offline (HF_HUB_OFFLINE above); a Hub model a param names (hf://OWNER/NAME@COMMIT) is
+# downloaded into models/hub just before it, once.
 repro: $(STAMP) $(GGUF)
+	HF_HUB_OFFLINE=0 $(PY) -m pipelines.fetch_models
 	dvc repro
 	@sed -n '/^| run | seeds/,/^$$/p' reports/summary.md   # the accuracy table; every metric: dvc metrics show
 
 # The JSON extraction example (examples/json_extraction): the same loop on a task of its own, in its folder.
 example: $(STAMP) $(GGUF)
-	cd examples/json_extraction && dvc repro
+	cd examples/json_extraction && HF_HUB_OFFLINE=0 python -m pipelines.fetch_models && dvc repro
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

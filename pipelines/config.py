@@ -9,6 +9,7 @@ params.yaml repeats every default with its documentation, and a test keeps the t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import yaml
 
 from schemas.expectations import DEFAULT_SEVERITY, EXPECTATION_IDS, SEVERITIES
 from transforms.curation.config import CurateConfig
+from transforms.io import hub_models
 from transforms.io.devices import require_device
 from transforms.io.layout import BASE, EVAL_SPLITS, Layout
 from transforms.io.model_io import LoadPolicy
@@ -31,7 +33,7 @@ __all__ = ["Config", "ConfigError", "CurateConfig", "JudgeConfig", "iteration_na
 
 @dataclass(frozen=True)
 class BaseModelConfig:
-    source: str  # a GGUF file, or a folder holding a transformers model in safetensors
+    source: str  # a GGUF file, a folder holding a transformers model in safetensors, or a Hub model hf://OWNER/NAME@COMMIT
     sha256: str = ""  # expected checksum of a GGUF source; empty skips the check
     path: str = "models/base"  # where the base model is written as safetensors (under models/)
     init: str = "pretrained"  # "pretrained": the source's weights; "random": its architecture, randomly initialised
@@ -233,6 +235,7 @@ class StorageConfig:
 class SecurityConfig:
     trust_remote_code: bool = False  # run Python code shipped inside a model folder (auto_map)
     allow_pickle_checkpoints: bool = False  # load .bin/.pt checkpoints, which can run code when read
+    allow_unpinned: bool = False  # accept hf://OWNER/NAME@BRANCH (or no revision): resolved to a commit at download
 
     def load_policy(self) -> LoadPolicy:
         return LoadPolicy(trust_remote_code=self.trust_remote_code, allow_pickle=self.allow_pickle_checkpoints)
@@ -276,6 +279,10 @@ class Config:
     def generator_dir(self, iteration: str) -> str:
         return self.layout.model(self.iterations[iteration].generator)
 
+
+# Every param that names a model: a local path, a Hub model (hf://OWNER/NAME@COMMIT) or, for the judges'
+# and the embedder's, a folder under a remote storage root (gs://...).
+MODEL_PARAMS = ("base_model.source", "judge.llm_judge.model", "judge.reward_model.model", "curate.semantic_dedup.model")
 
 _ITERATION = re.compile(r"^(?:iter-)?(\d{1,3})$")
 
@@ -389,6 +396,33 @@ def _validate_control(config: Config, where: str) -> None:
                           f"rows to keep for {', '.join(missing)} (the filtered run's kept count)")
 
 
+def models_in_use(config: Config) -> dict[str, str]:
+    """{key: model} of the model params whose section is enabled (the base model's always is)."""
+    in_use = {}
+    for key in MODEL_PARAMS:
+        *path, name = key.split(".")
+        section = functools.reduce(getattr, path, config)
+        if getattr(section, "enabled", True):
+            in_use[key] = getattr(section, name)
+    return in_use
+
+
+def _validate_model_sources(config: Config, where: str) -> None:
+    """A Hub model is pinned to a commit, unless security.allow_unpinned says otherwise."""
+    for key in MODEL_PARAMS:
+        source = functools.reduce(getattr, key.split("."), config)
+        if not hub_models.is_hub_id(source):
+            continue
+        try:
+            model = hub_models.parse(source)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key}: {exc}") from None
+        require(model.pinned or config.security.allow_unpinned,
+                f"{where}: {key}: {source} is not pinned to a commit, so it may name other weights tomorrow; "
+                f"{hub_models.how_to_pin(model)} (or set security.allow_unpinned: true to download what it names "
+                f"at the time, recording that commit)")
+
+
 def load(path: str | Path = "params.yaml") -> Config:
     path = Path(path)
     if not path.is_file():
@@ -404,4 +438,5 @@ def load(path: str | Path = "params.yaml") -> Config:
     _validate_judges(config, str(path))
     _validate_eval_sets(config, str(path))
     _validate_control(config, str(path))
+    _validate_model_sources(config, str(path))
     return config

@@ -2,6 +2,11 @@
 `dataset_info`, `list_repo_files` and `upload_folder` over the LFS protocol (with deletions), recording
 every request it receives and keeping the repo's files across commits.
 
+It also serves model repos (`add_model`) to `snapshot_download` and `model_info`: a model's info at
+a revision (its commit sha), its file tree at a commit, and each file's HEAD and GET under
+/OWNER/NAME/resolve/COMMIT/PATH with the headers huggingface_hub checks (X-Repo-Commit, ETag,
+Content-Length). An unknown repo, revision or file gets the Hub's 404 with its X-Error-Code.
+
 It can also fail on purpose: `fail=<status>` answers that HTTP status, `fail="hang"` answers
 nothing until the test ends, `fail="drop"` closes the connection without an answer; `fail_on` limits
 the failure to paths containing it (e.g. "/commit/": everything is uploaded, the commit is refused).
@@ -15,6 +20,7 @@ import json
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 import yaml
 
@@ -28,6 +34,8 @@ class FakeHub:
         self.existing_card = existing_card  # cardData of a repo that already exists, or None
         self.created: list[dict] = []
         self.validated: list[dict] = []  # README.md contents sent to /api/validate-yaml
+        self.models: dict[str, dict[str, dict[str, bytes]]] = {}  # model repo id -> commit -> {path: content}
+        self.branches: dict[str, dict[str, str]] = {}  # model repo id -> branch -> commit
         self.fail, self.fail_on = fail, fail_on
         self._release = threading.Event()  # ends a "hang"
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -42,6 +50,22 @@ class FakeHub:
         self._release.set()
         self._server.shutdown()
         self._server.server_close()
+
+    def add_model(self, repo_id: str, files: dict[str, bytes], branch: str = "main") -> str:
+        """Commits `files` (path -> content) to the model repo `repo_id` as the new head of `branch`;
+        returns the commit's sha."""
+        digest = hashlib.sha1(repo_id.encode())
+        for path, content in sorted(files.items()):
+            digest.update(path.encode() + b"\0" + hashlib.sha256(content).digest())
+        commit = digest.hexdigest()
+        self.models.setdefault(repo_id, {})[commit] = dict(files)
+        self.branches.setdefault(repo_id, {})[branch] = commit
+        return commit
+
+    def model_file_requests(self) -> list[str]:
+        """The paths of the model files asked for (HEAD or GET), in order."""
+        return [unquote(r["path"]).split("/resolve/", 1)[1].split("/", 1)[1] for r in self.requests
+                if "/resolve/" in r["path"]]
 
     def committed_files(self) -> dict[str, bytes]:
         """path -> content of every file in the repo now (LFS files resolved to their uploaded bytes)."""
@@ -104,12 +128,73 @@ class FakeHub:
                     self._reply(hub.fail, {"error": f"{HTTPStatus(hub.fail).phrase} (planted by the test)"})
                 return True
 
+            def _model(self, repo: str, revision: str) -> tuple[str, dict[str, bytes]] | None:
+                """(commit, files) of a model repo at a revision, or None after answering the Hub's 404."""
+                if repo not in hub.models:
+                    self._reply(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+                    return None
+                commit = revision if revision in hub.models[repo] else hub.branches[repo].get(revision)
+                if commit is None:
+                    self._reply(404, {"error": f"Invalid rev id: {revision}"}, {"X-Error-Code": "RevisionNotFound"})
+                    return None
+                return commit, hub.models[repo][commit]
+
+            def _model_api(self, path: str) -> None:
+                """/api/models/OWNER/NAME[/revision/REV | /tree/REV]: info at a revision, or the file tree."""
+                parts = path[len("/api/models/"):].split("/")
+                repo, rest = "/".join(parts[:2]), parts[2:]
+                found = self._model(repo, rest[1] if len(rest) == 2 else "main")
+                if found is None:
+                    return
+                commit, files = found
+                if rest[:1] == ["tree"]:
+                    folders = sorted({name.rsplit("/", 1)[0] for name in files if "/" in name})
+                    self._reply(200, [{"type": "directory", "path": f, "oid": "0" * 40} for f in folders] + [
+                        {"type": "file", "path": name, "size": len(content), "oid": _git_oid(content),
+                         **({"lfs": {"oid": hashlib.sha256(content).hexdigest(), "size": len(content),
+                                     "pointerSize": 134}} if name.endswith(".safetensors") else {})}
+                        for name, content in sorted(files.items())])
+                else:
+                    self._reply(200, {"id": repo, "sha": commit, "private": False,
+                                      "siblings": [{"rfilename": name} for name in sorted(files)]})
+
+            def _model_file(self, path: str, with_body: bool) -> None:
+                """/OWNER/NAME/resolve/REV/PATH: a file's headers (HEAD) or its content (GET)."""
+                repo, _, rest = path.lstrip("/").partition("/resolve/")
+                revision, _, name = rest.partition("/")
+                found = self._model(repo, revision)
+                if found is None:
+                    return
+                commit, files = found
+                if name not in files:
+                    self._reply(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
+                    return
+                content = files[name]
+                etag = hashlib.sha256(content).hexdigest() if name.endswith(".safetensors") else _git_oid(content)
+                self.send_response(200)
+                for key, value in {"Content-Type": "application/octet-stream", "Content-Length": str(len(content)),
+                                   "ETag": f'"{etag}"', "X-Repo-Commit": commit}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(content)
+
+            def do_HEAD(self):  # noqa: N802
+                self._record(b"")
+                if self._failed():
+                    return
+                self._model_file(unquote(self.path.split("?")[0]), with_body=False)
+
             def do_GET(self):  # noqa: N802
                 self._record(b"")
                 if self._failed():
                     return
-                path = self.path.split("?")[0]
-                if "/tree/" in path:  # list_repo_files
+                path = unquote(self.path.split("?")[0])
+                if path.startswith("/api/models/"):
+                    self._model_api(path)
+                elif "/resolve/" in path:
+                    self._model_file(path, with_body=True)
+                elif "/tree/" in path:  # list_repo_files
                     self._reply(200, [{"type": "file", "path": name, "size": len(content),
                                        "oid": hashlib.sha1(content).hexdigest()} for name, content in sorted(hub.files.items())])
                 elif path.startswith("/api/datasets/"):
@@ -170,3 +255,8 @@ class FakeHub:
                 pass
 
         return Handler
+
+
+def _git_oid(content: bytes) -> str:
+    """A file's git blob id, as the Hub gives it for a file that is not in LFS."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()

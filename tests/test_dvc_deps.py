@@ -1,9 +1,15 @@
-"""Every module a stage can run is among its DVC deps, so an edit to any of them reruns the stage."""
+"""Every module a stage can run is among its DVC deps, so an edit to any of them reruns the stage.
+Models are known by their params, not as path deps: a model param may name a Hub model (hf://...),
+which DVC cannot take as a dep."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
+from pipelines.config import MODEL_PARAMS
 from tests.project_imports import LEAVES, REPO, closure
 
 
@@ -56,3 +62,34 @@ def test_lazy_imports_inside_functions_count():
     files = closure("pipelines/curate.py")
     assert "transforms/io/model_io.py" in files  # imported inside SentenceEmbeddingHandler.load_model
     assert Path(REPO / "transforms/curation/semantic_dedup.py").is_file()
+
+
+def test_model_params_are_params_of_their_stage_and_never_path_deps():
+    """The stage that reads a model param (named like its section) lists it under `params`: a pinned Hub
+    id, a GGUF file's `base_model.sha256` or a local folder's path identifies the model."""
+    defined = stages()
+    for key in MODEL_PARAMS:
+        section = key.split(".")[0]
+        assert section in defined[section]["params"] or key in defined[section]["params"], key
+        for name, stage in defined.items():
+            assert not [d for d in stage["deps"] if f"${{{key}}}" in str(d)], f"{name} has a dep named by {key}"
+
+
+def test_dvc_takes_hub_ids_in_every_model_param_and_keeps_the_stage_order(tmp_path):
+    """Before, `dvc dag` failed on such params with 'Unsupported URL type hf://'."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for i, key in enumerate(MODEL_PARAMS):
+        *sections, name = key.split(".")
+        section = params
+        for part in sections:
+            section = section[part]
+        section[name] = f"hf://owner/model-{i}@{'0' * 40}"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+    dvc = str(Path(sys.executable).parent / "dvc")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    subprocess.run([dvc, "init", "--no-scm", "--quiet"], cwd=tmp_path, env=env, check=True)
+    dag = subprocess.run([dvc, "dag", "--dot", "judge@iter-001"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert dag.returncode == 0, dag.stderr
+    assert '"base_model" -> "generate@iter-001"' in dag.stdout
+    assert '"generate@iter-001" -> "judge@iter-001"' in dag.stdout

@@ -1,7 +1,8 @@
 """Where everything lives. Data and models go under `storage.root` when one is set (a URL such as
 gs://bucket/selfsift, for stages run on Dataflow), else in the project folder, which is what DVC
 tracks. Reports, metrics and run records always stay in the project folder: they are small and
-committed."""
+committed. So do models downloaded from the Hub (models/hub/, not tracked): each process that needs
+one finds it there, or downloads it."""
 
 from __future__ import annotations
 
@@ -86,6 +87,17 @@ class Layout:
     def run_record(run: str, seed: int) -> Path:
         return Layout.RUNS / f"{run}-seed{seed}.json"
 
+    @staticmethod
+    def hub_repo(repo_id: str) -> Path:
+        """Where the commits of a Hub model (OWNER/NAME) are downloaded, one folder each
+        (transforms/io/hub_models.py)."""
+        return Layout.HUB_MODELS / repo_id.replace("/", "--")
+
+    @staticmethod
+    def hub_model(repo_id: str, commit: str) -> Path:
+        return Layout.hub_repo(repo_id) / commit
+
+    HUB_MODELS = Path("models/hub")  # models downloaded from the Hub, one folder per repo and commit
     RUNS = Path("reports/runs")  # one record per run and seed
     REPORTS = Path("reports")  # summary.md, figures/, plots/
     PARAMS = Path("params.yaml")  # the parameters DVC runs with

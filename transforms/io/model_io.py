@@ -47,10 +47,15 @@ _LOCAL_COPIES: dict[str, str] = {}  # sha256 of a remote folder's summary -> its
 
 
 def local_model_dir(model_dir: str | Path) -> str:
-    """The model folder on local disk: a local path as it is; a remote one (gs://, s3://, ...) is
+    """The model folder on local disk: a local path as it is; a Hub id (hf://OWNER/NAME@COMMIT) its
+    download under models/hub (hub_models.local_copy); a remote one (gs://, s3://, ...) is
     copied through Beam's FileSystems, so Dataflow workers read models from GCS: once per process
     and version of its summary, only the files the summary lists, each checked against its sha256."""
+    from transforms.io import hub_models  # it builds on this module
+
     model_dir = str(model_dir)
+    if hub_models.is_hub_id(model_dir):
+        return str(hub_models.local_copy(model_dir))
     if "://" not in model_dir:
         return model_dir
     summary = _remote_summary(model_dir)

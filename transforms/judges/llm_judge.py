@@ -148,7 +148,7 @@ class RatingEndpointHandler(EndpointHandler):
 @dataclass(frozen=True)
 class LlmJudgeConfig(ModelJudgeConfig):
     enabled: bool = True
-    model: str = "models/base"  # any local safetensors causal LM; also listed as a dep in dvc.yaml
+    model: str = "models/base"  # any local safetensors causal LM, or a Hub model hf://OWNER/NAME@COMMIT
     # 1: a prompt's rubric prefix is computed once and each answer runs unpadded, so a score never
     # depends on its batch; > 1: padded passes, no prefix reuse
     micro_batch_size: int = 1
