@@ -250,8 +250,8 @@ class EndpointHandler(ModelHandler[ScoreRequest, PredictionResult, EndpointClien
         results: list[Optional[JudgeResult]] = [None] * len(batch)
         pending = {}
         for i, request in enumerate(batch):
-            if not request.response.strip():
-                results[i] = JudgeResult.failed("empty answer: nothing to judge")
+            if request.unscorable():
+                results[i] = request.unscorable()
             else:
                 pending[i] = model.submit_chat(self.payload(request))
         for i, future in pending.items():

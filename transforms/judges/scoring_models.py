@@ -28,6 +28,10 @@ class ScoreRequest:
     prompt: str
     response: str
 
+    def unscorable(self) -> JudgeResult | None:
+        """The error result of a request no judge model can score (an empty answer), else None."""
+        return None if self.response.strip() else JudgeResult.failed("empty answer: nothing to judge")
+
 
 @dataclass
 class LoadedScorer:
@@ -132,8 +136,8 @@ class ScoringHandler(ModelHandler[ScoreRequest, PredictionResult, LoadedScorer])
         results: list[Optional[JudgeResult]] = [None] * len(batch)
         encoded = {}
         for i, request in enumerate(batch):
-            if not request.response.strip():
-                results[i] = JudgeResult.failed("empty answer: nothing to judge")
+            if request.unscorable():
+                results[i] = request.unscorable()
                 continue
             ids = self.encode(model.tokenizer, request)
             if len(ids) > limit:
