@@ -24,8 +24,9 @@ from transforms.io.devices import require_device
 from transforms.io.layout import BASE, EVAL_SPLITS, Layout
 from transforms.io.model_io import LoadPolicy
 from transforms.judges.config import JudgeConfig
+from transforms.judges.custom_judge import NAME_PATTERN
 from transforms.judges.eval_scoring import SCORING_KINDS
-from transforms.judges.registry import REFERENCE
+from transforms.judges.registry import JUDGES, REFERENCE
 from transforms.settings import ConfigError, require, require_at_least_one, require_dtype
 
 __all__ = ["Config", "ConfigError", "CurateConfig", "JudgeConfig", "iteration_name", "iteration_number", "load"]
@@ -154,7 +155,6 @@ class EvalSetConfig:
     judge: str  # what scores each answer: ifeval_verifier, or the name of a judge in judge.custom
 
 
-_SET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 BUILTIN_PROMPT_SETS = ("train", *EVAL_SPLITS)
 
 
@@ -178,7 +178,7 @@ class EvaluateConfig:
         require_device(self.device, where)
         require(0 <= self.max_error_share <= 1, f"{where}.max_error_share must be in [0, 1]")
         for name, eval_set in self.sets.items():
-            require(bool(_SET_NAME.match(name)), f"{where}.sets.{name}: the name must be lowercase letters, digits "
+            require(bool(NAME_PATTERN.match(name)), f"{where}.sets.{name}: the name must be lowercase letters, digits "
                                                  f"and '_', starting with a letter")
             require(name not in BUILTIN_PROMPT_SETS, f"{where}.sets.{name}: {name!r} is a built-in prompt set; pick "
                                                      f"another name")
@@ -282,7 +282,8 @@ class Config:
 
 # Every param that names a model: a local path, a Hub model (hf://OWNER/NAME@COMMIT) or, for the judges'
 # and the embedder's, a folder under a remote storage root (gs://...).
-MODEL_PARAMS = ("base_model.source", "judge.llm_judge.model", "judge.reward_model.model", "curate.semantic_dedup.model")
+MODEL_PARAMS = ("base_model.source", *(f"judge.{spec.params_key}.model" for spec in JUDGES if spec.kind == "model"),
+                "curate.semantic_dedup.model")
 
 _ITERATION = re.compile(r"^(?:iter-)?(\d{1,3})$")
 
@@ -367,9 +368,11 @@ def _validate_iterations(config: Config, where: str) -> None:
 def _validate_judges(config: Config, where: str) -> None:
     judges, curate = config.judge, config.curate
     weighable = [spec.name for spec in judges.specs() if spec.weighable]
-    for key, names in (("weights", curate.weights), ("allow_low_auc_judges", curate.allow_low_auc_judges)):
+    models = [spec.name for spec in judges.specs() if spec.kind == "model"]  # what the calibration floor applies to
+    for key, names, known in (("weights", curate.weights, weighable),
+                              ("allow_low_auc_judges", curate.allow_low_auc_judges, models)):
         for name in names:
-            require(name in weighable, f"{where}: curate.{key}: unknown judge {name!r} (known: {', '.join(weighable)})")
+            require(name in known, f"{where}: curate.{key}: {name!r} is not one of {', '.join(known)}")
     enabled = judges.enabled()
     for name in curate.gating():
         require(name in enabled, f"{where}: curate.weights.{name} > 0 but judge.{judges.spec(name).params_key} is "
@@ -402,15 +405,18 @@ def models_in_use(config: Config) -> dict[str, str]:
     for key in MODEL_PARAMS:
         *path, name = key.split(".")
         section = functools.reduce(getattr, path, config)
-        if getattr(section, "enabled", True):
+        runs_local_model = getattr(section, "runs_local_model", None)  # a judge may run on a server instead
+        if runs_local_model() if runs_local_model else getattr(section, "enabled", True):
             in_use[key] = getattr(section, name)
     return in_use
 
 
 def _validate_model_sources(config: Config, where: str) -> None:
-    """A Hub model is pinned to a commit, unless security.allow_unpinned says otherwise."""
-    for key in MODEL_PARAMS:
-        source = functools.reduce(getattr, key.split("."), config)
+    """A Hub model in use is pinned to a commit, unless security.allow_unpinned says otherwise."""
+    require(not (hub_models.is_hub_id(config.base_model.source) and config.base_model.sha256),
+            f"{where}: base_model.sha256 is the checksum of a GGUF file; a Hub source is pinned by its commit, so "
+            f"set it to \"\"")
+    for key, source in models_in_use(config).items():
         if not hub_models.is_hub_id(source):
             continue
         try:

@@ -90,7 +90,7 @@ def check_judges(config: Config, iteration: str) -> None:
 def labels_calibration(report: dict, labels_file: str, path, iteration: str) -> dict:
     """The report's per-judge calibration against the labels file, refused when it was measured on another file or
     on another version of it (DVC does not watch the file)."""
-    rerun = f"rerun `selfsift judge --iteration {iteration}` (with DVC: `dvc repro -f judge@{iteration}`)"
+    rerun = f"rerun `selfsift judge --iteration {iteration}` (with DVC: `dvc repro -s -f judge@{iteration}`)"
     labels = report.get("labels") or {}
     if labels.get("file") != labels_file:
         raise JudgeRefused(f"{path} holds no calibration against judge.calibration.labels ({labels_file}); {rerun}")

@@ -75,10 +75,11 @@ def graph(config: Config, name: str, model_dir: str):
                               max_prompt_tokens=config.generate.max_prompt_tokens, dtype=cfg.dtype,
                               load_policy=config.security.load_policy(), device=cfg.device, where="evaluate")
     # Greedy decoding in bfloat16 depends slightly on which prompts share a padded batch, so the
-    # prompts enter in a fixed order (the sets are small) rather than as several reads flattened.
+    # prompts enter in a fixed order (the sets are small) rather than as several reads flattened; the
+    # built-in sets first, so that adding a set of your own leaves their batches as they were.
     judge_of = cfg.judge_of()
     prompts = sorted((row for eval_set in judge_of for row in read_rows(config.layout.prompts(eval_set))),
-                     key=lambda row: (row["split"], row["prompt_id"]))
+                     key=lambda row: (row["split"] not in METRIC_PREFIX, row["split"], row["prompt_id"]))
     scorer_of = scorers_for(config.judge, judge_of)
     label = f"evaluate@{name}"
     start_meter(label, len(prompts), "answers")
@@ -112,9 +113,10 @@ def base_answers(config: Config, name: str) -> list[dict] | None:
 
 def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -> dict:
     folder, path = config.layout.evals(name), Layout.metrics(name)
+    build = graph(config, name, model_dir)  # reads every set's prompts: a missing one stops the stage here
     path.unlink(missing_ok=True)  # it scored the answers cleared below; a refused run must not leave it
     clear_shards(folder)
-    run_pipeline(graph(config, name, model_dir), beam_args)
+    run_pipeline(build, beam_args)
     rows = read_rows(folder)
     answers = {eval_set: [r for r in rows if r["split"] == eval_set] for eval_set in config.evaluate.eval_sets()}
     scores = {split: accuracies(answers[split]) for split in METRIC_PREFIX}

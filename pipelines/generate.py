@@ -85,11 +85,12 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     prompts_file = config.layout.prompts("train")
     target, n = config.layout.candidates(iteration), cfg.num_shards
     name = f"generate@{iteration}"
-    if cfg.backend == "transformers":
-        devices.check_available(cfg.device, "generate")  # before a resumed run clears anything
+    # before a resumed run clears anything; the same seed samples other text on a GPU, so shards made on
+    # another kind of device are not reused
+    device = devices.resolve(cfg.device, "generate") if cfg.backend == "transformers" else cfg.backend
     with guarded("generate", iteration, config):
         lineage = lineage_of(config, iteration)
-        fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, file_sha256(prompts_file), n,
+        fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, file_sha256(prompts_file), n, device,
                                   code_fingerprint(sys.modules[__name__], candidates, decoding, fallback_generation,
                                                    hf_generation, parquet_io, vllm_generation))
         progress = ShardProgress(name, target, fingerprint)
@@ -102,7 +103,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
         shard_list = shard_entries(target)
         manifest = {
             "stage": "generate", "iteration": lineage.iteration, "rows": sum(s["rows"] for s in shard_list),
-            "shards": shard_list, "model": lineage.model, "model_sha256": lineage.model_sha256,
+            "shards": shard_list, "model": lineage.model, "model_sha256": lineage.model_sha256, "device": device,
             "params_hash": params_hash(cfg, config.seed), "git_revision": git_revision(),
         }
         write_manifest(target, manifest)

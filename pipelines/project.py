@@ -21,13 +21,16 @@ HEADER = "# Written by `python -m pipelines.project {folder}` from {source}: rer
 
 
 def own_inputs(params: dict) -> dict[str, list[str]]:
-    """{stage: the project's files it reads}: prompt files for `prompts`, custom judge modules for the stages
-    that judge (files of the project folder only; installed packages are not the project's)."""
+    """{stage: the project's files it reads}: prompt files for `prompts`, the labels file and custom judge
+    modules for the stages that judge (files of the project folder only; installed packages are not the
+    project's)."""
+    judge = params.get("judge", {})
     prompt_files = [params.get("prompts", {}).get("source", "builtin")]
     prompt_files += [s["prompts"] for s in (params.get("evaluate", {}).get("sets") or {}).values()]
-    modules = [c["function"].split(":")[0] for c in params.get("judge", {}).get("custom") or []]
-    judge_files = [m.replace(".", "/") + ".py" for m in modules]
-    return {"prompts": [p for p in prompt_files if p != "builtin"], "judge": judge_files, "evaluate": judge_files}
+    judge_files = [c["function"].split(":")[0].replace(".", "/") + ".py" for c in judge.get("custom") or []]
+    labels = [(judge.get("calibration") or {}).get("labels") or ""]
+    return {"prompts": [p for p in prompt_files if p != "builtin"], "judge": judge_files + [f for f in labels if f],
+            "evaluate": judge_files, "evaluate_base": judge_files}
 
 
 def project_dvc_yaml(folder: Path) -> str:

@@ -66,6 +66,8 @@ def _schema_errors(sources: dict) -> list[str]:
 def suite_inputs(config: Config, iteration: str) -> SuiteInputs:
     layout = config.layout
     evals = [r for split in EVAL_SPLITS for r in read_table(layout.prompts(split)).to_pylist()]
+    # your own sets by text only: their ids are yours and may repeat the train file's
+    own = [r for name in config.evaluate.sets for r in read_table(layout.prompts(name)).to_pylist()]
     judges = read_json(layout.manifest(layout.judgments(iteration)))["judges"]
     return SuiteInputs(
         iteration=iteration_number(iteration),
@@ -77,7 +79,7 @@ def suite_inputs(config: Config, iteration: str) -> SuiteInputs:
         require_finished=config.judge.heuristics.drop_truncated and config.curate.control != "no_filter",
         pair_min_margin=config.curate.pairs.min_margin,
         eval_prompt_ids=tuple(sorted(r["prompt_id"] for r in evals)),
-        eval_prompt_texts=tuple(sorted(r["messages"][-1]["content"] for r in evals)),
+        eval_prompt_texts=tuple(sorted(r["messages"][-1]["content"] for r in evals + own)),
     )
 
 

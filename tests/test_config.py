@@ -37,7 +37,7 @@ def test_defaults_and_float_strings(tmp_path):
     ("curate", {"min_score": 1.5}, "curate.min_score must be in [0, 1]"),
     ("curate", {"max_per_prompt": "two"}, "curate.max_per_prompt: expected int"),
     ("finetune", {"data": "everything"}, "finetune.data must be"),
-    ("curate", {"weights": {"oracle": 1.0}}, "curate.weights: unknown judge 'oracle'"),
+    ("curate", {"weights": {"oracle": 1.0}}, "curate.weights: 'oracle' is not one of"),
     ("curate", {"weights": {"ifeval_verifier": 0.0}}, "at least one judge needs weight > 0"),
     ("curate", {"weights": {"reward_model": 1.0}}, "curate.weights.reward_model > 0 but judge.reward_model is not enabled"),
     ("curate", {"combine": "vote"}, "curate.combine must be"),

@@ -110,7 +110,9 @@ def test_custom_judge_names_and_weights_are_checked(workdir):
         ({"custom": [{"name": "a", "function": function}, {"name": "a", "function": function}]}, {},
          "'a' is declared twice"),
         ({"custom": [{"name": "Has Space", "function": function}]}, {}, "must be lowercase letters"),
-        ({"custom": []}, {"weights": {"mentions_answer": 1.0}}, "curate.weights: unknown judge 'mentions_answer'"),
+        ({"custom": []}, {"weights": {"mentions_answer": 1.0}}, "curate.weights: 'mentions_answer' is not one of"),
+        ({"custom": [{"name": "a", "function": function}]}, {"allow_low_auc_judges": ["a"]},
+         "curate.allow_low_auc_judges: 'a' is not one of llm_judge, reward_model"),  # the floor is for models
     ]
     for judge_section, curate_section, expected in cases:
         write_params(root, "unused", judge=judge_section, curate={"weights": {"ifeval_verifier": 1.0},

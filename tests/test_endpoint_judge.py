@@ -74,6 +74,8 @@ class Server:
                     server.stop.wait(delay)
                     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                     self.send_response(status)
+                    if 300 <= status < 400:
+                        self.send_header("Location", payload["location"])
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
@@ -371,3 +373,13 @@ def test_a_judge_stage_with_an_endpoint_judge_counts_every_failure_and_writes_it
     assert len(server.chats()) == 1 + 2 + 1 + 2 + 1  # c1, c2 retried, c4, c5 retried, c6; none for the empty c3
     assert manifest["judge_models"] == {"llm_judge": {"base_url": server.url, "model": SERVED}}
     assert report["judges"]["llm_judge"]["excluded_unscored"] == 5
+
+
+def test_the_api_key_does_not_follow_a_redirect(serve, monkeypatch):
+    key = "sk-test-redirected"
+    monkeypatch.setenv("SELFSIFT_TEST_KEY", key)
+    elsewhere = serve(answering(lambda n, body: (200, GOOD, 0)))
+    server = serve(lambda n, path, body, headers: (302, {"location": f"{elsewhere.url}/models"}, 0))
+    llm_judge.build(settings(server.url, api_key_env="SELFSIFT_TEST_KEY"), load_policy=None, where="judge.llm_judge")
+    assert server.seen[0]["authorization"] == f"Bearer {key}"
+    assert [r["authorization"] for r in elsewhere.seen] == [None]  # followed, without the key

@@ -181,3 +181,17 @@ def test_the_error_share_applies_to_each_set(answered, capsys):
     assert "evaluate refuses to report an accuracy" in err and "mine: 1 of 4 prompts (25.0%)" in err, err
     assert "ifeval:" not in err and "eval:" not in err
     assert not (root / "metrics/iter-000.json").exists()
+
+
+def test_a_set_added_without_its_prompts_stops_evaluate_before_it_clears_anything(answered, capsys):
+    root, module = answered
+    params(root, module, max_error_share=0.3)
+    assert run(capsys, "evaluate", "--iteration", "0")[0] == 0
+    before = (root / "metrics/iter-000.json").read_bytes()
+    answers = sorted(p.name for p in (root / "data/evals/iter-000").iterdir())
+    params(root, module, sets={"mine": {"prompts": "mine.jsonl", "judge": "says_yes"},
+                               "more": {"prompts": "mine.jsonl", "judge": "says_yes"}}, max_error_share=0.3)
+    code, err = run(capsys, "evaluate", "--iteration", "0")  # `selfsift prompts` has not written data/prompts/more
+    assert code != 0 and "more" in err
+    assert (root / "metrics/iter-000.json").read_bytes() == before
+    assert sorted(p.name for p in (root / "data/evals/iter-000").iterdir()) == answers

@@ -148,6 +148,8 @@ def test_an_unpinned_hub_model_is_refused_at_config_load_naming_the_param(tmp_pa
     for part in key.split(".")[:-1]:
         section = section.setdefault(part, {})
     section[key.rsplit(".", 1)[1]] = source
+    if key != "base_model.source":
+        section["enabled"] = True  # only the models in use are checked
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError) as err:
@@ -244,6 +246,10 @@ def test_an_auto_map_model_from_the_hub_is_refused_naming_the_param(project, hub
     assert str(err.value).startswith("base_model.source: ")
     assert "auto_map: AutoModelForCausalLM" in str(err.value) and "security.trust_remote_code: true" in str(err.value)
     assert not (project / "models" / "base").exists()
+    write_params(project, f"hf://owner/custom@{commit}", security={"trust_remote_code": True})
+    with chdir(project), pytest.raises(ModelRefused, match="never downloaded from the Hub"):
+        prepare_model.main(load("params.yaml"))  # its code was never fetched: no switch can make it run
+    assert not (project / "models" / "base").exists()
 
 
 def test_a_repo_without_safetensors_weights_is_refused_naming_the_param(project, hub, tiny_files):
@@ -295,3 +301,16 @@ def test_a_judge_model_refused_from_the_hub_names_its_param(project, hub, tiny_f
     write_params(project, "m.gguf", judge={"llm_judge": {"model": custom}})
     with chdir(project), pytest.raises(ModelRefused, match="^judge.llm_judge.model: .*auto_map"):
         model_handlers(load("params.yaml"))
+
+
+def test_models_not_in_use_need_no_pin_and_a_hub_base_model_takes_no_gguf_checksum(tmp_path):
+    data = {"seed": 1, "base_model": {"source": "m.gguf"}, "iterations": {"iter-001": {"generator": "base"}},
+            "judge": {"llm_judge": {"enabled": False, "model": "hf://owner/tiny"}},
+            "curate": {"semantic_dedup": {"enabled": False, "model": "hf://owner/embedder"}}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load(path)  # a disabled judge's and embedder's Hub ids are never downloaded
+    path.write_text(yaml.safe_dump({**data, "base_model": {"source": f"hf://owner/tiny@{OTHER_COMMIT}",
+                                                           "sha256": "ab" * 32}}))
+    with pytest.raises(ConfigError, match="base_model.sha256 is the checksum of a GGUF file"):
+        load(path)

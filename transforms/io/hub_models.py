@@ -15,8 +15,8 @@ uses the commit the id named when last resolved.
 The token is huggingface_hub's own (`HF_TOKEN`, or `hf auth login`) and the address `HF_ENDPOINT`;
 neither is printed or written here. With `HF_HUB_OFFLINE` set (`make repro` sets it for the loop,
 after fetching the models the params name: pipelines/fetch_models.py), a model not downloaded yet
-is an error that names it. Since no code is fetched, `security.trust_remote_code` cannot make a Hub model
-whose config asks for its own code (auto_map) loadable: the loaders refuse it as they would a local one.
+is an error that names it. Since no code is fetched, a Hub model whose config asks for its own code
+(auto_map) is refused, whatever `security.trust_remote_code` says.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transforms.io import faults
+from transforms.io.dataset_card import HUB_ID
 from transforms.io.layout import MODEL_SUMMARY
 from transforms.io.staging import remote_files, replace_remote_folder, staged_folder, staging_prefix
 
@@ -224,6 +225,10 @@ def check_loadable(model_dir: str | Path, policy: LoadPolicy) -> bool:
         raise ModelRefused(f"{model_dir}: the model asks to run its own Python code (auto_map: "
                            f"{', '.join(sorted(custom))}); it is not run unless params.yaml sets "
                            f"security.trust_remote_code: true, which you should do only for code you have read")
+    summary = Path(model_dir, SUMMARY)
+    if custom and summary.is_file() and HUB_ID in json.loads(summary.read_text()):
+        raise ModelRefused(f"{model_dir}: the model asks to run its own Python code (auto_map: "
+                           f"{', '.join(sorted(custom))}), which is never downloaded from the Hub; it cannot be used")
     if any(Path(model_dir).glob("*.safetensors")):
         return True
     if not policy.allow_pickle:

@@ -34,7 +34,7 @@ CLASS_NAMES = {VERIFIER: ("verifier passed", "verifier failed"), LABEL: ("labele
 class CalibrationConfig:
     # a file of answers labeled good or bad to calibrate the judges against, e.g. for a task without a
     # verifier: rows of prompt (or messages), response, label (true/false); .jsonl, .csv, .tsv or .parquet;
-    # "" = none. DVC does not watch the file: after editing it, change this path or run `dvc repro -f judge`
+    # "" = none. DVC does not watch the file: after editing it, change this path or run `dvc repro -s -f judge@iter-N`
     labels: str = ""
 
 

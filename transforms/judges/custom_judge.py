@@ -7,8 +7,9 @@ The callable takes (prompt, response): `prompt` is the prompt record as a dict (
 a JSON-serializable dict (or `(score, passed)`). A callable that raises or returns anything else gives
 that candidate a `judge_error` judgment; the batch goes on.
 
-Modules are imported from the environment or, like `python -m`, from the working directory (the
-project folder `dvc repro` runs in). On Dataflow, ship them with the job (docs/dataflow.md).
+Modules are imported from the environment or, failing that, from the working directory (the project
+folder `dvc repro` runs in): name them so that no installed package shadows them. On Dataflow, ship
+them with the job (docs/dataflow.md).
 """
 
 from __future__ import annotations

@@ -134,8 +134,6 @@ class EndpointClient:
     def __init__(self, endpoint: EndpointConfig, key: str = ""):
         self._endpoint, self._key = endpoint, key
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
         self._pool = ThreadPoolExecutor(max_workers=endpoint.concurrency, thread_name_prefix="judge-endpoint")
 
     def __repr__(self) -> str:
@@ -155,6 +153,8 @@ class EndpointClient:
         attempts = attempts or self._endpoint.max_retries + 1
         timeout_s = timeout_s or self._endpoint.timeout_s
         request = Request(url, data=body, headers=self._headers, method="GET" if body is None else "POST")
+        if self._key:  # never sent on to where a redirect points
+            request.add_unredirected_header("Authorization", f"Bearer {self._key}")
         problem, status = "", None
         for attempt in range(attempts):
             if attempt:

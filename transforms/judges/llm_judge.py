@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from transforms.generation.decoding import runs_custom_loop
 from transforms.generation.prefix_reuse import last_logits_sharing_prefixes
 from transforms.judges.contract import JudgeSpec
 from transforms.judges.endpoint_judge import BadReply, EndpointConfig, EndpointHandler, reply_field
@@ -122,7 +123,7 @@ class RatingJudgeHandler(ScoringHandler):
         return True
 
     def forward(self, model: LoadedScorer, encoded: dict[int, list[int]], batch: Sequence[ScoreRequest]):
-        if self._config.micro_batch_size != 1:
+        if self._config.micro_batch_size != 1 or not runs_custom_loop(model.model):  # cache cut back per layer
             return super().forward(model, encoded, batch)
         prefixes = {i: rubric_prefix_length(model.tokenizer, batch[i], ids) for i, ids in encoded.items()}
         return last_logits_sharing_prefixes(model.model, encoded, prefixes)
@@ -163,6 +164,9 @@ class LlmJudgeConfig(ModelJudgeConfig):
 
     def identity(self) -> dict:
         return self.endpoint.identity() if self.endpoint.enabled else super().identity()
+
+    def runs_local_model(self) -> bool:
+        return self.enabled and not self.endpoint.enabled
 
 
 def build(config: LlmJudgeConfig, *, load_policy, where: str):

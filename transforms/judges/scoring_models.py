@@ -73,6 +73,9 @@ class ModelJudgeConfig:
     dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
     device: str = "auto"  # auto (CUDA when the worker has a GPU, else CPU), cpu, cuda or cuda:N
 
+    def runs_local_model(self) -> bool:
+        return self.enabled
+
     def validate(self, where: str) -> None:
         require(not self.enabled or bool(self.model), f"{where}.model must name a model folder when enabled")
         require(0 <= self.threshold <= 1, f"{where}.threshold must be in [0, 1]")
