@@ -153,6 +153,10 @@ BAD_PARAMS = {
     "missing generator model": ({}, "iterations.iter-001.generator: model folder not found: models/base"),
     "publish folder over the data": ({"publish": {"folder": "data"}},
                                      "publish.folder: 'data' must be a relative path inside publish/"),
+    "a judge function that cannot be imported": ({"judge": {"custom": [{"name": "mine", "function": "nowhere:check"}]}},
+                                                 "judge.custom[0].function: cannot import 'nowhere'"),
+    "an unpinned Hub model": ({"base_model": {"source": "hf://owner/model", "sha256": ""}},
+                              "base_model.source: hf://owner/model is not pinned to a commit"),
 }
 
 
@@ -171,3 +175,24 @@ def test_missing_judge_model_is_named(project, capsys):
     write_params(project, "unused", prompts=SIZES, judge={"llm_judge": {"enabled": True, "model": "models/nope"}})
     code, out = run(project, capsys, "judge", "--iteration", "1")
     assert code == 2 and "judge.llm_judge.model: model folder not found: models/nope" in out.err, out.err
+
+
+JUDGE_STAGE_INPUTS = {
+    "an endpoint nobody answers": ({"llm_judge": {"endpoint": {"base_url": "http://127.0.0.1:9/v1", "model": "m",
+                                                               "timeout_s": 0.5}}},
+                                   "judge.llm_judge.endpoint.base_url: cannot reach the judge server at http://127.0.0.1:9/v1/models"),
+    "a labels file with bad rows": ({"calibration": {"labels": "labels.jsonl"}}, "labels.jsonl:2:"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JUDGE_STAGE_INPUTS))
+def test_bad_judge_inputs_are_named_when_the_stage_starts_and_lose_nothing(project, capsys, case):
+    (project / "labels.jsonl").write_text('{"prompt": "Hi.", "response": "Hello.", "label": true}\n'
+                                          '{"prompt": "Hi.", "response": "Hello.", "label": "maybe"}\n')
+    before = snapshot(project)
+    judge, message = JUDGE_STAGE_INPUTS[case]
+    write_params(project, "unused", prompts=SIZES, judge=judge)
+    code, out = run(project, capsys, "judge", "--iteration", "1")
+    assert code == 2 and message in out.err, out.err
+    assert "Traceback" not in out.err
+    assert snapshot(project) == before
