@@ -6,6 +6,7 @@ IFEval constraints."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -79,6 +80,9 @@ def example_run(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("example-repo")
     copy_repo(root)
     folder = root / "examples/json_extraction"
+    for generated in ("dvc.lock", "metrics", "reports"):  # the committed run's, on the real model
+        path = folder / generated
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     write_jsonl(folder / "train.jsonl", WORDINGS[:4], PERSON)
     write_jsonl(folder / "eval.jsonl", WORDINGS[4:], PERSON)
     write_jsonl(folder / "eval_ood.jsonl", ["The red lamp costs 12 euros."], {"item": "lamp", "price": 12})
