@@ -2,8 +2,10 @@
 
 Runs iteration 1's stages (generate, judge, curate, validate, finetune, evaluate) through the CLI
 in a scratch folder that links this project's base model and prompts (run `dvc repro prompts
-base_model` first), so the project's own data is untouched. With --compare-generate-at REV, the
-generate stage of git revision REV runs first on the same inputs: the before of the latest cut.
+base_model` first), so the project's own data is untouched. The judge stage also runs with every
+judge model scoring every candidate (`calibration_sample: 0`) on the same candidates: the before of
+calibration sampling. With --compare-generate-at REV, the generate stage of git revision REV runs
+first on the same inputs. The result records the params the iteration ran with.
 Run: python -m benchmarks.iteration
 """
 
@@ -16,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import yaml
 
 from benchmarks.common import print_table, stopwatch, write_result
 
@@ -31,6 +35,19 @@ def scratch_project(folder: Path, code: Path) -> None:
     os.symlink(PROJECT / "data" / "prompts", folder / "data" / "prompts")
     for name in ("pipelines", "transforms", "schemas"):  # the code under test, first on PYTHONPATH
         os.symlink(code / name, folder / name)
+
+
+def judge_scoring_every_candidate(scratch: Path, now: Path, log) -> float:
+    """The judge stage on `now`'s candidates with every judge model scoring every candidate."""
+    folder = scratch / "judge-every-candidate"
+    folder.mkdir()
+    scratch_project(folder, PROJECT)
+    shutil.copytree(now / "data" / "candidates", folder / "data" / "candidates")
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    for section in ("llm_judge", "reward_model"):
+        params["judge"][section]["calibration_sample"] = 0
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return run_stage(folder, "judge", log)
 
 
 def run_stage(folder: Path, stage: str, log) -> float:
@@ -90,11 +107,19 @@ def main(argv=None) -> dict:
         now = scratch / "now"
         now.mkdir()
         scratch_project(now, PROJECT)
+        result["params"] = yaml.safe_load((now / "params.yaml").read_text())
         for stage in args.stages:
             result["stages"][stage] = run_stage(now, stage, log)
             print(f"{stage}: {result['stages'][stage]:.1f} s", flush=True)
+            if stage == "judge":
+                result["judge_every_candidate"] = judge_scoring_every_candidate(scratch, now, log)
+                print(f"judge, every candidate scored: {result['judge_every_candidate']:.1f} s", flush=True)
     total = sum(result["stages"].values())
     rows = [[stage, seconds, f"{seconds / total:.0%}"] for stage, seconds in result["stages"].items()]
+    if "judge_every_candidate" in result:
+        seconds = result["judge_every_candidate"]
+        rows.append(["judge, judge models scoring every candidate (calibration_sample: 0)", seconds,
+                     f"{seconds / result['stages']['judge']:.1f}x the current judge"])
     if "generate_before" in result:
         before = result["generate_before"]
         rows.append([f"generate at {before['revision']} (before)", before["seconds"],

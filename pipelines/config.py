@@ -399,6 +399,12 @@ def _validate_control(config: Config, where: str) -> None:
                           f"rows to keep for {', '.join(missing)} (the filtered run's kept count)")
 
 
+def calibration_samples(config: Config) -> dict[str, int]:
+    """{judge model: its sample size} of the judge models that score a calibration sample only: a deciding judge
+    (weight > 0 in curate.weights) scores every candidate whatever its `calibration_sample`."""
+    return config.judge.calibration_samples(config.curate.gating())
+
+
 def models_in_use(config: Config) -> dict[str, str]:
     """{key: model} of the model params whose section is enabled (the base model's always is)."""
     in_use = {}

@@ -12,7 +12,7 @@ import sys
 
 import apache_beam as beam
 
-from pipelines.config import Config
+from pipelines.config import Config, calibration_samples
 from pipelines.resume import ShardProgress, run_shards
 from pipelines.run_guard import guarded
 from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
@@ -39,6 +39,7 @@ from transforms.judges.calibration import (
     plot_calibration,
     verifier_labels,
 )
+from transforms.judges.calibration_sample import CalibrationSample
 from transforms.judges.labeled_scoring import check_verdicts, handler_verdicts
 from transforms.judges.labels import LabeledAnswer, read_labels
 from transforms.judges.model_judging import ModelJudge
@@ -72,6 +73,7 @@ def graph(config: Config, iteration: str, shards: list[int] | None = None, total
     shards = list(range(n)) if shards is None else shards
     checks = enabled_checks(cfg)
     handlers = model_handlers(config) if handlers is None else handlers
+    samples = calibration_samples(config)
 
     def build(p):
         prompts = beam.pvalue.AsDict(
@@ -79,13 +81,17 @@ def graph(config: Config, iteration: str, shards: list[int] | None = None, total
             | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
             | "KeyPrompts" >> beam.Map(lambda r: (r["prompt_id"], r))
         )
-        candidates = (
-            p
-            | "ReadCandidates" >> beam.io.ReadFromParquet(f"{layout.candidates(iteration)}/{SHARD_GLOB}")
-            | "OnlyTheseShards" >> beam.Filter(lambda r: shard_index(r["candidate_id"], n) in shards)
-        )
+        every_candidate = p | "ReadCandidates" >> beam.io.ReadFromParquet(
+            f"{layout.candidates(iteration)}/{SHARD_GLOB}")
+        candidates = every_candidate | "OnlyTheseShards" >> beam.Filter(
+            lambda r: shard_index(r["candidate_id"], n) in shards)
         rule_results = candidates | "RulesAndHeuristics" >> beam.FlatMap(rule_judgments, prompts=prompts, checks=checks)
-        models = [candidates | f"Judge_{name}" >> ModelJudge(name, handler, prompts)
+        if samples:  # drawn from every shard's candidates: the same sample whichever shards this run judges
+            sampled = beam.pvalue.AsSingleton(every_candidate | "CalibrationSample" >> CalibrationSample(
+                list(samples.values()), prompts, checks[REFERENCE], config.seed))
+        models = [(candidates | f"Sample_{name}" >> beam.Filter(
+                       lambda c, sampled, size: c["candidate_id"] in sampled[size], sampled=sampled, size=samples[name])
+                   if name in samples else candidates) | f"Judge_{name}" >> ModelJudge(name, handler, prompts)
                   for name, handler in handlers.items()]
         _ = (
             [rule_results, *models]
@@ -111,8 +117,8 @@ def fingerprint(config: Config, iteration: str, models: dict) -> str:
                            | {custom.function.split(":")[0] for custom in cfg.custom})
     code = code_fingerprint(sys.modules[__name__], contract, model_judging, rules, scoring_models, endpoint_judge,
                             parquet_io, *(sys.modules[name] for name in judge_modules))
-    return params_hash(cfg, models, file_sha256(layout.prompts("train")), shard_entries(layout.candidates(iteration)),
-                       code)
+    return params_hash(cfg, calibration_samples(config), models, file_sha256(layout.prompts("train")),
+                       shard_entries(layout.candidates(iteration)), code)
 
 
 def labeled_answers(config: Config) -> list[LabeledAnswer] | None:
@@ -134,15 +140,21 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     models = {spec.name: cfg.settings(spec.name).identity() for spec in cfg.enabled_specs("model")}  # weights, or server
     progress = ShardProgress(f"judge@{iteration}", target, fingerprint(config, iteration, models))
     candidate_ids = read_table(config.layout.candidates(iteration)).column("candidate_id").to_pylist()
+    samples = calibration_samples(config)
+
+    def judgments_in(shards: list[int]) -> int:  # a sampled judge's share of these shards is estimated, for progress
+        share = sum(shard_index(c, cfg.num_shards) in shards for c in candidate_ids)
+        return (len(cfg.enabled()) - len(samples)) * share + sum(
+            round(min(size, len(candidate_ids)) * share / max(len(candidate_ids), 1)) for size in samples.values())
+
     run_shards(progress, cfg.num_shards, cfg.resumable,
                lambda shards, total: run_pipeline(graph(config, iteration, shards, total, handlers), beam_args),
-               "judgments", "judging",
-               lambda shards: len(cfg.enabled()) * sum(shard_index(c, cfg.num_shards) in shards for c in candidate_ids))
+               "judgments", "judging", judgments_in)
     report = write_calibration(config, iteration, answers, handlers)
     faults.reached("before_manifest")
     shards = shard_entries(target)
     manifest = {"stage": "judge", "iteration": iteration, "rows": sum(s["rows"] for s in shards), "shards": shards,
-                "judges": cfg.enabled(),
+                "judges": cfg.enabled(), "calibration_samples": samples,
                 "judge_models": models,
                 "calibration": report, "params_hash": params_hash(cfg), "git_revision": git_revision()}
     write_manifest(target, manifest)
@@ -157,7 +169,7 @@ def write_calibration(config: Config, iteration: str, answers: list[LabeledAnswe
     judges = {name: config.judge.threshold(name) for name in calibrated_judges(config)}
     judgments = read_rows(config.layout.judgments(iteration))
     payload = {"iteration": iteration, "label": f"{REFERENCE} passed", "verifier_labels": len(verifier_labels(judgments)),
-               "judges": calibration_report(judgments, judges)}
+               "judges": calibration_report(judgments, judges, calibration_samples(config))}
     if answers is not None:
         payload["labels"] = labels_section(config, answers, handlers, judges)
     json_path, png_path = config.layout.calibration(iteration)
@@ -196,11 +208,12 @@ def calibration_table(calibration: dict) -> str:
 
 
 def _table(report: dict, source: str, heading: str) -> str:
-    width = max(len("judge"), *map(len, report)) + 2
+    width = max(len("judge"), *(len(name) + len(" (sample)") for name in report)) + 2
     lines = [heading, f"{'judge':<{width}}{'n':>6}{'positives':>10}{'ROC AUC':>9}{'95% CI':>18}{'acc@thr':>9}"]
     for name, s in sorted(report.items()):
         interval = s["roc_auc_ci95"]
         interval_text = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-"
-        lines.append(f"{name:<{width}}{s['candidates']:>6}{s[f'{source}_passed']:>10}{str(s['roc_auc']):>9}"
+        shown = f"{name} (sample)" if "sample" in s else name
+        lines.append(f"{shown:<{width}}{s['candidates']:>6}{s[f'{source}_passed']:>10}{str(s['roc_auc']):>9}"
                      f"{interval_text:>18}{str(s['accuracy_at_threshold']):>9}")
     return "\n".join(lines)

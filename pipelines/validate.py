@@ -15,7 +15,7 @@ import shutil
 
 import pyarrow.parquet as pq
 
-from pipelines.config import Config, iteration_number
+from pipelines.config import Config, calibration_samples, iteration_number
 from pipelines.run_guard import guarded
 from schemas.expectations import DEFAULT_SEVERITY, SuiteInputs, suites
 from schemas.records import CANDIDATE, JUDGMENT, PAIR, PROMPT, SHARD_ROW
@@ -75,6 +75,8 @@ def suite_inputs(config: Config, iteration: str) -> SuiteInputs:
         candidates_per_prompt=config.generate.candidates_per_prompt,
         max_new_tokens=config.generate.max_new_tokens,
         judges=tuple(judges),
+        calibration_samples=tuple((name, size) for name, size in calibration_samples(config).items()
+                                  if name in judges),
         min_score=min_kept_score(config),
         require_finished=config.judge.heuristics.drop_truncated and config.curate.control != "no_filter",
         pair_min_margin=config.curate.pairs.min_margin,

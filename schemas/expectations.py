@@ -38,6 +38,7 @@ class SuiteInputs:
     candidates_per_prompt: int
     max_new_tokens: int
     judges: tuple[str, ...]
+    calibration_samples: tuple[tuple[str, int], ...]  # (judge, sample size) of the judges scoring a sample only
     min_score: float
     require_finished: bool
     pair_min_margin: float
@@ -52,6 +53,8 @@ def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
     E = gx.expectations
     i = inputs
     n_candidates = i.train_prompts * i.candidates_per_prompt
+    n_judgments = n_candidates * (len(i.judges) - len(i.calibration_samples)) + sum(
+        min(size, n_candidates) for _, size in i.calibration_samples)
     specs = {
         "prompts": {
             "prompts.row_count": E.ExpectTableRowCountToEqual(value=i.train_prompts),
@@ -72,7 +75,7 @@ def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
             "candidates.iteration_matches": E.ExpectColumnValuesToBeInSet(column="iteration", value_set=[i.iteration]),
         },
         "judgments": {
-            "judgments.row_count": E.ExpectTableRowCountToEqual(value=n_candidates * len(i.judges)),
+            "judgments.row_count": E.ExpectTableRowCountToEqual(value=n_judgments),
             "judgments.one_per_candidate_and_judge": E.ExpectCompoundColumnsToBeUnique(
                 column_list=["candidate_id", "judge"]),
             "judgments.judge_known": E.ExpectColumnValuesToBeInSet(column="judge", value_set=list(i.judges)),

@@ -5,13 +5,14 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from transforms.judges.calibration import (
-    accuracy_at,
     auc_interval,
     calibration_report,
     histogram,
+    judge_calibration,
     judges_below_floor,
     labels_report,
     plot_calibration,
+    population_accuracy,
     roc_auc,
     roc_curve,
 )
@@ -25,7 +26,18 @@ def test_roc_auc_matches_scikit_learn_with_ties(seed):
     scores = [round(rng.random() * 0.5 + (0.3 if label else 0.0), 1) for label in labels]  # coarse: many ties
     assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
     predictions = [s >= 0.5 for s in scores]
-    assert accuracy_at(labels, scores, 0.5) == pytest.approx(accuracy_score(labels, predictions))
+    accuracy = judge_calibration(labels, scores, 0.5, excluded=0)["accuracy_at_threshold"]
+    assert accuracy == pytest.approx(accuracy_score(labels, predictions), abs=1e-4)
+
+
+def test_accuracy_of_a_stratified_sample_estimates_the_population():
+    # population: 100 positives (80 % judged right), 900 negatives (50 %): accuracy 0.53; a balanced
+    # sample of 10 and 10 with the same per-class accuracy reads 0.65 unweighted
+    labels = [True] * 10 + [False] * 10
+    correct = [True] * 8 + [False] * 2 + [True] * 5 + [False] * 5
+    assert population_accuracy(labels, correct, (100, 900)) == pytest.approx(0.53)
+    assert population_accuracy(labels, correct, (0, 900)) == pytest.approx(0.5)  # a class the population lacks
+    assert population_accuracy(labels[:10], correct[:10], (100, 900)) is None  # no sampled negative to weigh
 
 
 def test_auc_extremes_and_one_class():

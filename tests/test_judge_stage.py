@@ -7,6 +7,7 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from pipelines import config as config_module
 from pipelines import curate, judge
@@ -74,6 +75,53 @@ def test_judge_then_curate_accounts_for_every_candidate(workdir):
     assert manifest["rows_out"] == 2 and manifest["pairs"] == 1
     assert set(report["judges"]) == {"llm_judge", "reward_model"}
     assert report["judges"]["llm_judge"]["excluded_unscored"] == 2  # c3 (empty) and c4 (too long)
+
+
+def judged_by(judgments, judge):
+    return {j["candidate_id"] for j in judgments if j["judge"] == judge}
+
+
+def sampled_run(root, num_shards: int) -> tuple[list[dict], dict, dict, dict]:
+    """(judgments, judge manifest, curate manifest, calibration report) with llm_judge on a sample of 2."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["judge"]["num_shards"] = num_shards
+    params["judge"]["llm_judge"]["calibration_sample"] = 2
+    params["judge"]["reward_model"]["calibration_sample"] = 0
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    config = config_module.load(root / "params.yaml")
+    with chdir(root):
+        judged = judge.main(config, "iter-001", [])
+        curated = curate.main(config, "iter-001", [])
+        return read_rows("data/judgments/iter-001"), judged, curated, json.loads(open("reports/judges/iter-001.json").read())
+
+
+def test_a_judge_of_weight_0_scores_its_stratified_calibration_sample_only(workdir, tmp_path_factory):
+    other = tmp_path_factory.mktemp("one_shard")
+    shutil.copytree(workdir, other, dirs_exist_ok=True)
+    judgments, judged, curated, report = sampled_run(workdir, num_shards=2)
+    verifier = {j["candidate_id"]: j["passed"] for j in judgments if j["judge"] == "ifeval_verifier"}
+    sampled = judged_by(judgments, "llm_judge")
+    assert sorted(verifier[c] for c in sampled) == [False, True]  # one of each verdict
+    assert judged_by(sampled_run(other, num_shards=1)[0], "llm_judge") == sampled  # whatever the shards
+    assert judged_by(judgments, "reward_model") == {c["candidate_id"] for c in CANDIDATES}
+    assert judged["calibration_samples"] == {"llm_judge": 2}
+    sample = report["judges"]["llm_judge"]["sample"]
+    assert (sample["size"], sample["scored"], sample["of_candidates"]) == (2, 2, len(CANDIDATES))
+    assert (sample["verifier_passed"], sample["verifier_failed"]) == (1, 1)
+    assert "sample" not in report["judges"]["reward_model"]
+    assert curated["rows_out"] + sum(curated["rejected"].values()) == len(CANDIDATES)  # unsampled rows still count
+
+
+def test_a_deciding_judge_scores_every_candidate_whatever_its_calibration_sample(workdir):
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["judge"]["llm_judge"]["calibration_sample"] = 2
+    params["curate"]["weights"] = {"ifeval_verifier": 1.0, "llm_judge": 1.0}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    with chdir(workdir):
+        judged = judge.main(config_module.load("params.yaml"), "iter-001", [])
+        judgments = read_rows("data/judgments/iter-001")
+    assert judged_by(judgments, "llm_judge") == {c["candidate_id"] for c in CANDIDATES}
+    assert "llm_judge" not in judged["calibration_samples"]
 
 
 class Killed(Exception):

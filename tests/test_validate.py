@@ -22,7 +22,7 @@ def write_table(root, kind, rows, schema):
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / shard_name(0, 1))
 
 
-def write_iteration(root, shards, candidates=None, judgments=None, pairs=()):
+def write_iteration(root, shards, candidates=None, judgments=None, pairs=(), judges=("ifeval_verifier",)):
     """Candidates and judgments consistent with the train prompts (one candidate each), unless given."""
     if candidates is None:
         candidates = [{k: v for k, v in shard_row(f"c{i}", p, f"answer {i}").items() if k in CANDIDATE_KEYS}
@@ -32,7 +32,7 @@ def write_iteration(root, shards, candidates=None, judgments=None, pairs=()):
                       "detail": "{}"} for c in candidates]
     write_table(root, "candidates", candidates, CANDIDATE)
     write_table(root, "judgments", judgments, JUDGMENT)
-    (root / "data/judgments/iter-001/manifest.json").write_text(json.dumps({"judges": ["ifeval_verifier"]}))
+    (root / "data/judgments/iter-001/manifest.json").write_text(json.dumps({"judges": list(judges)}))
     write_table(root, "pairs", list(pairs), PAIR)
     write_shards(root, "iter-001", shards)
 
@@ -94,6 +94,19 @@ def test_a_lost_candidate_and_a_missing_judgment_are_caught(workdir):
     with pytest.raises(validate.ValidationFailed) as err:
         run(workdir, [shard_row("c0", TRAIN[0], "answer")], candidates=one, judgments=[])
     assert "candidates.row_count" in str(err.value) and "judgments.row_count" in str(err.value)
+
+
+def test_a_judge_scoring_a_calibration_sample_is_counted_by_its_sample(workdir):
+    write_params(workdir, "unused", generate={"candidates_per_prompt": 1},
+                 judge={"llm_judge": {"enabled": True, "model": "models/base", "calibration_sample": 1}})
+    rows = [shard_row("c0", TRAIN[0], "owls hoot"), shard_row("c1", TRAIN[1], "bats fly")]
+    candidates = [{k: v for k, v in row.items() if k in CANDIDATE_KEYS} for row in rows]
+    verdicts = [{"candidate_id": c["candidate_id"], "judge": judge, "score": 1.0, "passed": True, "detail": "{}"}
+                for judge in ("ifeval_verifier", "llm_judge") for c in candidates]
+    judges = ("ifeval_verifier", "llm_judge")
+    assert run(workdir, rows, candidates=candidates, judgments=verdicts[:3], judges=judges)["success"]
+    with pytest.raises(validate.ValidationFailed, match="judgments.row_count"):
+        run(workdir, rows, candidates=candidates, judgments=verdicts, judges=judges)
 
 
 def test_warn_severity_reports_without_stopping(workdir):

@@ -94,12 +94,6 @@ def auc_interval(labels: list[bool], scores: list[float], resamples: int = BOOTS
     return [round(float(low), 4), round(float(high), 4)]
 
 
-def accuracy_at(labels: list[bool], scores: list[float], threshold: float) -> float | None:
-    if not labels:
-        return None
-    return sum((s >= threshold) == label for s, label in zip(scores, labels)) / len(labels)
-
-
 def histogram(scores: list[float], bins: int = HISTOGRAM_BINS) -> list[int]:
     counts = [0] * bins
     for s in scores:
@@ -107,15 +101,29 @@ def histogram(scores: list[float], bins: int = HISTOGRAM_BINS) -> list[int]:
     return counts
 
 
+def population_accuracy(labels: list[bool], correct: list[bool], population: tuple[int, int]) -> float | None:
+    """Accuracy over a population of (positives, negatives) estimated from a sample stratified by label: each
+    class's accuracy, weighted by its share of the population."""
+    classes = [(n, [c for c, label in zip(correct, labels) if label == cls])
+               for n, cls in zip(population, (True, False)) if n]
+    if not classes or any(not sampled for _, sampled in classes):
+        return None
+    return sum(n * sum(sampled) / len(sampled) for n, sampled in classes) / sum(n for n, _ in classes)
+
+
 def judge_calibration(labels: list[bool], scores: list[float], threshold: float | None, excluded: int,
-                      passed: list[bool] | None = None, source: str = VERIFIER) -> dict:
+                      passed: list[bool] | None = None, source: str = VERIFIER,
+                      population: tuple[int, int] | None = None) -> dict:
     """`threshold` None: a judge that says `passed` itself (a custom judge); its accuracy is that of `passed`.
-    `source`: VERIFIER or LABEL, the prefix of the per-class keys."""
+    `source`: VERIFIER or LABEL, the prefix of the per-class keys. `population`: (positives, negatives) the
+    labels were sampled from, stratified by label; the accuracy is then the population's estimate."""
     auc = roc_auc(labels, scores)
-    if threshold is None:
-        accuracy = sum(p == label for p, label in zip(passed, labels)) / len(labels) if labels else None
+    correct = passed if threshold is None else [s >= threshold for s in scores]
+    correct = [c == label for c, label in zip(correct, labels)]
+    if population is not None:
+        accuracy = population_accuracy(labels, correct, population)
     else:
-        accuracy = accuracy_at(labels, scores, threshold)
+        accuracy = sum(correct) / len(labels) if labels else None
     return {
         "candidates": len(labels), f"{source}_passed": sum(labels), "excluded_unscored": excluded,
         "roc_auc": None if auc is None else round(auc, 4), "roc_auc_ci95": auc_interval(labels, scores),
@@ -142,18 +150,33 @@ def verifier_labels(judgments: list[dict]) -> dict[str, bool]:
     return {j["candidate_id"]: j["passed"] for j in judgments if j["judge"] == REFERENCE and _label(j)}
 
 
-def calibration_report(judgments: list[dict], judges: dict[str, float | None]) -> dict:
+def calibration_report(judgments: list[dict], judges: dict[str, float | None],
+                       samples: dict[str, int] | None = None) -> dict:
     """Per calibrated judge (name -> threshold, None for a judge deciding `passed` itself): its agreement with the
-    verifier on the same candidates."""
+    verifier on the same candidates. `samples`: {judge: sample size} of the judges that scored a calibration
+    sample only (calibration_sample.py); their entries say so, and their accuracy is the population's estimate."""
     verifier = verifier_labels(judgments)
+    population = (sum(verifier.values()), len(verifier) - sum(verifier.values()))
+    candidates = sum(j["judge"] == REFERENCE for j in judgments)  # the verifier judges every candidate
     report = {}
     for name, threshold in sorted(judges.items()):
         own = [j for j in judgments if j["judge"] == name]
         paired = sorted((j["candidate_id"], j["score"], j["passed"]) for j in own
                         if _usable(j) and j["candidate_id"] in verifier)
         labels = [verifier[cid] for cid, _, _ in paired]
+        sampled = name in (samples or {})
         report[name] = judge_calibration(labels, [score for _, score, _ in paired], threshold,
-                                         excluded=len(own) - len(paired), passed=[p for _, _, p in paired])
+                                         excluded=len(own) - len(paired), passed=[p for _, _, p in paired],
+                                         population=population if sampled else None)
+        if sampled:
+            scored = {j["candidate_id"] for j in own}
+            report[name]["sample"] = {
+                "size": samples[name], "scored": len(own), "of_candidates": candidates,
+                "verifier_passed": sum(verifier[c] for c in scored if c in verifier),
+                "verifier_failed": sum(not verifier[c] for c in scored if c in verifier),
+                "unlabeled": sum(c not in verifier for c in scored),
+                "stratified_by": f"{REFERENCE} passed", "population": dict(zip(("verifier_passed", "verifier_failed"),
+                                                                             population))}
     return report
 
 

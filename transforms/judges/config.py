@@ -56,6 +56,12 @@ class JudgeStageConfig:
     def enabled_specs(self, kind: str) -> list[JudgeSpec]:
         return [spec for spec in self.specs() if spec.kind == kind and self.is_enabled(spec.name)]
 
+    def calibration_samples(self, deciding: list[str]) -> dict[str, int]:
+        """{judge model: its sample size} of the enabled judge models that score a calibration sample only: those
+        with a `calibration_sample` that do not decide (`deciding`: the judges of weight > 0 in curate.weights)."""
+        return {spec.name: size for spec in self.enabled_specs("model")
+                if spec.name not in deciding and (size := getattr(self.settings(spec.name), "calibration_sample", 0))}
+
     def threshold(self, judge: str) -> float | None:
         return getattr(self.settings(judge), "threshold", None)
 

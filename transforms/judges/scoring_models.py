@@ -72,6 +72,9 @@ class ModelJudgeConfig:
     max_batch_size: int = 64  # elements RunInference hands the model at once
     dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
     device: str = "auto"  # auto (CUDA when the worker has a GPU, else CPU), cpu, cuda or cuda:N
+    # with weight 0 in curate.weights: score only this many candidates, stratified by the verifier's verdict, for
+    # calibration (transforms/judges/calibration_sample.py); 0: every candidate. A deciding judge scores every one
+    calibration_sample: int = 256
 
     def runs_local_model(self) -> bool:
         return self.enabled
@@ -80,6 +83,7 @@ class ModelJudgeConfig:
         require(not self.enabled or bool(self.model), f"{where}.model must name a model folder when enabled")
         require(0 <= self.threshold <= 1, f"{where}.threshold must be in [0, 1]")
         require_at_least_one(self, where, "max_input_tokens", "micro_batch_size", "max_batch_size")
+        require(self.calibration_sample >= 0, f"{where}.calibration_sample must be >= 0 (0: every candidate)")
         require_dtype(self.dtype, where)
         devices.require_device(self.device, where)
 
