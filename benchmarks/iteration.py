@@ -27,12 +27,14 @@ STAGES = ("generate", "judge", "curate", "validate", "finetune", "evaluate")
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def scratch_project(folder: Path, code: Path) -> None:
+def scratch_project(folder: Path, code: Path, link_prompts: bool = True) -> None:
+    """A project folder running `code`'s pipelines on this project's base model (and prompts, unless told not to)."""
     shutil.copy(code / "params.yaml", folder / "params.yaml")
     (folder / "models").mkdir()
     (folder / "data").mkdir()
     os.symlink(PROJECT / "models" / "base", folder / "models" / "base")
-    os.symlink(PROJECT / "data" / "prompts", folder / "data" / "prompts")
+    if link_prompts:
+        os.symlink(PROJECT / "data" / "prompts", folder / "data" / "prompts")
     for name in ("pipelines", "transforms", "schemas"):  # the code under test, first on PYTHONPATH
         os.symlink(code / name, folder / name)
 
@@ -50,9 +52,11 @@ def judge_scoring_every_candidate(scratch: Path, now: Path, log) -> float:
     return run_stage(folder, "judge", log)
 
 
-def run_stage(folder: Path, stage: str, log) -> float:
+def run_stage(folder: Path, stage: str, log, iteration: str = "iter-001") -> float:
+    """Seconds `selfsift STAGE` took in `folder` (evaluate: of `iteration`'s model, iter-000 the base)."""
+    number = str(int(iteration.split("-")[1]))
     command = [sys.executable, "-c", "from pipelines.cli import main; raise SystemExit(main())", stage,
-               "--iteration", "1" if stage == "evaluate" else "iter-001"]
+               *(() if stage == "prompts" else ("--iteration", number if stage == "evaluate" else iteration))]
     with stopwatch() as t:
         done = subprocess.run(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
                               env={**os.environ, "PYTHONPATH": str(folder)})
