@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn; tables on stdout, results in benchmarks/results/*.json."""
 
-from benchmarks import ceiling, dedup, evaluation, generation, iteration, judge
+from benchmarks import ceiling, dedup, evaluation, fresh_clone, generation, iteration, judge
 
 if __name__ == "__main__":
     generation.main([])
@@ -9,3 +9,4 @@ if __name__ == "__main__":
     ceiling.main([])  # reads generation's result for the fraction of the ceiling reached
     evaluation.main([])
     iteration.main([])
+    fresh_clone.main([])  # last: `make repro` from a clone of the committed HEAD, about half an hour
