@@ -87,15 +87,16 @@ def run_selfsift(engine: Engine, model: str, shape: Shape, requests, threads: in
 def run_ctranslate2(engine: Engine, model: str, shape: Shape, requests, threads: int) -> list[tuple[str, int]]:
     """generate_batch over distinct prompts, num_hypotheses=K samples each (one prefill per prompt).
     sampling_topk=0 samples from the full vocabulary (RandomSampler restricts only for 0 < k < vocab).
-    The seed is global to the process: a sample depends on its batch, unlike the handler's."""
+    One seed for the whole run, set before the generator exists (its worker thread reads it when it
+    starts): a sample depends on its batch, unlike the handler's."""
     import ctranslate2
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(BASE_MODEL)
+    ctranslate2.set_random_seed(0)
     generator = ctranslate2.Generator(model, device="cpu", compute_type=engine.variant, intra_threads=threads)
     distinct = requests[:: shape.per_prompt]
     tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in prompt_ids(tokenizer, distinct)]
-    ctranslate2.set_random_seed(0)
     results = generator.generate_batch(
         tokens, max_batch_size=max(1, shape.micro_batch_size // shape.per_prompt), num_hypotheses=shape.per_prompt,
         max_length=shape.max_new_tokens, sampling_topk=0, sampling_topp=SAMPLING.top_p,
