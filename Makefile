@@ -72,9 +72,18 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
-bench: $(BENCH_STAMP) $(GGUF)
+# OpenVINO's converter for the engine bake-off: optimum-intel 2.2.0 needs transformers <= 5.5 (this project pins
+# 5.24), so it gets a venv of its own, used only to run `optimum-cli export openvino` (pulls torch from PyPI).
+OV_EXPORT := .cache/ov-export
+
+$(OV_EXPORT)/bin/optimum-cli:
+	python3 -m venv $(OV_EXPORT)
+	$(OV_EXPORT)/bin/pip install --quiet 'optimum-intel[openvino]==2.2.0' 'transformers==5.5.4' \
+		'huggingface-hub==1.21.0' 'datasets==4.8.5'
+
+bench: $(BENCH_STAMP) $(GGUF) $(OV_EXPORT)/bin/optimum-cli
 	dvc repro base_model prompts
-	$(PY) -m benchmarks
+	OPTIMUM_CLI=$(OV_EXPORT)/bin/optimum-cli $(PY) -m benchmarks
 
 # Dependency audit against PyPI's advisory data (needs pypi.org; --strict fails if a package cannot be checked).
 audit: $(STAMP)

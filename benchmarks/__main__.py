@@ -1,9 +1,10 @@
 """`make bench`: every benchmark in turn; tables on stdout, results in benchmarks/results/*.json."""
 
-from benchmarks import ceiling, dedup, evaluation, fresh_clone, generation, iteration, judge
+from benchmarks import ceiling, dedup, engines, evaluation, fresh_clone, generation, iteration, judge
 
 if __name__ == "__main__":
     generation.main([])
+    engines.main([])  # OpenVINO's row needs OPTIMUM_CLI (the Makefile's bench target sets it)
     judge.main([])
     dedup.main([])
     ceiling.main([])  # reads generation's result for the fraction of the ceiling reached
