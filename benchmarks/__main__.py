@@ -1,6 +1,17 @@
 """`make bench`: every benchmark in turn; tables on stdout, results in benchmarks/results/*.json."""
 
-from benchmarks import ceiling, dedup, engines, evaluation, fresh_clone, generation, iteration, judge
+from benchmarks import (
+    ceiling,
+    dedup,
+    engines,
+    evaluation,
+    finetune,
+    finetune_heldout,
+    fresh_clone,
+    generation,
+    iteration,
+    judge,
+)
 
 if __name__ == "__main__":
     generation.main([])
@@ -8,6 +19,8 @@ if __name__ == "__main__":
     judge.main([])
     dedup.main([])
     ceiling.main([])  # reads generation's result for the fraction of the ceiling reached
+    finetune.main([])
+    finetune_heldout.main([])
     evaluation.main([])
     iteration.main([])
     fresh_clone.main([])  # last: `make repro` from a clone of the committed HEAD, about half an hour

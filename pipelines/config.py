@@ -136,6 +136,9 @@ class FinetuneConfig:
     max_length: int = 512  # tokens per training row (prompt and answer); longer rows are truncated, counted in the model summary
     warmup_ratio: float = 0.05  # share of the steps spent warming the learning rate up
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
+    bf16: bool = True  # bfloat16 autocast in the forward and backward passes; weights, optimizer and saved model stay float32
+    padding_free: bool = True  # sft: a batch's rows as one sequence, no padding, attention within each row (dpo pads)
+    group_by_length: bool = False  # batches of rows of similar length (less padding); order still seeded
     checkpoint_steps: int = 20  # save a resumable training state every this many steps; a killed run resumes from the last
 
     def validate(self, where: str) -> None:

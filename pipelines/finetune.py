@@ -80,6 +80,8 @@ def trainer_args(cfg: FinetuneConfig, seed: int, workdir: str) -> dict:
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", max_length=cfg.max_length,
         gradient_checkpointing=cfg.gradient_checkpointing, seed=seed, data_seed=seed,
+        bf16=cfg.bf16,  # explicit: TRL's configs default to True
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         save_strategy="no",  # CheckpointEvery saves: every checkpoint_steps, never at the last step
         report_to="none", logging_steps=1,  # the loss curve (loss_tracker) gets every step
         use_cpu=not _has_gpu(), dataloader_num_workers=0,
@@ -114,7 +116,8 @@ def build_trainer(model, tokenizer, rows: list[dict], cfg: FinetuneConfig, seed:
     from trl import SFTConfig, SFTTrainer
 
     # TRL would truncate without saying how much; the full rows are tokenized and cut here, counted.
-    args = SFTConfig(**{**trainer_args(cfg, seed, workdir), "max_length": None}, completion_only_loss=True)
+    args = SFTConfig(**{**trainer_args(cfg, seed, workdir), "max_length": None}, completion_only_loss=True,
+                     padding_free=cfg.padding_free)
     dataset = Dataset.from_list([to_prompt_completion(r) for r in rows])
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(cfg))
@@ -249,6 +252,8 @@ def _finetune(config: Config, iteration: str) -> dict:
                     truncation.tokens, truncation.dropped_rows)
     tokenizer.padding_side = "left"
     summary = {"iteration": iteration, "base": start, "method": cfg.method, "lora": cfg.lora.enabled,
+               "bf16": cfg.bf16, "padding_free": cfg.padding_free and cfg.method == "sft",  # TRL's DPOTrainer pads
+               "group_by_length": cfg.group_by_length,
                "rows": len(rows), "replayed_rows": replayed, "train_loss": mean_loss(trainer, result),
                "steps": result.global_step, "train_tokens": trained_tokens(trainer), **truncation.summary()}
 
