@@ -78,6 +78,24 @@ def train(rows: list[dict], cfg: FinetuneConfig, steps: int | None, warmup_steps
             "training_loss": result.training_loss}
 
 
+def training_profile(rows: list[dict], cfg: FinetuneConfig, steps: int = 2, top: int = 15) -> list[dict]:
+    """Top operators of `steps` optimizer steps with `cfg` (after one warm-up step), by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, tokenizer = load_causal_lm(BASE_MODEL)
+    with tempfile.TemporaryDirectory() as workdir:
+        trainer, _ = build_trainer(model, tokenizer, rows, cfg, seed=0, workdir=workdir)
+        trainer.args.max_steps = 1
+        trainer.train()
+        trainer.args.max_steps = steps
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            trainer.train()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [{"op": e.key, "self_seconds": e.self_cpu_time_total / 1e6, "share": e.self_cpu_time_total / total,
+             "calls": e.count} for e in events[:top]]
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shards", default="data/shards/iter-001")
@@ -104,6 +122,10 @@ def main(argv=None) -> dict:
     result = {"shards": args.shards, "rows": len(rows), "batch_size": base.batch_size, "steps": args.steps,
               "baseline": BASELINE, "chosen": CHOSEN, "runs": runs,
               "load_average_before": load_before, "load_average_after": os.getloadavg()}
+    result["profile"] = training_profile(rows, dataclasses.replace(base, **stage_defaults()))
+    print_table("Where a training step goes (the stage's defaults; torch profiler, self CPU time)",
+                ["op", "seconds", "share", "calls"],
+                [[p["op"], p["self_seconds"], f"{p['share']:.0%}", p["calls"]] for p in result["profile"]])
     write_result("finetune", result)
     return result
 
