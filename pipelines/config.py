@@ -59,14 +59,9 @@ class PromptsConfig:
         _require_output_path(self.out_dir, f"{where}.out_dir", "data")
 
 
-BACKENDS = ("transformers", "ctranslate2", "vllm")
-
-
 @dataclass(frozen=True)
 class GenerateConfig:
-    # "transformers" (CPU or GPU), "ctranslate2" (CPU, int8 copy converted once; docs/performance.md), or "vllm"
-    # (GPU workers; docs/dataflow.md)
-    backend: str = "transformers"
+    backend: str = "transformers"  # "transformers" (CPU or GPU), or "vllm" (GPU workers; docs/dataflow.md)
     vllm_server_kwargs: dict[str, str] = field(default_factory=dict)  # extra `vllm serve` flags, e.g. {max-model-len: "2048"}
     candidates_per_prompt: int = 4  # K sampled answers per train prompt
     temperature: float = 0.8  # 0 is greedy
@@ -82,7 +77,7 @@ class GenerateConfig:
     device: str = "auto"  # backend transformers: auto (CUDA when the worker has a GPU, else CPU), cpu, cuda or cuda:N
 
     def validate(self, where: str) -> None:
-        require(self.backend in BACKENDS, f"{where}.backend must be one of {', '.join(BACKENDS)}")
+        require(self.backend in ("transformers", "vllm"), f"{where}.backend must be 'transformers' or 'vllm'")
         require(self.candidates_per_prompt >= 1, f"{where}.candidates_per_prompt must be at least 1")
         require(self.temperature >= 0, f"{where}.temperature must be >= 0 (0 is greedy)")
         require(0 < self.top_p <= 1, f"{where}.top_p must be in (0, 1]")

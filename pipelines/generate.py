@@ -18,14 +18,7 @@ from pipelines.resume import ShardProgress, run_shards
 from pipelines.run_guard import guarded
 from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
 from schemas.records import CANDIDATE
-from transforms.generation import (
-    candidates,
-    ct2_generation,
-    decoding,
-    fallback_generation,
-    hf_generation,
-    vllm_generation,
-)
+from transforms.generation import candidates, decoding, fallback_generation, hf_generation, vllm_generation
 from transforms.generation.candidates import Lineage, expand_prompt, to_candidate
 from transforms.generation.hf_generation import CausalLMHandler, SamplingParams
 from transforms.io import devices, faults, parquet_io
@@ -50,12 +43,6 @@ def generation_handler(config: Config, model_dir: str, sampling: SamplingParams)
 
         return VLLMGenerationHandler(model_dir, sampling, max_batch_size=cfg.max_batch_size,
                                      server_kwargs=cfg.vllm_server_kwargs)
-    if cfg.backend == "ctranslate2":
-        from transforms.generation.ct2_generation import CTranslate2Handler
-
-        return CTranslate2Handler(model_dir, sampling, micro_batch_size=cfg.micro_batch_size,
-                                  max_batch_size=cfg.max_batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
-                                  load_policy=config.security.load_policy())
     return CausalLMHandler(model_dir, sampling, micro_batch_size=cfg.micro_batch_size,
                            max_batch_size=cfg.max_batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
                            dtype=cfg.dtype, load_policy=config.security.load_policy(), device=cfg.device,
@@ -104,8 +91,8 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     with guarded("generate", iteration, config):
         lineage = lineage_of(config, iteration)
         fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, file_sha256(prompts_file), n, device,
-                                  code_fingerprint(sys.modules[__name__], candidates, ct2_generation, decoding,
-                                                   fallback_generation, hf_generation, parquet_io, vllm_generation))
+                                  code_fingerprint(sys.modules[__name__], candidates, decoding, fallback_generation,
+                                                   hf_generation, parquet_io, vllm_generation))
         progress = ShardProgress(name, target, fingerprint)
         prompt_ids = read_table(prompts_file).column("prompt_id").to_pylist()
         run_shards(progress, n, cfg.resumable,
