@@ -10,6 +10,12 @@ LENGTH = "length"  # the answer hit max_new_tokens
 PROMPT_TOO_LONG = "prompt_too_long"  # not generated: the prompt exceeds max_prompt_tokens
 FINISH_REASONS = (STOP, LENGTH, PROMPT_TOO_LONG)
 
+# origin of a candidate
+SAMPLED = "sampled"  # the generator answered the prompt
+REVISED = "revised"  # the generator revised a failed answer, told which checks it failed
+RELABELED = "relabeled"  # a failed answer, under a new prompt asking only what it satisfies (hindsight)
+ORIGINS = (SAMPLED, REVISED, RELABELED)
+
 # reason of a rejected row
 UNJUDGED = "unjudged"
 JUDGE_ERROR = "judge_error"

@@ -44,6 +44,8 @@ class Candidate(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # schemas.reasons.FINISH_REASONS
+    origin: str  # schemas.reasons.ORIGINS: how the answer came to be
+    parent_candidate_id: str  # the candidate it was made from ("" for a sampled one)
 
 
 class Verdict(TypedDict):

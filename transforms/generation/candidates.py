@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from schemas.reasons import SAMPLED
 from transforms.generation.hf_generation import Generation, GenerationRequest, SamplingParams
 
 
@@ -54,4 +55,6 @@ def to_candidate(meta: dict, generation: Generation, lineage: Lineage) -> dict:
         "prompt_tokens": generation.prompt_tokens,
         "completion_tokens": generation.completion_tokens,
         "finish_reason": generation.finish_reason,
+        "origin": SAMPLED,
+        "parent_candidate_id": "",
     }
