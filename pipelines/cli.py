@@ -52,6 +52,16 @@ def _curate(args, config, beam):
     return {k: manifest[k] for k in ("rows_in", "rows_out", "pairs", "kept_per_instruction_type")}
 
 
+def _compare(args, config, beam):
+    compare = _stage("compare")
+    return compare.comparison_table(compare.compare(config, args.model_a, args.model_b), args.model_a, args.model_b)
+
+
+def _compare_flags(parser: argparse.ArgumentParser) -> None:
+    for name, which in (("model_a", "first"), ("model_b", "second")):
+        parser.add_argument(name, help=f"the {which} model: an iteration (0 is the base model) or a folder of eval answers")
+
+
 def _publish_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iteration", default="all", help="iteration number or name, or 'all' (default)")
     parser.add_argument("--repo-id", help="ORG/NAME on the Hub (default: publish.repo_id in params)")
@@ -79,6 +89,8 @@ STAGES = (
     Stage("evaluate", "score a model on the held-out prompts (Beam)",
           lambda args, config, beam: _stage("evaluate").main(config, args.iteration, beam),
           iteration="iteration number or name; 0 is the base model", beam=True),
+    Stage("compare", "paired difference of two models on the same eval prompts, with McNemar's exact test",
+          _compare, flags=_compare_flags),
     Stage("report", "record this run in reports/runs/ and write reports/summary.md with figures",
           lambda args, config, beam: str(_stage("report").main(config))),
     Stage("publish", "build the Hugging Face Hub dataset folder and upload it",

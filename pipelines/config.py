@@ -48,8 +48,8 @@ class BaseModelConfig:
 class PromptsConfig:
     source: str = "builtin"  # "builtin", or a .jsonl/.parquet file of your own train prompts
     train_size: int = 240  # builtin train prompts
-    eval_size: int = 120  # eval: training wordings and types, unseen topics
-    eval_ood_size: int = 120  # eval_ood: unseen wordings, 4 never-trained types, unseen topics
+    eval_size: int = 500  # eval: training wordings and types, unseen topics
+    eval_ood_size: int = 500  # eval_ood: unseen wordings, 4 never-trained types, unseen topics
     max_constraints: int = 3  # each prompt combines 1..max_constraints compatible constraints
     seed: int = 1234  # the prompt sets' own seed: runs with another loop `seed` keep the same eval sets
     out_dir: str = "data/prompts"  # where train, eval and eval_ood are written (under data/)

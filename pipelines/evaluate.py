@@ -1,5 +1,6 @@
-"""Stage `evaluate` (Beam): greedy answers to the held-out prompts, scored with the same checkers,
-and the model's health beside its accuracies (transforms/health/metrics.py): length, repetition,
+"""Stage `evaluate` (Beam): greedy answers to the held-out prompts, scored with the same checkers: each
+accuracy with its 95 % interval, the accuracy per instruction type, and the paired difference from the base
+model's answers to the same prompts with McNemar's exact test (`vs_base`); the model's health beside its accuracies (transforms/health/metrics.py): length, repetition,
 diversity and format artifacts, each with its change from the base model's answers. Eval sets of your
 own (`evaluate.sets`) are answered alike and scored by their judge, each under `sets` in the metrics.
 A check that raises is kept in the answer's `error` column and counted (`n_errors`); above
@@ -25,7 +26,8 @@ from transforms.io.layout import BASE, Layout
 from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, write_atomically
 from transforms.io.progress import ShowProgress, start_meter
-from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies, refuse_if_errored, set_metrics
+from transforms.judges.eval_comparison import compare_answers
+from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies, per_instruction_type, refuse_if_errored, set_metrics
 from transforms.judges.eval_scoring import Scorer, scorers_for
 from transforms.judges.ifeval_verifier import parse_kwargs
 
@@ -127,12 +129,16 @@ def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -
             log.warning("evaluate@%s: checks raised on %d of %d %s prompts (counted as not followed; their "
                         "`error` column in %s)", name, counted["n_errors"], counted["n_prompts"], eval_set, folder)
     base_rows = base_answers(config, name)
-    metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir), "health": {}}
+    metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir), "health": {},
+               "per_instruction_type": {split: per_instruction_type(answers[split]) for split in METRIC_PREFIX}}
     for split, prefix in METRIC_PREFIX.items():
         for key, value in scores[split].items():
             metrics[prefix + key] = value
         base = [r for r in base_rows if r["split"] == split] if base_rows else None
         metrics["health"][split] = health(answers[split], config.judge.heuristics, base)
+    if base_rows:
+        metrics["vs_base"] = compare_answers(base_rows, rows, config.evaluate.eval_sets(),
+                                             f"evaluate@{name} against {config.layout.evals(BASE_EVALUATION)}")
     if own:
         metrics["sets"] = own
     path.parent.mkdir(exist_ok=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from pipelines.report_data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread
 from pipelines.report_health import health_section
 from pipelines.report_sets import sets_section
+from pipelines.report_significance import paired_section, rare_types_section
 from pipelines.stage_times import in_pipeline_order
 
 
@@ -99,7 +100,8 @@ def render_summary(records: list[dict], current: dict, figures: dict[str, Path],
         "# selfsift report", "",
         f"Written by the `report` stage from {len(records)} recorded run(s) in `reports/runs/`. Accuracy is IFEval "
         "prompt-level strict, in % of the held-out prompts; cells with several seeds read mean (min–max).", "",
-        *accuracy_table(records), "", image("accuracy"), "", *sets_section(records), "## Runs", "", *params_table(records), "",
+        *accuracy_table(records), "", image("accuracy"), "", *paired_section(records), *rare_types_section(records),
+        *sets_section(records), "## Runs", "", *params_table(records), "",
         f"## This run: {current['run']}, seed {current['seed']}", "", "### Curation funnel", "",
         *funnel_lines(current), image("funnel"), "", "### Judge calibration", "", *judge_lines(current), "",
         image("calibration"), "", "### Stage wall times", "", *times, "", image("stage_times"), "",

@@ -139,6 +139,16 @@ def test_metrics_for_every_iteration(repro):
             assert health["hit_budget"]["value"] == pytest.approx(sum(r["finish_reason"] == "length" for r in answers) / 6,
                                                                    abs=1e-4)
             assert ("delta" in health["length_mean"]) == (n > 0)  # changes are against the base model's answers
+            by_type = metrics["per_instruction_type"][split]
+            assert sum(t["n"] for t in by_type.values()) == sum(len(r["instruction_ids"]) for r in answers)
+            assert sum(t["followed"] for t in by_type.values()) == sum(sum(r["strict"]) for r in answers)
+            if n > 0:
+                base = {r["prompt_id"]: r["passed"] for r in read_rows(str(root / "data/evals/iter-000")) if r["split"] == split}
+                vs_base = metrics["vs_base"][split]
+                assert vs_base["gained"] == sum(r["passed"] and not base[r["prompt_id"]] for r in answers)
+                assert vs_base["lost"] == sum(base[r["prompt_id"]] and not r["passed"] for r in answers)
+        assert ("vs_base" in metrics) == (n > 0)
+        assert metrics["prompt_level_strict_acc_low"] <= metrics["prompt_level_strict_acc"] <= metrics["prompt_level_strict_acc_high"]
     shown = subprocess.run(["dvc", "metrics", "show"], cwd=root, env=env, capture_output=True, text=True)
     assert all(f"metrics/iter-00{n}.json" in shown.stdout for n in (0, 1, 2)), shown.stdout
     assert "health.eval.stray_quote.value" in shown.stdout

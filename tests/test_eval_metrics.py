@@ -1,7 +1,13 @@
 import pytest
 
 from transforms.health.intervals import wilson
-from transforms.judges.eval_metrics import TooManyCheckerErrors, accuracies, refuse_if_errored, set_metrics
+from transforms.judges.eval_metrics import (
+    TooManyCheckerErrors,
+    accuracies,
+    per_instruction_type,
+    refuse_if_errored,
+    set_metrics,
+)
 
 
 def test_prompt_and_instruction_levels():
@@ -65,3 +71,29 @@ def test_a_set_of_your_own_counts_passed_answers_with_a_wilson_interval():
     assert verified["prompt_level_loose_acc"] == 2 / 3 and verified["accuracy"] == verified["prompt_level_strict_acc"]
     with pytest.raises(ValueError, match="no evaluation results"):
         set_metrics([], "mine")
+
+
+def test_every_accuracy_has_an_interval_around_it():
+    results = [{"strict": [i % 3 == 0, True], "loose": [i % 2 == 0, True], "error": None} for i in range(60)]
+    m = accuracies(results)
+    assert (m["prompt_level_strict_acc_low"], m["prompt_level_strict_acc_high"]) == pytest.approx(wilson(20, 60))
+    for key in ("prompt_level_strict_acc", "prompt_level_loose_acc", "inst_level_strict_acc", "inst_level_loose_acc"):
+        assert 0 <= m[f"{key}_low"] < m[key] < m[f"{key}_high"] <= 1, key
+
+
+def test_an_instruction_level_interval_resamples_prompts_not_instructions():
+    # every prompt's 5 instructions all pass or all fail: 50 independent outcomes, not 250
+    results = [{"strict": [i % 2 == 0] * 5, "loose": [i % 2 == 0] * 5, "error": None} for i in range(50)]
+    m = accuracies(results)
+    width = m["inst_level_strict_acc_high"] - m["inst_level_strict_acc_low"]
+    low, high = wilson(125, 250)
+    assert width > 1.5 * (high - low)  # as wide as 50 outcomes allow, much wider than 250 would give
+
+
+def test_per_instruction_type_counts_each_type_with_its_interval():
+    results = [{"instruction_ids": ["a", "b"], "strict": [True, False]},
+               {"instruction_ids": ["a"], "strict": [False]},
+               {"instruction_ids": ["b", "c"], "strict": [True, True]}]
+    by_type = per_instruction_type(results)
+    assert {t: (v["followed"], v["n"]) for t, v in by_type.items()} == {"a": (1, 2), "b": (1, 2), "c": (1, 1)}
+    assert by_type["a"]["accuracy"] == 0.5 and (by_type["a"]["low"], by_type["a"]["high"]) == pytest.approx(wilson(1, 2))

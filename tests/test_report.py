@@ -283,3 +283,40 @@ def test_eval_sets_of_your_own_show_per_run_and_iteration(tmp_path):
     record = json.loads((tmp_path / "reports/runs/loop-seed2.json").read_text())
     assert [(it["metrics"] or {}).get("sets", {}).get("mine", {}).get("accuracy") for it in record["iterations"]] == \
         [0.25, 0.5, None]
+
+
+def with_significance(root, per_iteration):
+    """Adds `vs_base` and `per_instruction_type` as evaluate writes them, and reports again.
+    per_iteration: [(vs_base eval entry or None, {type: (followed, n)})]."""
+    for i, (vs_base, types) in enumerate(per_iteration):
+        path = root / f"metrics/iter-{i:03d}.json"
+        metrics = json.loads(path.read_text())
+        per_type = {t: {"n": n, "followed": f, "accuracy": f / n} for t, (f, n) in types.items()}
+        metrics["per_instruction_type"] = {"eval": per_type, "eval_ood": per_type}
+        if vs_base:
+            metrics["vs_base"] = {"eval": vs_base}
+        path.write_text(json.dumps(metrics))
+    with chdir(root):
+        return report.main(config_module.load("params.yaml"))
+
+
+def difference(points, p):
+    return {"difference": points / 100, "difference_low": (points - 5) / 100, "difference_high": (points + 5) / 100,
+            "p_value": p, "significant": p < 0.05}
+
+
+def test_paired_differences_are_bold_only_when_significant_and_rare_types_are_tracked(tmp_path):
+    run_report(tmp_path, seed=1)
+    text = (tmp_path / with_significance(tmp_path, [
+        (None, {"change_case:english_lowercase": (0, 30), "punctuation:no_comma": (10, 30)}),
+        (difference(4.0, 0.21), {"change_case:english_lowercase": (3, 30), "punctuation:no_comma": (12, 30)}),
+        (difference(12.5, 0.003), {"change_case:english_lowercase": (9, 30), "punctuation:no_comma": (20, 30)}),
+    ])).read_text()
+    paired = text.split("## Paired against the base model")[1].split("## ")[0]
+    assert "| loop | 1 | 1 | +4.0 [-1.0, +9.0] p=0.21 | – |" in paired
+    assert "| loop | 1 | 2 | **+12.5 [+7.5, +17.5] p=0.003** | – |" in paired
+    rare = text.split("## Instruction types the base model rarely follows")[1].split("## ")[0]
+    assert "punctuation:no_comma" not in rare  # the base follows it on a third of the prompts
+    low, high = wilson(9, 30)
+    assert f"| loop | change_case:english_lowercase | 0.0 [0.0–{100 * wilson(0, 30)[1]:.1f}] (n=30) |" in rare
+    assert f"30.0 [{100 * low:.1f}–{100 * high:.1f}] (n=30) |" in rare

@@ -1,10 +1,18 @@
-"""IFEval's four accuracies from per-prompt instruction results, the accuracy of an eval set of your own
-with its 95 % Wilson interval, and the share of prompts whose checks raised, above which no accuracy is
-reported."""
+"""IFEval's four accuracies from per-prompt instruction results, each with its 95 % interval, the strict
+accuracy per instruction type, the accuracy of an eval set of your own with its 95 % Wilson interval, and
+the share of prompts whose checks raised, above which no accuracy is reported.
+
+A prompt-level accuracy is a share of independent prompts: Wilson interval. An instruction-level one
+counts a prompt's instructions together, and they are not independent (one bad answer fails several),
+so its interval resamples prompts (bootstrap)."""
 
 from __future__ import annotations
 
-from transforms.health.intervals import wilson
+from collections import defaultdict
+
+import numpy as np
+
+from transforms.health.intervals import centred_interval, resample_indices, wilson
 from transforms.io.layout import EVAL_SPLITS
 from transforms.judges.ifeval_verifier import NAME as VERIFIER
 
@@ -22,13 +30,37 @@ def accuracies(results: list[dict]) -> dict:
     `error` of a check that raised (its instructions count as not followed)."""
     if not results:
         raise ValueError("no evaluation results to score")
-    metrics = {"n_prompts": len(results), "n_errors": sum(bool(r["error"]) for r in results)}
+    n = len(results)
+    metrics = {"n_prompts": n, "n_errors": sum(bool(r["error"]) for r in results)}
+    draws = resample_indices(n)
     for mode in ("strict", "loose"):
         flags = [r[mode] for r in results]
-        instructions = [f for row in flags for f in row]
-        metrics[f"prompt_level_{mode}_acc"] = sum(bool(row) and all(row) for row in flags) / len(flags)
-        metrics[f"inst_level_{mode}_acc"] = sum(instructions) / len(instructions) if instructions else 0.0
+        passed = sum(bool(row) and all(row) for row in flags)
+        prompt_key, inst_key = f"prompt_level_{mode}_acc", f"inst_level_{mode}_acc"
+        metrics[prompt_key] = passed / n
+        metrics[f"{prompt_key}_low"], metrics[f"{prompt_key}_high"] = wilson(passed, n)
+        followed = np.array([sum(row) for row in flags], dtype=float)
+        counted = np.array([len(row) for row in flags], dtype=float)
+        metrics[inst_key] = followed.sum() / counted.sum() if counted.sum() else 0.0
+        samples = followed[draws].sum(axis=1) / np.maximum(counted[draws].sum(axis=1), 1)
+        low, high = centred_interval(metrics[inst_key], samples) if counted.sum() else (0.0, 1.0)
+        metrics[f"{inst_key}_low"], metrics[f"{inst_key}_high"] = max(0.0, low), min(1.0, high)
     return metrics
+
+
+def per_instruction_type(results: list[dict]) -> dict[str, dict]:
+    """{instruction type: instructions of that type (`n`), how many were followed strictly, the share with its
+    95 % Wilson interval}. A type's instructions count as independent: a built-in prompt holds a type at most once."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in results:
+        for instruction_id, followed in zip(row["instruction_ids"], row["strict"], strict=True):
+            counts[instruction_id][0] += bool(followed)
+            counts[instruction_id][1] += 1
+    out = {}
+    for instruction_id, (followed, n) in sorted(counts.items()):
+        low, high = wilson(followed, n)
+        out[instruction_id] = {"n": n, "followed": followed, "accuracy": followed / n, "low": low, "high": high}
+    return out
 
 
 def set_metrics(results: list[dict], judge: str) -> dict:
