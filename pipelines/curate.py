@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.config import Config
 from pipelines.run_guard import guarded
 from pipelines.runtime import git_revision, params_hash, run_pipeline
+from schemas.reasons import ORIGINS
 from schemas.records import PAIR, REJECTED_ROW, SHARD_ROW
 from transforms.curation import semantic_dedup
 from transforms.curation.chain import REASONS, funnel
@@ -210,6 +211,7 @@ def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: di
         raise RuntimeError(f"curate lost records: {rows_in} candidates in, {kept.num_rows} kept + "
                            f"{sum(reasons.values())} rejected")
     kept_per_type = Counter(t for ids in kept.column("instruction_ids").to_pylist() for t in ids)
+    by_origin = origin_counts(kept, read_table(rej_dir, None))
     pair_shards = shard_entries(pair_dir)
     generator = config.generator_dir(iteration)
     return {
@@ -217,6 +219,7 @@ def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: di
         "rejected": {reason: reasons.get(reason, 0) for reason in REASONS},
         "funnel": funnel(rows_in, reasons),
         "kept_per_instruction_type": dict(sorted(kept_per_type.items())),
+        **by_origin,
         "policy": plan.keep_reason(), "notes": notes,
         "shards": shard_entries(kept_dir), "rejected_shards": shard_entries(rej_dir),
         "pairs": sum(s["rows"] for s in pair_shards), "pair_shards": pair_shards,
@@ -226,6 +229,23 @@ def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: di
     }
 
 
+def origin_counts(kept, rejected) -> dict:
+    """The funnel of each origin (sampled, revised, relabeled: schemas/reasons.py ORIGINS) that reached curate,
+    and its kept rows per instruction type. Every row leaves once, so an origin's rows in are its kept and
+    rejected rows."""
+    kept_origins = kept.column("origin").to_pylist()
+    rejections = list(zip(rejected.column("origin").to_pylist(), rejected.column("reason").to_pylist(), strict=True))
+    funnels, per_type = {}, {}
+    for origin in [o for o in ORIGINS if o in set(kept_origins) | {o for o, _ in rejections}]:
+        reasons = Counter(reason for o, reason in rejections if o == origin)
+        funnels[origin] = funnel(kept_origins.count(origin) + sum(reasons.values()), reasons)
+        per_type[origin] = dict(sorted(Counter(
+            t for o, ids in zip(kept_origins, kept.column("instruction_ids").to_pylist(), strict=True) if o == origin
+            for t in ids).items()))
+    return {"kept_per_origin": {o: f[-1]["out"] for o, f in funnels.items()}, "funnel_per_origin": funnels,
+            "kept_per_instruction_type_and_origin": per_type}
+
+
 def funnel_table(manifest: dict) -> str:
     lines = [f"{'step':<18}{'in':>7}{'rejected':>10}{'out':>7}   reasons"]
     for step in manifest["funnel"]:
@@ -233,4 +253,8 @@ def funnel_table(manifest: dict) -> str:
         lines.append(f"{step['step']:<18}{step['in']:>7}{sum(dropped.values()):>10}{step['out']:>7}   "
                      + ", ".join(f"{r} {n}" for r, n in dropped.items()))
     lines.append(f"kept {manifest['rows_out']} of {manifest['rows_in']}; {manifest['pairs']} preference pairs")
+    if len(manifest["kept_per_origin"]) > 1:
+        lines.append("kept by origin: " + ", ".join(
+            f"{origin} {kept} of {manifest['funnel_per_origin'][origin][0]['in']}"
+            for origin, kept in manifest["kept_per_origin"].items()))
     return "\n".join(lines)

@@ -1,10 +1,11 @@
 """Stage `evaluate` (Beam): greedy answers to the held-out prompts, scored with the same checkers: each
-accuracy with its 95 % interval, the accuracy per instruction type, and the paired difference from the base
-model's answers to the same prompts with McNemar's exact test (`vs_base`); the model's health beside its accuracies (transforms/health/metrics.py): length, repetition,
-diversity and format artifacts, each with its change from the base model's answers. Eval sets of your
-own (`evaluate.sets`) are answered alike and scored by their judge, each under `sets` in the metrics.
-A check that raises is kept in the answer's `error` column and counted (`n_errors`); above
-`evaluate.max_error_share` of a set's prompts the stage reports no accuracy."""
+accuracy with its 95 % interval, the accuracy per instruction type, and the paired difference from the
+base model's answers to the same prompts with McNemar's exact test (`vs_base`). The model's health sits
+beside its accuracies (transforms/health/metrics.py): length, repetition, diversity and format artifacts,
+each with its change from the base model's answers. Eval sets of your own (`evaluate.sets`) are answered
+alike and scored by their judge, each under `sets` in the metrics. A check that raises is kept in the
+answer's `error` column and counted (`n_errors`); above `evaluate.max_error_share` of a set's prompts the
+stage reports no accuracy."""
 
 from __future__ import annotations
 

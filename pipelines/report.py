@@ -77,6 +77,7 @@ def iteration_record(name: str, parts: dict) -> dict:
         "metrics": parts.get("metrics"),
         "candidates": manifest.get("rows_in"),
         "kept": manifest.get("rows_out"),
+        "kept_per_origin": manifest.get("kept_per_origin"),
         "pairs": manifest.get("pairs"),
         "funnel": manifest.get("funnel"),
         "judges": {judge: {k: v for k, v in stats.items() if k.startswith(("roc", "histogram"))}

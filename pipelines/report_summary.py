@@ -83,10 +83,12 @@ def judge_lines(current: dict) -> list[str]:
 
 
 def training_lines(current: dict) -> list[str]:
-    lines = ["| iteration | training rows | tokens (one pass) |", "|---|---|---|"]
+    """Rows trained on, and the kept rows of each origin (sampled, revised, relabeled)."""
+    lines = ["| iteration | training rows | tokens (one pass) | kept by origin |", "|---|---|---|---|"]
     for it in current["iterations"]:
         if it["train_rows"] is not None:
-            lines.append(f"| {it['iteration']} | {it['train_rows']} | {it['train_tokens']} |")
+            origins = ", ".join(f"{o} {n}" for o, n in (it.get("kept_per_origin") or {}).items()) or "–"
+            lines.append(f"| {it['iteration']} | {it['train_rows']} | {it['train_tokens']} | {origins} |")
     return lines
 
 

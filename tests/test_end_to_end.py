@@ -148,7 +148,8 @@ def test_metrics_for_every_iteration(repro):
                 assert vs_base["gained"] == sum(r["passed"] and not base[r["prompt_id"]] for r in answers)
                 assert vs_base["lost"] == sum(base[r["prompt_id"]] and not r["passed"] for r in answers)
         assert ("vs_base" in metrics) == (n > 0)
-        assert metrics["prompt_level_strict_acc_low"] <= metrics["prompt_level_strict_acc"] <= metrics["prompt_level_strict_acc_high"]
+        low, high = metrics["prompt_level_strict_acc_low"], metrics["prompt_level_strict_acc_high"]
+        assert low <= metrics["prompt_level_strict_acc"] <= high
     shown = subprocess.run(["dvc", "metrics", "show"], cwd=root, env=env, capture_output=True, text=True)
     assert all(f"metrics/iter-00{n}.json" in shown.stdout for n in (0, 1, 2)), shown.stdout
     assert "health.eval.stray_quote.value" in shown.stdout

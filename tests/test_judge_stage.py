@@ -74,6 +74,7 @@ def test_judge_then_curate_accounts_for_every_candidate(workdir):
     assert rejected["c5"][0] == rejected["c6"][0] == "below_threshold"
     assert manifest["rows_out"] + sum(manifest["rejected"].values()) == len(CANDIDATES)
     assert manifest["rows_out"] == 2 and manifest["pairs"] == 1
+    assert manifest["kept_per_origin"] == {"sampled": 2} and manifest["funnel_per_origin"]["sampled"] == manifest["funnel"]
     assert set(report["judges"]) == {"llm_judge", "reward_model"}
     assert report["judges"]["llm_judge"]["excluded_unscored"] == 2  # c3 (empty) and c4 (too long)
 

@@ -44,6 +44,7 @@ def write_workspace(root, accuracies, judges=JUDGE, validated=True, health=None)
         for kind in ("candidates", "judgments"):
             write_json(root, f"data/{kind}/{name}/manifest.json", {"stage": kind, "of": f"sha-of-iter-{i - 1:03d}"})
         write_json(root, f"data/shards/{name}/manifest.json", {"rows_in": 8, "rows_out": 3, "pairs": 2, "funnel": FUNNEL,
+                                                             "kept_per_origin": {"sampled": 2, "relabeled": 1},
                                                              "generator_model_sha256": f"sha-of-iter-{i - 1:03d}"})
         write_json(root, f"reports/validation/{name}.json", {"success": validated})
         write_json(root, f"reports/judges/{name}.json", {"judges": judges})
@@ -320,3 +321,4 @@ def test_paired_differences_are_bold_only_when_significant_and_rare_types_are_tr
     low, high = wilson(9, 30)
     assert f"| loop | change_case:english_lowercase | 0.0 [0.0–{100 * wilson(0, 30)[1]:.1f}] (n=30) |" in rare
     assert f"30.0 [{100 * low:.1f}–{100 * high:.1f}] (n=30) |" in rare
+    assert "| 1 | 3 | 400 | sampled 2, relabeled 1 |" in text  # the training rows each source contributed

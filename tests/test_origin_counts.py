@@ -1,0 +1,18 @@
+import pyarrow as pa
+
+from pipelines.curate import origin_counts
+
+
+def test_each_origin_gets_its_own_funnel_and_kept_rows_per_type():
+    kept = pa.table({"origin": ["sampled", "relabeled", "relabeled"],
+                     "instruction_ids": [["a"], ["b", "a"], ["b"]]})
+    rejected = pa.table({"origin": ["sampled", "sampled", "revised", "relabeled"],
+                         "reason": ["below_threshold", "truncated", "below_threshold", "duplicate"]})
+    counts = origin_counts(kept, rejected)
+    assert counts["kept_per_origin"] == {"sampled": 1, "revised": 0, "relabeled": 2}
+    funnels = counts["funnel_per_origin"]
+    assert [funnels[o][0]["in"] for o in ("sampled", "revised", "relabeled")] == [3, 1, 3]
+    policy = next(step for step in funnels["sampled"] if step["step"] == "judge policy")
+    assert policy["rejected"]["below_threshold"] == 1
+    assert counts["kept_per_instruction_type_and_origin"] == {"sampled": {"a": 1}, "revised": {},
+                                                              "relabeled": {"a": 1, "b": 2}}
