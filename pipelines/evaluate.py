@@ -5,7 +5,8 @@ beside its accuracies (transforms/health/metrics.py): length, repetition, divers
 each with its change from the base model's answers. Eval sets of your own (`evaluate.sets`) are answered
 alike and scored by their judge, each under `sets` in the metrics. A check that raises is kept in the
 answer's `error` column and counted (`n_errors`); above `evaluate.max_error_share` of a set's prompts the
-stage reports no accuracy."""
+stage reports no accuracy. Prompts whose length instructions need more than `evaluate.max_new_tokens` are
+counted (`n_prompts_over_budget`) and warned about."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from transforms.judges.eval_comparison import compare_answers
 from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies, per_instruction_type, refuse_if_errored, set_metrics
 from transforms.judges.eval_scoring import Scorer, scorers_for
 from transforms.judges.ifeval_verifier import parse_kwargs
+from transforms.prompts.length_needs import over_budget
 
 log = logging.getLogger("selfsift")
 
@@ -135,6 +137,12 @@ def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -
     for split, prefix in METRIC_PREFIX.items():
         for key, value in scores[split].items():
             metrics[prefix + key] = value
+        metrics[f"{prefix}n_prompts_over_budget"] = over = len(over_budget(read_rows(config.layout.prompts(split)),
+                                                                           config.evaluate.max_new_tokens))
+        if over:
+            log.warning("evaluate@%s: %d of %d %s prompts ask for more length than evaluate.max_new_tokens (%d) allows "
+                        "(transforms/prompts/length_needs.py): their accuracy measures the budget", name, over,
+                        scores[split]["n_prompts"], split, config.evaluate.max_new_tokens)
         base = [r for r in base_rows if r["split"] == split] if base_rows else None
         metrics["health"][split] = health(answers[split], config.judge.heuristics, base)
     if base_rows:
