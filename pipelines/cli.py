@@ -62,6 +62,11 @@ def _compare_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(name, help=f"the {which} model: an iteration (0 is the base model) or a folder of eval answers")
 
 
+def _study_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="the study: seeds, common overrides and variants (e.g. study.yaml)")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs still to do; run nothing")
+
+
 def _publish_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iteration", default="all", help="iteration number or name, or 'all' (default)")
     parser.add_argument("--repo-id", help="ORG/NAME on the Hub (default: publish.repo_id in params)")
@@ -91,6 +96,8 @@ STAGES = (
           iteration="iteration number or name; 0 is the base model", beam=True),
     Stage("compare", "paired difference of two models on the same eval prompts, with McNemar's exact test",
           _compare, flags=_compare_flags),
+    Stage("study", "run each variant of a study with each seed as a DVC experiment, skipping recorded runs",
+          lambda args, config, beam: _stage("study").main(args.file, args.dry_run), flags=_study_flags),
     Stage("report", "record this run in reports/runs/ and write reports/summary.md with figures",
           lambda args, config, beam: str(_stage("report").main(config))),
     Stage("publish", "build the Hugging Face Hub dataset folder and upload it",

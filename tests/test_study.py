@@ -1,0 +1,81 @@
+import json
+import subprocess
+
+import pytest
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from pipelines import study
+from pipelines.config import ConfigError
+from tests.stage_fixtures import chdir
+
+SPEC = {"seeds": [1234, 2], "common": {"judge.llm_judge.enabled": False},
+        "variants": {"loop": {}, "relabel": {"relabel.enabled": True},
+                     "no-filter": {"curate.control": "no_filter", "curate.control_rows": {"same_as": "loop"}}}}
+
+
+def write(root, spec=SPEC):
+    (root / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(root / "study.yaml")
+
+
+def record(root, run, seed, kept):
+    path = root / "reports/runs" / f"{run}-seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"iterations": [{"iteration": 0, "kept": None}]
+                                + [{"iteration": i + 1, "kept": k} for i, k in enumerate(kept)]}))
+
+
+def test_runs_go_seed_by_seed_with_the_common_overrides(tmp_path):
+    runs = study.load_study(write(tmp_path))
+    assert [r.name for r in runs] == ["loop-seed1234", "relabel-seed1234", "no-filter-seed1234",
+                                      "loop-seed2", "relabel-seed2", "no-filter-seed2"]
+    assert study.command(runs[1]) == ["dvc", "exp", "run", "-n", "relabel-seed1234", "-S", "seed=1234", "-S",
+                                      "report.run=relabel", "-S", "judge.llm_judge.enabled=false", "-S",
+                                      "relabel.enabled=true"]
+
+
+def test_a_control_keeps_as_many_rows_as_its_loop_kept_with_the_same_seed(tmp_path):
+    runs = study.load_study(write(tmp_path))
+    with chdir(tmp_path):
+        with pytest.raises(ConfigError, match="list loop before no-filter"):
+            study.command(runs[2])
+        record(tmp_path, "loop", 1234, [86, 150])
+        flag = study.command(runs[2])[-1]
+        assert flag == "++curate.control_rows={iter-001: 86, iter-002: 150}"
+        parsed = OverridesParser.create().parse_override(flag)  # as `dvc exp run -S` reads it
+        assert parsed.key_or_group == "curate.control_rows" and parsed.value() == {"iter-001": 86, "iter-002": 150}
+
+
+def test_a_dry_run_lists_only_what_is_not_recorded(tmp_path):
+    with chdir(tmp_path):
+        record(tmp_path, "loop", 1234, [86, 150])
+        plan = study.main(write(tmp_path), dry_run=True)
+    assert plan["already_recorded"] == ["loop-seed1234"]
+    assert len(plan["would_run"]) == 5 and plan["would_run"][0].startswith("dvc exp run -n relabel-seed1234 ")
+    assert "{same_as: loop}" in plan["would_run"][-1]  # seed 2's loop has not run yet
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"seeds": [1], "variants": {"a": {"seed": 3}}}, "seed and report.run are set by the study"),
+    ({"seeds": [], "variants": {"a": {}}}, "seeds must be a list of integers"),
+    ({"seeds": [1], "variants": {"a": ["x"]}}, "variants.a must map params keys"),
+    ({"seeds": [1], "variant": {"a": {}}}, "a study has `seeds`, `variants`"),
+])
+def test_a_bad_study_is_named(tmp_path, spec, message):
+    with pytest.raises(ConfigError, match=message):
+        study.load_study(write(tmp_path, spec))
+
+
+def test_the_study_refuses_to_start_over_uncommitted_params(tmp_path):
+    with chdir(tmp_path):
+        subprocess.run(["git", "init", "-q"], check=True)
+        (tmp_path / "params.yaml").write_text("seed: 1\n")
+        (tmp_path / "dvc.lock").write_text("")
+        subprocess.run(["git", "add", "."], check=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], check=True)
+        study.check_committed()
+        (tmp_path / "params.yaml").write_text("seed: 2\n")
+        with pytest.raises(ConfigError, match="commit or stash your edits first"):
+            study.main(write(tmp_path))
+        assert (tmp_path / "params.yaml").read_text() == "seed: 2\n"  # nothing lost
