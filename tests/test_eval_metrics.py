@@ -97,3 +97,8 @@ def test_per_instruction_type_counts_each_type_with_its_interval():
     by_type = per_instruction_type(results)
     assert {t: (v["followed"], v["n"]) for t, v in by_type.items()} == {"a": (1, 2), "b": (1, 2), "c": (1, 1)}
     assert by_type["a"]["accuracy"] == 0.5 and (by_type["a"]["low"], by_type["a"]["high"]) == pytest.approx(wilson(1, 2))
+
+
+def test_an_interval_holds_its_share_at_the_edges():
+    for n in (6, 120, 500):
+        assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0

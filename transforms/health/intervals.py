@@ -19,7 +19,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    # exactly 0 and 1 at the edges, where rounding would leave them a hair inside
+    return (0.0 if successes == 0 else low), (1.0 if successes == n else high)
 
 
 def mcnemar_exact(gained: int, lost: int) -> float:
