@@ -1,6 +1,7 @@
 """Hindsight relabeling (issue 15): constraints read off an answer, confirmed by the official checker,
 the relabeled rows curate adds, their share cap, decontamination and validation of their prompts."""
 
+import dataclasses
 import json
 import random
 
@@ -13,10 +14,12 @@ from pipelines import curate
 from schemas.reasons import CONTAMINATED, OVER_RELABEL_SHARE, RELABELED, SAMPLED
 from schemas.records import CANDIDATE, JUDGMENT
 from tests.stage_fixtures import chdir, write_params, write_prompt_sets
+from transforms.curation import relabel, relabel_share
 from transforms.curation import relabel_constraints as rc
+from transforms.curation.config import CurateConfig
 from transforms.curation.notes import RELABEL_NO_TASK, RELABELED_ROWS
 from transforms.curation.plan import CurationPlan
-from transforms.curation.relabel import AddRelabeled, relabeled_id, task_of
+from transforms.curation.relabel import AddRelabeled, RelabelConfig, relabeled_id, task_of
 from transforms.curation.relabel_share import allowed_relabeled, cap_relabeled
 from transforms.io.parquet_io import read_table, shard_name
 from transforms.judges.config import JudgeConfig
@@ -190,6 +193,14 @@ def test_the_share_cap_keeps_a_seeded_subset_and_rejects_the_rest_with_its_reaso
     assert len(dropped) == 3 and {r["reason"] for r in dropped} == {OVER_RELABEL_SHARE}
     again = [r["candidate_id"] for r in cap_relabeled(list(reversed(rows)), 0.25, seed=1) if isinstance(r, dict)]
     assert sorted(again) == sorted(r["candidate_id"] for r in kept)
+
+
+def test_relabeling_is_off_by_default_and_under_the_ablation_controls():
+    default = CurateConfig()
+    assert not relabel.enabled(CurationPlan(default)) and relabel_share.STEP.build(CurationPlan(default)) is None
+    on = dataclasses.replace(default, relabel=RelabelConfig(enabled=True))
+    assert relabel.enabled(CurationPlan(on)) and relabel_share.STEP.build(CurationPlan(on)) is not None
+    assert not relabel.enabled(CurationPlan(dataclasses.replace(on, control="no_filter")))
 
 
 def test_relabeling_is_refused_while_a_judge_curate_cannot_rerun_decides(tmp_path):
