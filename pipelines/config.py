@@ -19,6 +19,7 @@ import yaml
 
 from schemas.expectations import DEFAULT_SEVERITY, EXPECTATION_IDS, SEVERITIES
 from transforms.curation.config import CurateConfig
+from transforms.curation.relabel import check_deciding_judges
 from transforms.io import hub_models
 from transforms.io.devices import require_device
 from transforms.io.layout import BASE, EVAL_SPLITS, Layout
@@ -453,5 +454,6 @@ def load(path: str | Path = "params.yaml") -> Config:
     _validate_judges(config, str(path))
     _validate_eval_sets(config, str(path))
     _validate_control(config, str(path))
+    check_deciding_judges(config.curate, str(path))
     _validate_model_sources(config, str(path))
     return config

@@ -20,7 +20,7 @@ from transforms.curation import semantic_dedup
 from transforms.curation.chain import REASONS, funnel
 from transforms.curation.curate import Curate
 from transforms.curation.decontamination import build_index, eval_file_texts
-from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, described
+from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, RELABELED_ROWS, described
 from transforms.curation.plan import CurationPlan
 from transforms.io import devices, faults
 from transforms.io.model_io import check_loadable, model_sha256
@@ -122,7 +122,7 @@ def plan_of(config: Config, iteration: str) -> CurationPlan:
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"curate.semantic_dedup.model: {exc} (run `make embedder`)") from None
     return CurationPlan(config.curate, decontamination_index(config), config.curate.control_rows.get(iteration, 0),
-                        config.seed, config.security.load_policy())
+                        config.seed, config.security.load_policy(), config.judge, config.prompts.max_constraints)
 
 
 def graph(config: Config, iteration: str, plan: CurationPlan):
@@ -201,14 +201,15 @@ def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: di
     check_orphans(notes[JUDGMENTS_WITHOUT_CANDIDATE], read_table(layout.judgments(iteration), None).num_rows,
                   config, iteration)
     kept_dir, rej_dir, pair_dir = layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)
-    rows_in = read_table(layout.candidates(iteration), None).num_rows
+    candidates = read_table(layout.candidates(iteration), None).num_rows
+    rows_in = candidates + notes[RELABELED_ROWS]["count"]  # relabeling adds rows (curate.relabel)
     reasons = Counter(read_table(rej_dir, None).column("reason").to_pylist())
     unknown = sorted(set(reasons) - set(REASONS))
     if unknown:
         raise RuntimeError(f"curate wrote rejection reasons outside the funnel: {unknown}")
     kept = read_table(kept_dir, None)
     if kept.num_rows + sum(reasons.values()) != rows_in:
-        raise RuntimeError(f"curate lost records: {rows_in} candidates in, {kept.num_rows} kept + "
+        raise RuntimeError(f"curate lost records: {rows_in} rows in ({candidates} candidates), {kept.num_rows} kept + "
                            f"{sum(reasons.values())} rejected")
     kept_per_type = Counter(t for ids in kept.column("instruction_ids").to_pylist() for t in ids)
     by_origin = origin_counts(kept, read_table(rej_dir, None))

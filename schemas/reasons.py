@@ -36,4 +36,5 @@ SEMANTIC_DUPLICATE = "semantic_duplicate"
 OVER_PROMPT_CAP = "over_prompt_cap"
 OVER_TYPE_CAP = "over_type_cap"
 BELOW_TOP_FRACTION = "below_top_fraction"
+OVER_RELABEL_SHARE = "over_relabel_share"  # relabeled rows beyond curate.relabel.max_share
 NOT_SAMPLED = "not_sampled"  # controls only (curate.control): outside the random sample

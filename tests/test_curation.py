@@ -12,7 +12,7 @@ from transforms.curation.config import CurateConfig
 from transforms.curation.curate import Curate, first_failure
 from transforms.curation.decontamination import DecontaminationConfig, build_index
 from transforms.curation.near_dedup import NearDedupConfig
-from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, TRUNCATED_FOR_EMBEDDING
+from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, MEANING
 from transforms.curation.plan import CurationPlan
 from transforms.curation.preference_pairs import PairsConfig
 from transforms.curation.steps import RowFilter
@@ -128,8 +128,8 @@ def test_judgments_without_their_candidate_are_counted_with_an_example():
     with TestPipeline() as p:
         out = run_curate(p, CANDIDATES, judgments)
         assert_that(out["notes"], equal_to([{
-            JUDGMENTS_WITHOUT_CANDIDATE: {"count": 2 + len(HEURISTICS), "example": "ghost"},
-            TRUNCATED_FOR_EMBEDDING: {"count": 0, "example": None}}]))
+            **{kind: {"count": 0, "example": None} for kind in MEANING},
+            JUDGMENTS_WITHOUT_CANDIDATE: {"count": 2 + len(HEURISTICS), "example": "ghost"}}]))
 
 
 def test_the_stage_refuses_judgments_made_for_other_candidates(tmp_path):

@@ -15,11 +15,11 @@ from typing import Callable
 Kwargs = dict
 Sampler = Callable[[random.Random], Kwargs]
 
-_KEYWORD_POOL = (
+KEYWORD_POOL = (
     "balance", "history", "simple", "future", "energy", "community", "practice", "morning",
     "network", "quality", "garden", "journey", "signal", "budget", "pattern", "window",
 )
-_FORBIDDEN_POOL = ("very", "really", "thing", "good", "also", "just", "important", "many")
+FORBIDDEN_POOL = ("very", "really", "thing", "good", "also", "just", "important", "many")
 _END_PHRASES = ("Is there anything else I can help with?", "Any other questions?", "That is all.")
 _LETTERS = "aeinorst"
 
@@ -48,15 +48,15 @@ def _word_bounds(rng: random.Random) -> Kwargs:
 
 
 def _keywords(rng: random.Random) -> Kwargs:
-    return {"keywords": rng.sample(_KEYWORD_POOL, k=rng.choice([1, 2]))}
+    return {"keywords": rng.sample(KEYWORD_POOL, k=rng.choice([1, 2]))}
 
 
 def _keyword_frequency(rng: random.Random) -> Kwargs:
-    return {"keyword": rng.choice(_KEYWORD_POOL), "frequency": rng.choice([2, 3]), "relation": "at least"}
+    return {"keyword": rng.choice(KEYWORD_POOL), "frequency": rng.choice([2, 3]), "relation": "at least"}
 
 
 def _forbidden(rng: random.Random) -> Kwargs:
-    return {"forbidden_words": rng.sample(_FORBIDDEN_POOL, k=2)}
+    return {"forbidden_words": rng.sample(FORBIDDEN_POOL, k=2)}
 
 
 def _end_phrase(rng: random.Random) -> Kwargs:

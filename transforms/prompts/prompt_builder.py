@@ -2,6 +2,8 @@
 
 Deterministic for a seed. Topics are partitioned between the splits, so train and the two eval
 sets share no topic; eval_ood also uses unseen wordings and instruction types never trained on.
+A prompt's `metadata` records its task sentence (`{"task": ...}`), which hindsight relabeling
+(transforms/curation/relabel.py) pairs with other constraints.
 """
 
 from __future__ import annotations
@@ -72,10 +74,16 @@ def _types_for(split: str) -> list[InstructionType]:
     return [t for t in CATALOG if not t.ood_only]
 
 
-def _official_conflicts() -> dict[str, set[str]]:
+def official_conflicts() -> dict[str, set[str]]:
     from if_verifiable.ifeval import instructions_registry
 
     return {k: set(v) for k, v in instructions_registry.INSTRUCTION_CONFLICTS.items()}
+
+
+def fits(chosen: list[InstructionType], candidate: InstructionType, official: dict[str, set[str]]) -> bool:
+    """The candidate can join the chosen constraints: no clash in the catalog nor in the official conflicts."""
+    clash = any(candidate.instruction_id in official.get(c.instruction_id, set()) for c in chosen)
+    return not clash and compatible(chosen, candidate)
 
 
 def _pick_constraints(rng: random.Random, split: str, max_constraints: int, official: dict[str, set[str]]):
@@ -92,8 +100,7 @@ def _pick_constraints(rng: random.Random, split: str, max_constraints: int, offi
     for cand in candidates:
         if len(chosen) >= wanted:
             break
-        clash = any(cand.instruction_id in official.get(c.instruction_id, set()) for c in chosen)
-        if not clash and compatible(chosen, cand):
+        if fits(chosen, cand, official):
             chosen.append(cand)
     return chosen
 
@@ -105,7 +112,7 @@ def prompt_id_for(split: str, text: str) -> str:
 def build_split(split: str, n: int, seed: int, max_constraints: int = 3) -> list[dict]:
     topics = split_topics(seed)[split]
     rng = random.Random(f"{seed}:{split}")
-    official = _official_conflicts()
+    official = official_conflicts()
     rows, seen = [], set()
     attempts = 0
     while len(rows) < n:
@@ -131,7 +138,7 @@ def build_split(split: str, n: int, seed: int, max_constraints: int = 3) -> list
             "kwargs": [json.dumps(k, sort_keys=True) for k in kwargs],
             "source": "selfsift/ifeval-synth",
             "split": split,
-            "metadata": "{}",
+            "metadata": json.dumps({"task": task}),
         })
     return sorted(rows, key=lambda r: r["prompt_id"])
 
