@@ -71,7 +71,7 @@ def allocated_candidates(config: Config, iteration: str, train_prompts: int) -> 
     path = config.layout.manifest(config.layout.candidates(iteration))
     manifest = read_json(path)
     if manifest is None or "rounds" not in manifest:
-        raise ValidationFailed(f"{path}: no generate manifest with its rounds, so the candidates generate.budget "
+        raise FileNotFoundError(f"{path}: no generate manifest with its rounds, so the candidates generate.budget "
                                f"adaptive allocated are unknown; run `selfsift generate --iteration {iteration}`")
     return sum(r["candidates"] for r in manifest["rounds"])
 
