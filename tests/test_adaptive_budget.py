@@ -239,7 +239,8 @@ def test_a_killed_round_resumes_reusing_the_completed_rounds_to_identical_candid
 
 def test_uniform_after_adaptive_leaves_no_round_behind_and_samples_the_same_first_candidates(workdir):
     with chdir(workdir):
-        adaptive = read_rows_after(generate.main(config_module.load("params.yaml"), "iter-001", []))
+        generate.main(config_module.load("params.yaml"), "iter-001", [])
+        adaptive = read_rows("data/candidates/iter-001")
         write_params(workdir, "unused", generate={**ADAPTIVE, "budget": "uniform"})
         manifest = generate.main(config_module.load("params.yaml"), "iter-001", [])
         uniform = read_rows("data/candidates/iter-001")
@@ -251,5 +252,19 @@ def test_uniform_after_adaptive_leaves_no_round_behind_and_samples_the_same_firs
                if r["sample_index"] < 4)
 
 
-def read_rows_after(_manifest) -> list[dict]:
-    return read_rows("data/candidates/iter-001")
+def test_a_task_without_constraints_falls_back_to_uniform_spreading_and_says_so(workdir, caplog):
+    free = [{**prompt(f"free{i}", f"Tell a story about topic {i}.", "train"), "instruction_ids": [], "kwargs": []}
+            for i in range(3)]
+    write_prompt_sets(workdir, free, [prompt("e1", "Write about frogs.", "eval")],
+                      [prompt("o1", "Write about caves.", "eval_ood")])
+    write_params(workdir, "unused", generate={**ADAPTIVE, "candidates_per_prompt": 2, "num_shards": 1,
+                                              "adaptive": {"first_round": 1, "rounds": 1}})
+    caplog.set_level("INFO", logger="selfsift")
+    with chdir(workdir):
+        manifest = generate.main(config_module.load("params.yaml"), "iter-001", [])
+        rows = read_rows("data/candidates/iter-001")
+    assert "no train prompt has constraints the verifier can check, so the adaptive budget is spread uniformly" \
+        in caplog.text
+    assert sorted((r["prompt_id"], r["sample_index"], r["generation_round"]) for r in rows) == [
+        (f"free{i}", j, j + 1) for i in range(3) for j in range(2)]
+    assert [(r["round"], r["candidates"]) for r in manifest["rounds"]] == [(1, 3), (2, 3)]
