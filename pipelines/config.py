@@ -20,6 +20,7 @@ import yaml
 from schemas.expectations import DEFAULT_SEVERITY, EXPECTATION_IDS, SEVERITIES
 from transforms.curation.config import CurateConfig
 from transforms.curation.relabel import check_deciding_judges
+from transforms.generation.adaptive_budget import ADAPTIVE, BUDGETS, AdaptiveConfig
 from transforms.io import hub_models
 from transforms.io.devices import require_device
 from transforms.io.layout import BASE, EVAL_SPLITS, Layout
@@ -64,7 +65,11 @@ class PromptsConfig:
 class GenerateConfig:
     backend: str = "transformers"  # "transformers" (CPU or GPU), or "vllm" (GPU workers; docs/dataflow.md)
     vllm_server_kwargs: dict[str, str] = field(default_factory=dict)  # extra `vllm serve` flags, e.g. {max-model-len: "2048"}
-    candidates_per_prompt: int = 4  # K sampled answers per train prompt
+    candidates_per_prompt: int = 4  # K sampled answers per train prompt (budget adaptive: K x prompts in all)
+    # "uniform": K per prompt; "adaptive": `adaptive.first_round` per prompt, then rounds that spend the rest of the
+    # budget on prompts no candidate passed yet (the IFEval verifier, judge.verifier.threshold), the hardest first
+    budget: str = "uniform"
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     temperature: float = 0.8  # 0 is greedy
     top_p: float = 0.95  # nucleus sampling: keep tokens while the mass above them is below top_p
     top_k: int = 0  # 0 disables top-k
@@ -80,6 +85,9 @@ class GenerateConfig:
     def validate(self, where: str) -> None:
         require(self.backend in ("transformers", "vllm"), f"{where}.backend must be 'transformers' or 'vllm'")
         require(self.candidates_per_prompt >= 1, f"{where}.candidates_per_prompt must be at least 1")
+        require(self.budget in BUDGETS, f"{where}.budget must be one of {', '.join(BUDGETS)}")
+        if self.budget == ADAPTIVE:
+            self.adaptive.check_budget(self.candidates_per_prompt, f"{where}.adaptive")
         require(self.temperature >= 0, f"{where}.temperature must be >= 0 (0 is greedy)")
         require(0 < self.top_p <= 1, f"{where}.top_p must be in (0, 1]")
         require(self.top_k >= 0, f"{where}.top_k must be >= 0 (0 disables it)")
@@ -87,6 +95,9 @@ class GenerateConfig:
             require(getattr(self, name) >= 1, f"{where}.{name} must be at least 1")
         require_dtype(self.dtype, where)
         require_device(self.device, where)
+
+    def samples_adaptively(self) -> bool:
+        return self.budget == ADAPTIVE
 
 
 @dataclass(frozen=True)

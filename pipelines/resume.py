@@ -34,8 +34,11 @@ log = logging.getLogger("selfsift")
 
 
 class ShardProgress:
-    def __init__(self, name: str, directory: str, fingerprint: str):
-        self.name, self.directory, self.fingerprint = name, directory, fingerprint
+    """The shards of one stage run in `directory`; `tag` names those of one pass of a stage that writes
+    several into the folder (parquet_io.shard_name): only they are reused or cleared."""
+
+    def __init__(self, name: str, directory: str, fingerprint: str, tag: str = ""):
+        self.name, self.directory, self.fingerprint, self.tag = name, directory, fingerprint, tag
         self.path = RUNS_DIR / f"{name}.progress.json"
         self.done: dict[str, dict] = {}
 
@@ -77,12 +80,12 @@ def run_shards(progress: ShardProgress, count: int, one_run_each: bool, run: Cal
     `rows_in(shards)` counts the records those shards will hold, the `total` the runs show progress
     toward."""
     reused = progress.reusable()
-    clear_shards(progress.directory, keep=set(reused))
+    clear_shards(progress.directory, keep=set(reused), tag=progress.tag)
     if reused:
         log.info("%s: resuming; %d of %d shards (%d %s) were completed and verified by sha256 and are reused, "
                  "saving about %.1f s of %s", progress.name, len(reused), count,
                  sum(e["rows"] for e in reused.values()), rows, sum(e["seconds"] for e in reused.values()), work)
-    pending = [i for i in range(count) if shard_name(i, count) not in reused]
+    pending = [i for i in range(count) if shard_name(i, count, progress.tag) not in reused]
     total = rows_in(pending)
     start_meter(progress.name, total, rows)
     for shards in [[i] for i in pending] if one_run_each else [pending] if pending else []:
@@ -90,7 +93,7 @@ def run_shards(progress: ShardProgress, count: int, one_run_each: bool, run: Cal
         run(shards, total)
         seconds = time.perf_counter() - start
         for i in shards:
-            progress.record(shard_name(i, count), seconds / len(shards))
+            progress.record(shard_name(i, count, progress.tag), seconds / len(shards))
         log.info("%s: shard(s) %s of %d done in %.1f s", progress.name, shards, count, seconds)
 
 

@@ -63,16 +63,30 @@ def _schema_errors(sources: dict) -> list[str]:
     return errors
 
 
+def allocated_candidates(config: Config, iteration: str, train_prompts: int) -> int:
+    """The candidates generate was to make: K per train prompt, or with budget adaptive what its manifest says
+    the rounds allocated, so that a lost candidate is caught either way."""
+    if not config.generate.samples_adaptively():
+        return train_prompts * config.generate.candidates_per_prompt
+    path = config.layout.manifest(config.layout.candidates(iteration))
+    manifest = read_json(path)
+    if manifest is None or "rounds" not in manifest:
+        raise FileNotFoundError(f"{path}: no generate manifest with its rounds, so the candidates generate.budget "
+                               f"adaptive allocated are unknown; run `selfsift generate --iteration {iteration}`")
+    return sum(r["candidates"] for r in manifest["rounds"])
+
+
 def suite_inputs(config: Config, iteration: str) -> SuiteInputs:
     layout = config.layout
+    train_prompts = read_table(layout.prompts("train")).num_rows
     evals = [r for split in EVAL_SPLITS for r in read_table(layout.prompts(split)).to_pylist()]
     # your own sets by text only: their ids are yours and may repeat the train file's
     own = [r for name in config.evaluate.sets for r in read_table(layout.prompts(name)).to_pylist()]
     judges = read_json(layout.manifest(layout.judgments(iteration)))["judges"]
     return SuiteInputs(
         iteration=iteration_number(iteration),
-        train_prompts=read_table(layout.prompts("train")).num_rows,
-        candidates_per_prompt=config.generate.candidates_per_prompt,
+        train_prompts=train_prompts,
+        candidates=allocated_candidates(config, iteration, train_prompts),
         max_new_tokens=config.generate.max_new_tokens,
         judges=tuple(judges),
         calibration_samples=tuple((name, size) for name, size in calibration_samples(config).items()

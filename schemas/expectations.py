@@ -35,7 +35,7 @@ class SuiteInputs:
 
     iteration: int
     train_prompts: int
-    candidates_per_prompt: int
+    candidates: int  # what generate allocated: K per train prompt, or the adaptive rounds' sum (its manifest)
     max_new_tokens: int
     judges: tuple[str, ...]
     calibration_samples: tuple[tuple[str, int], ...]  # (judge, sample size) of the judges scoring a sample only
@@ -52,7 +52,7 @@ def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
 
     E = gx.expectations
     i = inputs
-    n_candidates = i.train_prompts * i.candidates_per_prompt
+    n_candidates = i.candidates
     n_judgments = n_candidates * (len(i.judges) - len(i.calibration_samples)) + sum(
         min(size, n_candidates) for _, size in i.calibration_samples)
     specs = {

@@ -46,6 +46,7 @@ class Candidate(TypedDict):
     finish_reason: str  # schemas.reasons.FINISH_REASONS
     origin: str  # schemas.reasons.ORIGINS: how the answer came to be
     parent_candidate_id: str  # the candidate it was made from ("" for a sampled one)
+    generation_round: int  # the generate round that made it: 1, or later rounds of generate.budget adaptive
 
 
 class Verdict(TypedDict):

@@ -24,7 +24,7 @@ def shard_row(cid: str, p: dict, text: str, score: float = 1.0, finish: str = "s
         "candidate_id": cid, "prompt_id": p["prompt_id"], "text": text, "model": "m", "model_sha256": "0" * 64,
         "iteration": 1, "sample_index": 0, "seed": 1, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 32,
         "prompt_tokens": 5, "completion_tokens": 5, "finish_reason": finish, "origin": "sampled",
-        "parent_candidate_id": "", "messages": p["messages"],
+        "parent_candidate_id": "", "generation_round": 1, "messages": p["messages"],
         "instruction_ids": p["instruction_ids"], "kwargs": p["kwargs"],
         "judgments": [{"judge": "ifeval_verifier", "score": score, "passed": score == 1.0, "detail": "{}"}],
         "score": score, "text_sha256": text_hash(text), "keep_reason": "passed", "dedup_cluster": text_hash(text),

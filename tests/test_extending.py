@@ -72,7 +72,7 @@ texts = ["owls hunt at night and rest by day in hollow trees near quiet rivers w
 candidates = [{"candidate_id": f"c{i}", "prompt_id": f"p{i}", "text": text, "model": "m", "model_sha256": "0" * 64,
                "iteration": 1, "sample_index": 0, "seed": i, "temperature": 0.8, "top_p": 0.95,
                "max_new_tokens": 64, "prompt_tokens": 9, "completion_tokens": 30, "finish_reason": "stop",
-               "origin": "sampled", "parent_candidate_id": ""}
+               "origin": "sampled", "parent_candidate_id": "", "generation_round": 1}
               for i, text in enumerate(texts)]
 Path("data/candidates/iter-001").mkdir(parents=True)
 pq.write_table(pa.Table.from_pylist(candidates, schema=CANDIDATE), f"data/candidates/iter-001/{shard_name(0, 1)}")

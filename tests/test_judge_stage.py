@@ -23,7 +23,7 @@ def candidate(cid, p, text, finish="stop"):
     return {"candidate_id": cid, "prompt_id": p["prompt_id"], "text": text, "model": "m", "model_sha256": "0" * 64,
             "iteration": 1, "sample_index": 0, "seed": 1, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 32,
             "prompt_tokens": 5, "completion_tokens": 5, "finish_reason": finish,
-            "origin": "sampled", "parent_candidate_id": ""}
+            "origin": "sampled", "parent_candidate_id": "", "generation_round": 1}
 
 
 CANDIDATES = [

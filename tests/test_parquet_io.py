@@ -2,7 +2,15 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from transforms.io.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, shard_entries
+from transforms.io.parquet_io import (
+    WriteSortedShards,
+    clear_shards,
+    keep_only_tags,
+    list_shards,
+    read_rows,
+    shard_entries,
+    shard_tag,
+)
 
 SCHEMA = pa.schema([("id", pa.string()), ("value", pa.int64())])
 ROWS = [{"id": f"r{i:03d}", "value": i} for i in range(50)]
@@ -42,3 +50,18 @@ def test_clear_removes_stale_shards_and_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text("{}")
     clear_shards(str(tmp_path))
     assert list_shards(str(tmp_path)) == [] and not (tmp_path / "manifest.json").exists()
+
+
+def test_tagged_shards_are_read_with_the_rest_and_cleared_by_their_tag(tmp_path):
+    write(tmp_path, ROWS[:20], shards=2)
+    with TestPipeline() as p:
+        _ = p | beam.Create(ROWS[20:]) | WriteSortedShards(str(tmp_path), SCHEMA, "id", 2, tag="round-02")
+    names = [p.rsplit("/", 1)[1] for p in list_shards(str(tmp_path))]
+    assert names == ["part-00000-of-00002.parquet", "part-00000-of-00002.round-02.parquet",
+                     "part-00001-of-00002.parquet", "part-00001-of-00002.round-02.parquet"]
+    assert [shard_tag(n) for n in names] == ["", "round-02", "", "round-02"]
+    assert sorted(r["id"] for r in read_rows(str(tmp_path))) == [r["id"] for r in ROWS]
+    clear_shards(str(tmp_path), keep={"part-00001-of-00002.round-02.parquet"}, tag="round-02")
+    assert len(list_shards(str(tmp_path))) == 3  # the untagged ones are another pass's
+    keep_only_tags(str(tmp_path), {"round-02"})
+    assert [p.rsplit("/", 1)[1] for p in list_shards(str(tmp_path))] == ["part-00001-of-00002.round-02.parquet"]

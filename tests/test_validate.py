@@ -96,6 +96,23 @@ def test_a_lost_candidate_and_a_missing_judgment_are_caught(workdir):
     assert "candidates.row_count" in str(err.value) and "judgments.row_count" in str(err.value)
 
 
+def test_an_adaptive_budget_expects_exactly_the_candidates_its_manifest_allocated(workdir):
+    write_params(workdir, "unused", generate={"candidates_per_prompt": 2, "budget": "adaptive",
+                                              "adaptive": {"first_round": 1, "rounds": 1}})
+    rows = [shard_row("c0", TRAIN[0], "owls hoot"), shard_row("c1", TRAIN[1], "bats fly")]
+    candidates = [{k: v for k, v in row.items() if k in CANDIDATE_KEYS} for row in rows]
+    candidates.append({**candidates[1], "candidate_id": "c2", "sample_index": 1, "generation_round": 2})
+    manifest = workdir / "data/candidates/iter-001/manifest.json"
+    with pytest.raises(FileNotFoundError, match="manifest.json: no generate manifest with its rounds"):
+        run(workdir, rows, candidates=candidates)
+    allocated = [{"round": 1, "budget": 4, "prompts": 2, "candidates": 2}]
+    manifest.write_text(json.dumps({"rounds": [*allocated, {"round": 2, "budget": 2, "prompts": 1, "candidates": 1}]}))
+    assert run(workdir, rows, candidates=candidates)["success"]  # 3, not K x prompts = 4
+    manifest.write_text(json.dumps({"rounds": [*allocated, {"round": 2, "budget": 2, "prompts": 2, "candidates": 2}]}))
+    with pytest.raises(validate.ValidationFailed, match="candidates.row_count"):  # one allocated candidate is lost
+        run(workdir, rows, candidates=candidates)
+
+
 def test_a_judge_scoring_a_calibration_sample_is_counted_by_its_sample(workdir):
     write_params(workdir, "unused", generate={"candidates_per_prompt": 1},
                  judge={"llm_judge": {"enabled": True, "model": "models/base", "calibration_sample": 1}})

@@ -32,13 +32,16 @@ def candidate_id(prompt_id: str, model_sha256: str, sample_index: int, seed: int
     return _digest(prompt_id, model_sha256, sample_index, seed)[:24]
 
 
-def expand_prompt(prompt: dict, k: int, lineage: Lineage):
-    """Yields (meta, request) for K samples of one prompt; meta rides along through RunInference."""
+def expand_prompt(prompt: dict, k: int, lineage: Lineage, start: int = 0, generation_round: int = 1):
+    """Yields (meta, request) for K samples of one prompt, sample indexes start.. (a later round continues
+    where the earlier ones stopped, so ids and seeds do not depend on the rounds); meta rides along
+    through RunInference."""
     messages = tuple((m["role"], m["content"]) for m in prompt["messages"])
-    for index in range(k):
+    for index in range(start, start + k):
         seed = candidate_seed(lineage.seed, lineage.iteration, prompt["prompt_id"], index)
         cid = candidate_id(prompt["prompt_id"], lineage.model_sha256, index, seed)
-        meta = {"candidate_id": cid, "prompt_id": prompt["prompt_id"], "sample_index": index, "seed": seed}
+        meta = {"candidate_id": cid, "prompt_id": prompt["prompt_id"], "sample_index": index, "seed": seed,
+                "generation_round": generation_round}
         yield meta, GenerationRequest(key=cid, messages=messages, seed=seed)
 
 

@@ -32,6 +32,12 @@ class Layout:
     def candidates(self, iteration: str) -> str:
         return self.at_root(f"data/candidates/{iteration}")
 
+    @staticmethod
+    def round_tag(generation_round: int) -> str:
+        """The tag of a generate round's shards in the candidates folder (parquet_io.shard_name), which every
+        reader of the folder sees: round 1's are untagged, so uniform sampling's names never change."""
+        return "" if generation_round == 1 else f"round-{generation_round:02d}"
+
     def judgments(self, iteration: str) -> str:
         return self.at_root(f"data/judgments/{iteration}")
 

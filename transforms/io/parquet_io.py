@@ -3,7 +3,8 @@
 Rows go to shard `hash(key) % n`, are sorted by key inside the shard, and are written to a
 temporary name that is renamed once complete, so a killed stage never leaves a half shard under a
 final name. Every shard index is written, empty or not, so names are stable:
-`part-00000-of-00004.parquet`.
+`part-00000-of-00004.parquet`. Shards a stage writes in several passes into one folder (generate's
+rounds) carry the pass as a tag, `part-00000-of-00004.round-02.parquet`, which the same glob reads.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import uuid
 
 import apache_beam as beam
@@ -22,10 +24,19 @@ from transforms.io import faults
 
 SHARD_GLOB = "part-*-of-*.parquet"
 TEMP_PREFIX = ".tmp-"
+_SHARD_NAME = re.compile(r"^part-\d+-of-\d+(?:\.([\w-]+))?\.parquet$")
 
 
-def shard_name(index: int, count: int) -> str:
-    return f"part-{index:05d}-of-{count:05d}.parquet"
+def shard_name(index: int, count: int, tag: str = "") -> str:
+    return f"part-{index:05d}-of-{count:05d}{f'.{tag}' if tag else ''}.parquet"
+
+
+def shard_tag(name: str) -> str:
+    """The tag of a shard file name ("" for an untagged one)."""
+    match = _SHARD_NAME.match(name)
+    if not match:
+        raise ValueError(f"{name!r} is not a shard name like {shard_name(0, 1)}")
+    return match.group(1) or ""
 
 
 def shard_index(key: str, count: int) -> int:
@@ -54,9 +65,9 @@ class WriteSortedShards(beam.PTransform):
     written (its rows must all belong to them), so shards can be produced by separate runs."""
 
     def __init__(self, out_dir: str, schema: pa.Schema, key: str | tuple[str, ...], num_shards: int,
-                 only: list[int] | None = None):
+                 only: list[int] | None = None, tag: str = ""):
         super().__init__()
-        self.out_dir, self.schema, self.num_shards = out_dir, schema, num_shards
+        self.out_dir, self.schema, self.num_shards, self.tag = out_dir, schema, num_shards, tag
         self.key = (key,) if isinstance(key, str) else tuple(key)
         self.indices = list(range(num_shards)) if only is None else sorted(only)
 
@@ -76,7 +87,7 @@ class WriteSortedShards(beam.PTransform):
             raise ValueError(f"{self.out_dir}: a row belongs to shard {index}, outside the shards {self.indices} "
                              f"this run writes")
         kept = sorted((r for r in rows if r is not None), key=lambda r: tuple(r[k] for k in self.key))
-        path = FileSystems.join(self.out_dir, shard_name(index, self.num_shards))
+        path = FileSystems.join(self.out_dir, shard_name(index, self.num_shards, self.tag))
         write_atomically(path, table_bytes(kept, self.schema))
         return path
 
@@ -128,17 +139,28 @@ def shard_entries(directory: str) -> list[dict]:
     return [shard_entry(p) for p in list_shards(directory)]
 
 
-def clear_shards(directory: str, keep: set[str] = frozenset()) -> None:
+def clear_shards(directory: str, keep: set[str] = frozenset(), tag: str | None = None) -> None:
     """Removes the shards, manifest and temporary files of an earlier run (all but the shard files
-    named in `keep`), so a rerun cannot mix old and new shards."""
+    named in `keep`; with `tag`, only the shards of that tag), so a rerun cannot mix old and new shards."""
     if not FileSystems.exists(directory):
         FileSystems.mkdirs(directory)
     temporary = FileSystems.match([FileSystems.join(directory, f"{TEMP_PREFIX}*")])[0].metadata_list
-    stale = [p for p in list_shards(directory) if FileSystems.split(p)[1] not in keep]
+    names = [FileSystems.split(p)[1] for p in list_shards(directory)]
+    stale = [FileSystems.join(directory, name) for name in names
+             if name not in keep and (tag is None or shard_tag(name) == tag)]
     stale += [m.path for m in temporary]
     manifest = FileSystems.join(directory, "manifest.json")
     if FileSystems.exists(manifest):
         stale.append(manifest)
+    if stale:
+        FileSystems.delete(stale)
+
+
+def keep_only_tags(directory: str, tags: set[str]) -> None:
+    """Removes the shards whose tag is not among `tags`: an earlier run's passes that this run does not make."""
+    if not FileSystems.exists(directory):
+        return
+    stale = [p for p in list_shards(directory) if shard_tag(FileSystems.split(p)[1]) not in tags]
     if stale:
         FileSystems.delete(stale)
 
