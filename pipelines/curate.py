@@ -230,21 +230,30 @@ def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: di
     }
 
 
+def funnels_by(column: str, kept, rejected) -> dict:
+    """{value of `column`: its funnel} for each value among the rows that reached curate. Every row leaves
+    once, so a value's rows in are its kept and rejected rows."""
+    kept_values = kept.column(column).to_pylist()
+    rejections = list(zip(rejected.column(column).to_pylist(), rejected.column("reason").to_pylist(), strict=True))
+    funnels = {}
+    for value in sorted(set(kept_values) | {v for v, _ in rejections}, key=str):
+        reasons = Counter(reason for v, reason in rejections if v == value)
+        funnels[value] = funnel(kept_values.count(value) + sum(reasons.values()), reasons)
+    return funnels
+
+
 def origin_counts(kept, rejected) -> dict:
-    """The funnel of each origin (sampled, revised, relabeled: schemas/reasons.py ORIGINS) that reached curate,
-    and its kept rows per instruction type. Every row leaves once, so an origin's rows in are its kept and
-    rejected rows."""
-    kept_origins = kept.column("origin").to_pylist()
-    rejections = list(zip(rejected.column("origin").to_pylist(), rejected.column("reason").to_pylist(), strict=True))
-    funnels, per_type = {}, {}
-    for origin in [o for o in ORIGINS if o in set(kept_origins) | {o for o, _ in rejections}]:
-        reasons = Counter(reason for o, reason in rejections if o == origin)
-        funnels[origin] = funnel(kept_origins.count(origin) + sum(reasons.values()), reasons)
-        per_type[origin] = dict(sorted(Counter(
-            t for o, ids in zip(kept_origins, kept.column("instruction_ids").to_pylist(), strict=True) if o == origin
-            for t in ids).items()))
+    """The funnel of each origin (sampled, revised, relabeled: schemas/reasons.py ORIGINS) and of each generate
+    round (generate.budget adaptive), and each origin's kept rows per instruction type."""
+    by_origin = funnels_by("origin", kept, rejected)
+    funnels = {origin: by_origin[origin] for origin in ORIGINS if origin in by_origin}
+    origins, types = kept.column("origin").to_pylist(), kept.column("instruction_ids").to_pylist()
+    per_type = {origin: dict(sorted(Counter(t for o, ids in zip(origins, types, strict=True) if o == origin
+                                            for t in ids).items())) for origin in funnels}
+    by_round = funnels_by("generation_round", kept, rejected)
     return {"kept_per_origin": {o: f[-1]["out"] for o, f in funnels.items()}, "funnel_per_origin": funnels,
-            "kept_per_instruction_type_and_origin": per_type}
+            "kept_per_instruction_type_and_origin": per_type,
+            "funnel_per_generation_round": {str(r): f for r, f in by_round.items()}}
 
 
 def funnel_table(manifest: dict) -> str:
@@ -258,4 +267,6 @@ def funnel_table(manifest: dict) -> str:
         lines.append("kept by origin: " + ", ".join(
             f"{origin} {kept} of {manifest['funnel_per_origin'][origin][0]['in']}"
             for origin, kept in manifest["kept_per_origin"].items()))
+    if len(rounds := manifest["funnel_per_generation_round"]) > 1:
+        lines.append("kept by generate round: " + ", ".join(f"{r}: {f[-1]['out']} of {f[0]['in']}" for r, f in rounds.items()))
     return "\n".join(lines)
