@@ -68,6 +68,10 @@ STAGES = (
     Stage("generate", "sample candidates (Beam)", _generate, iteration="iteration number (1) or name (iter-001)",
           beam=True),
     Stage("judge", "judge candidates (Beam)", _judge, iteration="iteration number (1) or name (iter-001)", beam=True),
+    Stage("revise", "revise failed candidates with the checker's feedback, and judge the revisions (Beam)",
+          lambda args, config, beam: {k: v for k, v in _stage("revise").main(
+              config, config.iteration_name(args.iteration), beam).items() if k in ("enabled", "rows", "parents")},
+          iteration="iteration number (1) or name (iter-001)", beam=True),
     Stage("curate", "filter and deduplicate into shards (Beam)", _curate,
           iteration="iteration number (1) or name (iter-001)", beam=True),
     Stage("validate", "run the expectation suites over the iteration's records",
