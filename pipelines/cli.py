@@ -45,6 +45,11 @@ def _judge(args, config, beam):
     return {k: manifest[k] for k in ("rows", "judges")}
 
 
+def _revise(args, config, beam):
+    manifest = _stage("revise").main(config, config.iteration_name(args.iteration), beam)
+    return {k: manifest[k] for k in ("enabled", "rows", "parents")}
+
+
 def _curate(args, config, beam):
     curate = _stage("curate")
     manifest = curate.main(config, config.iteration_name(args.iteration), beam)
@@ -83,6 +88,8 @@ STAGES = (
     Stage("generate", "sample candidates (Beam)", _generate, iteration="iteration number (1) or name (iter-001)",
           beam=True),
     Stage("judge", "judge candidates (Beam)", _judge, iteration="iteration number (1) or name (iter-001)", beam=True),
+    Stage("revise", "revise failed candidates with the checker's feedback, and judge the revisions (Beam)", _revise,
+          iteration="iteration number (1) or name (iter-001)", beam=True),
     Stage("curate", "filter and deduplicate into shards (Beam)", _curate,
           iteration="iteration number (1) or name (iter-001)", beam=True),
     Stage("validate", "run the expectation suites over the iteration's records",

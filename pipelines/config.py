@@ -29,6 +29,7 @@ from transforms.judges.config import JudgeConfig
 from transforms.judges.custom_judge import NAME_PATTERN
 from transforms.judges.eval_scoring import SCORING_KINDS
 from transforms.judges.registry import JUDGES, REFERENCE
+from transforms.revision.config import ReviseConfig
 from transforms.settings import ConfigError, require, require_at_least_one, require_dtype
 
 __all__ = ["Config", "ConfigError", "CurateConfig", "JudgeConfig", "iteration_name", "iteration_number", "load"]
@@ -271,6 +272,7 @@ class Config:
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    revise: ReviseConfig = field(default_factory=ReviseConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -409,6 +411,8 @@ def _validate_control(config: Config, where: str) -> None:
     cfg = config.curate
     if cfg.control == "none":
         return
+    require(not config.revise.enabled, f"{where}: revise.enabled needs curate.control: none (a control keeps a "
+                                        f"random sample, so no answer fails for a revision to fix)")
     missing = [name for name in config.iterations if name not in cfg.control_rows]
     require(not missing, f"{where}: curate.control is {cfg.control!r}, so curate.control_rows needs the number of "
                           f"rows to keep for {', '.join(missing)} (the filtered run's kept count)")

@@ -125,13 +125,41 @@ def plan_of(config: Config, iteration: str) -> CurationPlan:
                         config.seed, config.security.load_policy(), config.judge, config.prompts.max_constraints)
 
 
+def sources(config: Config, iteration: str) -> list[tuple[str, str]]:
+    """(candidates, their judgments) folders curate reads: the sampled candidates and, once stage revise has run,
+    its revisions."""
+    layout = config.layout
+    found = [(layout.candidates(iteration), layout.judgments(iteration))]
+    if FileSystems.exists(layout.manifest(layout.revisions(iteration))):
+        found.append((layout.revisions(iteration), layout.revision_judgments(iteration)))
+    return found
+
+
+def check_revisions(config: Config, iteration: str) -> None:
+    """Refuses revisions made from other candidates than these (a stale data/revisions/), before anything is
+    written."""
+    folders = sources(config, iteration)
+    if len(folders) < 2:
+        return
+    (candidates, _), (revisions, _) = folders
+    known = set(read_table(candidates, None).column("candidate_id").to_pylist())
+    stray = sorted(set(read_table(revisions, None).column("parent_candidate_id").to_pylist()) - known)
+    if stray:
+        raise MismatchedJudgments(f"{len(stray)} revised candidates in {revisions} revise candidates that are not in "
+                                  f"{candidates} (e.g. {stray[0]}): they were made from other candidates; rerun "
+                                  f"`selfsift revise --iteration {iteration}`")
+
+
 def graph(config: Config, iteration: str, plan: CurationPlan):
     """The Beam graph of this stage, as a function that adds it to a pipeline."""
     layout, num_shards = config.layout, config.curate.num_shards
 
     def build(p):
-        candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{layout.candidates(iteration)}/{SHARD_GLOB}")
-        judgments = p | "ReadJudgments" >> beam.io.ReadFromParquet(f"{layout.judgments(iteration)}/{SHARD_GLOB}")
+        folders = dict(zip(("", "Revised"), sources(config, iteration)))
+        candidates = [p | f"Read{tag}Candidates" >> beam.io.ReadFromParquet(f"{c}/{SHARD_GLOB}")
+                      for tag, (c, _) in folders.items()] | "AllCandidates" >> beam.Flatten()
+        judgments = [p | f"Read{tag}Judgments" >> beam.io.ReadFromParquet(f"{j}/{SHARD_GLOB}")
+                     for tag, (_, j) in folders.items()] | "AllJudgments" >> beam.Flatten()
         prompts = p | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
         curated = (candidates, judgments, prompts) | "Curate" >> Curate(plan)
         _ = curated["notes"] | "WriteNotes" >> beam.Map(write_notes, path=notes_file(layout.shards(iteration)))
@@ -153,6 +181,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
 
 def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
     check_judges(config, iteration)
+    check_revisions(config, iteration)
     if config.curate.semantic_dedup.enabled:  # before anything is cleared
         devices.check_available(config.curate.semantic_dedup.device, semantic_dedup.WHERE)
     plan = plan_of(config, iteration)
@@ -198,10 +227,11 @@ def check_orphans(orphans: dict, judgments: int, config: Config, iteration: str)
 
 def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: dict) -> dict:
     layout = config.layout
-    check_orphans(notes[JUDGMENTS_WITHOUT_CANDIDATE], read_table(layout.judgments(iteration), None).num_rows,
+    folders = sources(config, iteration)
+    check_orphans(notes[JUDGMENTS_WITHOUT_CANDIDATE], sum(read_table(j, None).num_rows for _, j in folders),
                   config, iteration)
     kept_dir, rej_dir, pair_dir = layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)
-    candidates = read_table(layout.candidates(iteration), None).num_rows
+    candidates = sum(read_table(c, None).num_rows for c, _ in folders)  # sampled and revised
     rows_in = candidates + notes[RELABELED_ROWS]["count"]  # relabeling adds rows (curate.relabel)
     reasons = Counter(read_table(rej_dir, None).column("reason").to_pylist())
     unknown = sorted(set(reasons) - set(REASONS))

@@ -66,10 +66,13 @@ def model_handlers(config: Config) -> dict:
 
 
 def graph(config: Config, iteration: str, shards: list[int] | None = None, total: int = 0,
-          handlers: dict | None = None):
+          handlers: dict | None = None, source: str = "", target: str = ""):
     """The Beam graph judging the candidates of the given judgment shards (default: all), as a function
-    that adds it to a pipeline. `total`: the judgments the whole stage run makes, for its progress line."""
+    that adds it to a pipeline. `total`: the judgments the whole stage run makes, for its progress line.
+    `source` and `target`: the candidates' and judgments' folders (default: the iteration's; stage revise
+    judges its revisions with this same graph)."""
     cfg, layout, n = config.judge, config.layout, config.judge.num_shards
+    source, target = source or layout.candidates(iteration), target or layout.judgments(iteration)
     shards = list(range(n)) if shards is None else shards
     checks = enabled_checks(cfg)
     handlers = model_handlers(config) if handlers is None else handlers
@@ -82,7 +85,7 @@ def graph(config: Config, iteration: str, shards: list[int] | None = None, total
             | "KeyPrompts" >> beam.Map(lambda r: (r["prompt_id"], r))
         )
         every_candidate = p | "ReadCandidates" >> beam.io.ReadFromParquet(
-            f"{layout.candidates(iteration)}/{SHARD_GLOB}")
+            f"{source}/{SHARD_GLOB}")
         candidates = every_candidate | "OnlyTheseShards" >> beam.Filter(
             lambda r: shard_index(r["candidate_id"], n) in shards)
         rule_results = candidates | "RulesAndHeuristics" >> beam.FlatMap(rule_judgments, prompts=prompts, checks=checks)
@@ -97,8 +100,7 @@ def graph(config: Config, iteration: str, shards: list[int] | None = None, total
             [rule_results, *models]
             | "AllJudgments" >> beam.Flatten()
             | "Progress" >> beam.ParDo(ShowProgress(f"judge@{iteration}", total, "judgments"))
-            | "Write" >> WriteSortedShards(layout.judgments(iteration), JUDGMENT, ("candidate_id", "judge"), n,
-                                           only=shards)
+            | "Write" >> WriteSortedShards(target, JUDGMENT, ("candidate_id", "judge"), n, only=shards)
         )
 
     return build

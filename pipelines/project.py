@@ -30,7 +30,7 @@ def own_inputs(params: dict) -> dict[str, list[str]]:
     judge_files = [c["function"].split(":")[0].replace(".", "/") + ".py" for c in judge.get("custom") or []]
     labels = [(judge.get("calibration") or {}).get("labels") or ""]
     return {"prompts": [p for p in prompt_files if p != "builtin"], "judge": judge_files + [f for f in labels if f],
-            "evaluate": judge_files, "evaluate_base": judge_files}
+            "revise": judge_files, "evaluate": judge_files, "evaluate_base": judge_files}
 
 
 def project_dvc_yaml(folder: Path) -> str:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pipelines.config import Config
 
 
-LOOP_ORDER = ("prepare-model", "prompts", "generate", "judge", "curate", "validate", "finetune", "evaluate")
+LOOP_ORDER = ("prepare-model", "prompts", "generate", "judge", "revise", "curate", "validate", "finetune", "evaluate")
 
 
 def pipeline_order(name: str) -> tuple[int, int]:
@@ -61,6 +61,7 @@ def links(config: Config) -> dict[str, Link]:
         validation = str(Layout.validation(name))
         found |= {f"generate@{name}": Link(summary(it.generator), candidates),
                   f"judge@{name}": Link(candidates, judgments),
+                  f"revise@{name}": Link(judgments, layout.manifest(layout.revisions(name))),
                   f"curate@{name}": Link(judgments, shards),
                   f"validate@{name}": Link(shards, validation),
                   f"finetune@{name}": Link(validation, summary(name)),

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
 
-from pipelines import curate, evaluate, generate, judge
+from pipelines import curate, evaluate, generate, judge, revise
 from pipelines.config import load
 from schemas.records import CANDIDATE, JUDGMENT
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
@@ -59,6 +59,12 @@ def test_judge_graph(project):
     names = runner_api_names(judge.graph(project, "iter-001"))
     assert {"ReadPrompts", "ReadCandidates", "RulesAndHeuristics", "Judge_llm_judge", "AllJudgments", "Write"} <= names
     assert any(n.startswith("Judge_llm_judge/") and "RunInference" in n for n in names), sorted(names)
+
+
+def test_revise_graph(project):
+    names = runner_api_names(revise.graph(project, "iter-001", generate.lineage_of(project, "iter-001")))
+    assert {"ReadCandidates", "ReadJudgments", "Join", "Select", "Expand", "Generate", "ToCandidate", "Write"} <= names
+    assert any(n.startswith("Generate/") and "RunInference" in n for n in names), sorted(names)
 
 
 def test_curate_graph(project):

@@ -11,8 +11,9 @@ from tests.tiny_repo import TINY
 from transforms.io.parquet_io import read_table
 
 STAGES = [["prepare-model"], ["prompts"], ["generate", "--iteration", "1"], ["judge", "--iteration", "1"],
-          ["curate", "--iteration", "1"], ["validate", "--iteration", "1"], ["finetune", "--iteration", "1"],
-          ["evaluate", "--iteration", "1"], ["publish", "--iteration", "1", "--dry-run"], ["report"]]
+          ["revise", "--iteration", "1"], ["curate", "--iteration", "1"], ["validate", "--iteration", "1"],
+          ["finetune", "--iteration", "1"], ["evaluate", "--iteration", "1"], ["publish", "--iteration", "1", "--dry-run"],
+          ["report"]]
 
 
 def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys):
@@ -49,4 +50,4 @@ def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys
     assert iteration["candidates"] == 10 * 3 and iteration["funnel"] and iteration["metrics"]["n_prompts"] == 6
     # each stage's time, tied to the remote files it consumed and produced (evaluate@iter-000 never ran here)
     assert set(record["stage_seconds"]) == {"prepare-model", "prompts", *(f"{stage}@iter-001" for stage in (
-        "generate", "judge", "curate", "validate", "finetune", "evaluate"))}
+        "generate", "judge", "revise", "curate", "validate", "finetune", "evaluate"))}

@@ -41,6 +41,13 @@ class Layout:
     def judgments(self, iteration: str) -> str:
         return self.at_root(f"data/judgments/{iteration}")
 
+    def revisions(self, iteration: str) -> str:
+        """Revised answers of the iteration's failed candidates (stage revise)."""
+        return self.at_root(f"data/revisions/{iteration}")
+
+    def revision_judgments(self, iteration: str) -> str:
+        return self.at_root(f"data/revision_judgments/{iteration}")
+
     def shards(self, iteration: str) -> str:
         return self.at_root(f"data/shards/{iteration}")
 

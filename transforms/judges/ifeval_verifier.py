@@ -47,20 +47,31 @@ def parse_kwargs(kwargs: list[str] | list[dict]) -> list[dict]:
     return [json.loads(k) if isinstance(k, str) else dict(k) for k in kwargs]
 
 
-def build_checker(instruction_id: str, kwargs: dict, prompt: str):
-    """Instantiates an official checker; raises ValueError on unknown ids or bad kwargs."""
+def _built(instruction_id: str, kwargs: dict, prompt: str):
+    """(an official checker, its description of what it requires); raises ValueError on unknown ids or bad kwargs."""
     registry = _registry()
     if instruction_id not in registry:
         raise ValueError(f"unknown instruction id {instruction_id!r}")
     checker = registry[instruction_id](instruction_id)
     try:
-        checker.build_description(**{k: v for k, v in kwargs.items() if v is not None})
+        description = checker.build_description(**{k: v for k, v in kwargs.items() if v is not None})
         args = checker.get_instruction_args()
         if args and "prompt" in args:
-            checker.build_description(prompt=prompt)
+            description = checker.build_description(prompt=prompt)
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"bad kwargs for {instruction_id}: {kwargs!r} ({exc})") from exc
-    return checker
+    return checker, description
+
+
+def build_checker(instruction_id: str, kwargs: dict, prompt: str):
+    """Instantiates an official checker; raises ValueError on unknown ids or bad kwargs."""
+    return _built(instruction_id, kwargs, prompt)[0]
+
+
+def describe(instruction_id: str, kwargs: dict, prompt: str) -> str:
+    """What the official checker requires, in its own words (e.g. 'In your entire response, refrain from the use
+    of any commas.'); raises ValueError on unknown ids or bad kwargs."""
+    return _built(instruction_id, kwargs, prompt)[1]
 
 
 def _loose_variants(response: str) -> list[str]:
