@@ -28,6 +28,7 @@ from pipelines.config import ConfigError
 from transforms.io.layout import Layout
 
 SAME_AS = "same_as"
+REPO_STUDY = Path(__file__).resolve().parents[1] / "study.yaml"  # issue 15's study (docs/signal.md)
 
 
 @dataclass(frozen=True)

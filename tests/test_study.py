@@ -79,3 +79,13 @@ def test_the_study_refuses_to_start_over_uncommitted_params(tmp_path):
         with pytest.raises(ConfigError, match="commit or stash your edits first"):
             study.main(write(tmp_path))
         assert (tmp_path / "params.yaml").read_text() == "seed: 2\n"  # nothing lost
+
+
+def test_the_committed_study_sets_only_keys_params_yaml_has():
+    params = yaml.safe_load(open(study.REPO_STUDY.parent / "params.yaml").read())
+    for run in study.load_study(str(study.REPO_STUDY)):
+        for key in run.overrides:
+            section = params
+            for part in key.split("."):
+                assert isinstance(section, dict) and part in section, f"{run.name}: {key} is not in params.yaml"
+                section = section[part]
