@@ -70,6 +70,7 @@ def _compare_flags(parser: argparse.ArgumentParser) -> None:
 def _study_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="the study: seeds, common overrides and variants (e.g. study.yaml)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs still to do; run nothing")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
 
 
 def _publish_flags(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +105,7 @@ STAGES = (
     Stage("compare", "paired difference of two models on the same eval prompts, with McNemar's exact test",
           _compare, flags=_compare_flags),
     Stage("study", "run each variant of a study with each seed as a DVC experiment, skipping recorded runs",
-          lambda args, config, beam: _stage("study").main(args.file, args.dry_run), flags=_study_flags),
+          lambda args, config, beam: _stage("study").main(args.file, args.dry_run, args.only), flags=_study_flags),
     Stage("report", "record this run in reports/runs/ and write reports/summary.md with figures",
           lambda args, config, beam: str(_stage("report").main(config))),
     Stage("publish", "build the Hugging Face Hub dataset folder and upload it",

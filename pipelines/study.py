@@ -118,8 +118,13 @@ def restore_workspace() -> None:
     subprocess.run(["git", "checkout", "--", *COMMITTED], check=True)
 
 
-def main(path: str, dry_run: bool = False) -> dict:
+def main(path: str, dry_run: bool = False, only: list[str] | None = None) -> dict:
     runs = load_study(path)
+    if only:
+        unknown = sorted(set(only) - {run.variant for run in runs})
+        if unknown:
+            raise ConfigError(f"{path}: no variant named {', '.join(unknown)}")
+        runs = [run for run in runs if run.variant in only]
     if not dry_run:
         check_committed()
     done, ran = [], []

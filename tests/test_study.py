@@ -54,6 +54,11 @@ def test_a_dry_run_lists_only_what_is_not_recorded(tmp_path):
     assert plan["already_recorded"] == ["loop-seed1234"]
     assert len(plan["would_run"]) == 5 and plan["would_run"][0].startswith("dvc exp run -n relabel-seed1234 ")
     assert "{same_as: loop}" in plan["would_run"][-1]  # seed 2's loop has not run yet
+    with chdir(tmp_path):
+        only = study.main(str(tmp_path / "study.yaml"), dry_run=True, only=["relabel"])
+        assert [c.split()[4] for c in only["would_run"]] == ["relabel-seed1234", "relabel-seed2"]
+        with pytest.raises(ConfigError, match="no variant named nope"):
+            study.main(str(tmp_path / "study.yaml"), dry_run=True, only=["nope"])
 
 
 @pytest.mark.parametrize("spec, message", [
