@@ -114,8 +114,8 @@ def check_committed() -> None:
 
 
 def restore_workspace() -> None:
-    """Each run starts from the committed params and lock: `dvc exp run` leaves its own in the workspace."""
-    subprocess.run(["git", "checkout", "--", *COMMITTED], check=True)
+    """Each run starts from the committed params and lock: `dvc exp run` leaves its own in the workspace, staged."""
+    subprocess.run(["git", "checkout", "HEAD", "--", *COMMITTED], check=True)
 
 
 def main(path: str, dry_run: bool = False, only: list[str] | None = None) -> dict:
