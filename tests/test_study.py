@@ -94,3 +94,17 @@ def test_the_committed_study_sets_only_keys_params_yaml_has():
             for part in key.split("."):
                 assert isinstance(section, dict) and part in section, f"{run.name}: {key} is not in params.yaml"
                 section = section[part]
+
+
+def test_between_runs_params_and_lock_return_to_the_commit_even_when_staged(tmp_path):
+    with chdir(tmp_path):
+        subprocess.run(["git", "init", "-q"], check=True)
+        (tmp_path / "params.yaml").write_text("seed: 1\n")
+        (tmp_path / "dvc.lock").write_text("a\n")
+        subprocess.run(["git", "add", "."], check=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], check=True)
+        (tmp_path / "params.yaml").write_text("seed: 2\n")  # as `dvc exp run -S seed=2` leaves it
+        (tmp_path / "dvc.lock").write_text("b\n")
+        subprocess.run(["git", "add", "params.yaml", "dvc.lock"], check=True)
+        study.restore_workspace()
+        assert (tmp_path / "params.yaml").read_text() == "seed: 1\n" and (tmp_path / "dvc.lock").read_text() == "a\n"
