@@ -72,13 +72,18 @@ def test_a_bad_study_is_named(tmp_path, spec, message):
         study.load_study(write(tmp_path, spec))
 
 
+def committed_repo(root, params: str, lock: str) -> None:
+    """A git repository (in the current folder, `root`) whose commit holds params.yaml and dvc.lock."""
+    subprocess.run(["git", "init", "-q"], check=True)
+    (root / "params.yaml").write_text(params)
+    (root / "dvc.lock").write_text(lock)
+    subprocess.run(["git", "add", "."], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], check=True)
+
+
 def test_the_study_refuses_to_start_over_uncommitted_params(tmp_path):
     with chdir(tmp_path):
-        subprocess.run(["git", "init", "-q"], check=True)
-        (tmp_path / "params.yaml").write_text("seed: 1\n")
-        (tmp_path / "dvc.lock").write_text("")
-        subprocess.run(["git", "add", "."], check=True)
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], check=True)
+        committed_repo(tmp_path, "seed: 1\n", "")
         study.check_committed()
         (tmp_path / "params.yaml").write_text("seed: 2\n")
         with pytest.raises(ConfigError, match="commit or stash your edits first"):
@@ -98,11 +103,7 @@ def test_the_committed_study_sets_only_keys_params_yaml_has():
 
 def test_between_runs_params_and_lock_return_to_the_commit_even_when_staged(tmp_path):
     with chdir(tmp_path):
-        subprocess.run(["git", "init", "-q"], check=True)
-        (tmp_path / "params.yaml").write_text("seed: 1\n")
-        (tmp_path / "dvc.lock").write_text("a\n")
-        subprocess.run(["git", "add", "."], check=True)
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], check=True)
+        committed_repo(tmp_path, "seed: 1\n", "a\n")
         (tmp_path / "params.yaml").write_text("seed: 2\n")  # as `dvc exp run -S seed=2` leaves it
         (tmp_path / "dvc.lock").write_text("b\n")
         subprocess.run(["git", "add", "params.yaml", "dvc.lock"], check=True)
