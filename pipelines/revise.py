@@ -23,7 +23,7 @@ from pipelines.judge import model_handlers
 from pipelines.run_guard import guarded
 from pipelines.runtime import git_revision, params_hash, run_pipeline
 from schemas.records import CANDIDATE, JUDGMENT
-from transforms.curation.curate import assemble
+from transforms.curation.curate import JoinJudged
 from transforms.curation.plan import CurationPlan
 from transforms.generation.candidates import Lineage
 from transforms.io import faults
@@ -49,17 +49,12 @@ def graph(config: Config, iteration: str, lineage: Lineage):
     handler = generation_handler(config, lineage.model, lineage.sampling)
 
     def build(p):
-        prompts = beam.pvalue.AsDict(
-            p | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
-            | "KeyPrompts" >> beam.Map(lambda r: (r["prompt_id"], r)))
+        prompts = p | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
         candidates = p | "ReadCandidates" >> beam.io.ReadFromParquet(f"{layout.candidates(iteration)}/{SHARD_GLOB}")
         judgments = p | "ReadJudgments" >> beam.io.ReadFromParquet(f"{layout.judgments(iteration)}/{SHARD_GLOB}")
+        joined = (candidates, judgments, prompts) | "JoinJudged" >> JoinJudged(config.curate)  # curate counts orphans
         _ = (
-            {"candidates": candidates | "KeyCandidates" >> beam.Map(lambda c: (c["candidate_id"], c)),
-             "judgments": judgments | "KeyJudgments" >> beam.Map(lambda j: (j["candidate_id"], j))}
-            | "Join" >> beam.CoGroupByKey()
-            | "WithCandidate" >> beam.Filter(lambda joined: bool(joined[1]["candidates"]))  # curate counts orphans
-            | "Assemble" >> beam.Map(assemble, prompts=prompts, policy=config.curate)
+            joined["rows"]
             | "ByPrompt" >> beam.Map(lambda row: (row["prompt_id"], row))
             | "GroupByPrompt" >> beam.GroupByKey()
             | "Select" >> beam.FlatMap(lambda kv: to_revise(list(kv[1]), cfg, plan))

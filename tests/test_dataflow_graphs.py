@@ -63,7 +63,7 @@ def test_judge_graph(project):
 
 def test_revise_graph(project):
     names = runner_api_names(revise.graph(project, "iter-001", generate.lineage_of(project, "iter-001")))
-    assert {"ReadCandidates", "ReadJudgments", "Join", "Select", "Expand", "Generate", "ToCandidate", "Write"} <= names
+    assert {"ReadCandidates", "ReadJudgments", "JoinJudged", "Select", "Expand", "Generate", "ToCandidate", "Write"} <= names
     assert any(n.startswith("Generate/") and "RunInference" in n for n in names), sorted(names)
 
 

@@ -97,17 +97,15 @@ def _step_outputs(result) -> tuple:
     return result["kept"], result[REJECTED], notes
 
 
-class Curate(beam.PTransform):
-    """(candidates, judgments, prompts) -> {"kept", "rejected", "pairs", "notes"}; `notes` is one
-    dict (notes.SummarizeNotes)."""
+class JoinJudged(beam.PTransform):
+    """(candidates, judgments, prompts) -> {"rows": judged rows (assemble), NOTES: judgments without a candidate}."""
 
-    def __init__(self, plan: CurationPlan):
+    def __init__(self, policy):
         super().__init__()
-        self.plan = plan
+        self.policy = policy
 
     def expand(self, inputs):
         candidates, judgments, prompts = inputs
-        plan = self.plan
         prompts_by_id = beam.pvalue.AsDict(prompts | "KeyPrompts" >> beam.Map(lambda p: (p["prompt_id"], p)))
         joined = (
             {
@@ -117,7 +115,23 @@ class Curate(beam.PTransform):
             | "Join" >> beam.CoGroupByKey()
             | "SplitOrphanJudgments" >> beam.FlatMap(split_orphans).with_outputs(NOTES, main="joined")
         )
-        rows = joined.joined | "Assemble" >> beam.Map(assemble, prompts=prompts_by_id, policy=plan.config)
+        rows = joined.joined | "Assemble" >> beam.Map(assemble, prompts=prompts_by_id, policy=self.policy)
+        return {"rows": rows, NOTES: joined[NOTES]}
+
+
+class Curate(beam.PTransform):
+    """(candidates, judgments, prompts) -> {"kept", "rejected", "pairs", "notes"}; `notes` is one
+    dict (notes.SummarizeNotes)."""
+
+    def __init__(self, plan: CurationPlan):
+        super().__init__()
+        self.plan = plan
+
+    def expand(self, inputs):
+        plan = self.plan
+        prompts = inputs[2]
+        joined = inputs | "JoinJudged" >> JoinJudged(plan.config)
+        rows = joined["rows"]
         rejections, notes, pair_pool = [], [joined[NOTES]], None
         if relabel.enabled(plan):
             relabeled = (rows, prompts) | "Relabel" >> relabel.Relabel(plan)
