@@ -413,6 +413,8 @@ def _validate_control(config: Config, where: str) -> None:
         return
     require(not config.revise.enabled, f"{where}: revise.enabled needs curate.control: none (a control keeps a "
                                         f"random sample, so no answer fails for a revision to fix)")
+    require(not cfg.relabel.enabled, f"{where}: curate.relabel.enabled needs curate.control: none (a control keeps "
+                                     f"a random sample, so no answer fails for relabeling to relabel)")
     missing = [name for name in config.iterations if name not in cfg.control_rows]
     require(not missing, f"{where}: curate.control is {cfg.control!r}, so curate.control_rows needs the number of "
                           f"rows to keep for {', '.join(missing)} (the filtered run's kept count)")

@@ -4,6 +4,7 @@ the base model rarely follows. Absent for records written before evaluate record
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 
 from pipelines.report_data import by_run
@@ -51,20 +52,24 @@ def rare_types(records: list[dict], split: str = SPLITS[0]) -> list[str]:
     return sorted(t for t in types if all(b[t]["accuracy"] < RARE_BELOW for b in bases))
 
 
-def type_accuracy(records: list[dict], split: str, instruction_type: str) -> dict[int, tuple[int, int]]:
-    """{iteration: (followed, instructions) of that type, pooled over the seeds}."""
-    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+def type_accuracy(records: list[dict], split: str, instruction_type: str) -> dict[int, list[tuple[int, int]]]:
+    """{iteration: [(followed, instructions) of that type, one per seed]}. Seeds are not pooled: they answer
+    the same eval prompts, and the base model's greedy answers are the same in every seed."""
+    counts: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for record in records:
         for i, m in _metrics(record).items():
             if entry := m.get("per_instruction_type", {}).get(split, {}).get(instruction_type):
-                counts[i][0] += entry["followed"]
-                counts[i][1] += entry["n"]
-    return {i: tuple(c) for i, c in sorted(counts.items())}
+                counts[i].append((entry["followed"], entry["n"]))
+    return dict(sorted(counts.items()))
 
 
-def _share(followed: int, n: int) -> str:
-    low, high = wilson(followed, n)
-    return f"{100 * followed / n:.1f} [{100 * low:.1f}–{100 * high:.1f}] (n={n})"
+def _share(seeds: list[tuple[int, int]]) -> str:
+    """One seed: its share with the 95 % Wilson interval; several: their mean with min–max."""
+    shares = [100 * followed / n for followed, n in seeds]
+    if len(seeds) == 1:
+        low, high = wilson(*seeds[0])
+        return f"{shares[0]:.1f} [{100 * low:.1f}–{100 * high:.1f}] (n={seeds[0][1]})"
+    return f"{statistics.fmean(shares):.1f} ({min(shares):.1f}–{max(shares):.1f}) (n={seeds[0][1]})"
 
 
 def rare_types_section(records: list[dict]) -> list[str]:
@@ -73,12 +78,13 @@ def rare_types_section(records: list[dict]) -> list[str]:
         return []
     iterations = sorted({it["iteration"] for r in records for it in r["iterations"]})
     lines = [f"## Instruction types the base model rarely follows (< {100 * RARE_BELOW:.0f} % on {SPLITS[0]})", "",
-             f"Strict accuracy per type on {SPLITS[0]}, in %, every seed's instructions pooled, with the 95 % Wilson "
-             "interval and the count (`per_instruction_type` in `metrics/iter-N.json`).", "",
+             f"Strict accuracy per type on {SPLITS[0]}, in %, with the count of its instructions "
+             "(`per_instruction_type` in `metrics/iter-N.json`): one seed with its 95 % Wilson interval in brackets, "
+             "several as their mean (min–max).", "",
              "| run | type | " + " | ".join(f"it {i}" for i in iterations) + " |", "|---|---|" + "---|" * len(iterations)]
     for run, recs in by_run(records).items():
         for instruction_type in types:
             counts = type_accuracy(recs, SPLITS[0], instruction_type)
             lines.append(f"| {run} | {instruction_type} | "
-                         + " | ".join(_share(*counts[i]) if i in counts else "–" for i in iterations) + " |")
+                         + " | ".join(_share(counts[i]) if i in counts else "–" for i in iterations) + " |")
     return lines + [""]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.config import ConfigError
+from pipelines.config import ConfigError, iteration_name
 from transforms.io.layout import Layout
 
 SAME_AS = "same_as"
@@ -57,12 +57,12 @@ def load_study(path: str) -> list[StudyRun]:
     seeds, common, variants = spec.get("seeds") or [], spec.get("common") or {}, spec["variants"]
     if not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"{path}: seeds must be a list of integers, got {seeds!r}")
-    for name, overrides in variants.items():
+    for where, overrides in [("common", common), *((f"variants.{name}", o) for name, o in variants.items())]:
         if not isinstance(overrides, dict):
-            raise ConfigError(f"{path}: variants.{name} must map params keys to values, got {overrides!r}")
+            raise ConfigError(f"{path}: {where} must map params keys to values, got {overrides!r}")
         if "seed" in overrides or "report.run" in overrides:
-            raise ConfigError(f"{path}: variants.{name}: seed and report.run are set by the study")
-    return [StudyRun(name, seed, {**common, **(overrides or {})}) for seed in seeds for name, overrides in variants.items()]
+            raise ConfigError(f"{path}: {where}: seed and report.run are set by the study")
+    return [StudyRun(name, seed, {**common, **overrides}) for seed in seeds for name, overrides in variants.items()]
 
 
 def resolved(run: StudyRun, dry_run: bool = False) -> dict:
@@ -79,7 +79,8 @@ def resolved(run: StudyRun, dry_run: bool = False) -> dict:
                 raise ConfigError(f"{run.name}: {key} takes the rows {value[SAME_AS]} kept with seed {run.seed}, but "
                                   f"{record} does not exist yet; list {value[SAME_AS]} before {run.variant}")
             iterations = json.loads(record.read_text())["iterations"]
-            value = {f"iter-{it['iteration']:03d}": it["kept"] for it in iterations if it.get("kept")}
+            value = {iteration_name(it["iteration"]): it["kept"] for it in iterations
+                     if it["iteration"] and it.get("kept") is not None}
         out[key] = value
     return out
 
@@ -90,14 +91,19 @@ def override_value(value) -> str:
         return "{" + ", ".join(f"{key}: {override_value(v)}" for key, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(override_value(v) for v in value) + "]"
+    if isinstance(value, str):  # quoted, so that "2", "true" or a comma stay a string
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
 
 
 def command(run: StudyRun, dry_run: bool = False) -> list[str]:
     settings = {"seed": run.seed, "report.run": run.variant, **resolved(run, dry_run)}
     flags = []
-    for key, value in settings.items():  # ++: a dict replaces the one in params.yaml (even an empty one)
-        flags += ["-S", f"{'++' if isinstance(value, dict) else ''}{key}={override_value(value)}"]
+    for key, value in settings.items():
+        if isinstance(value, dict):  # remove, then add: an override would merge into the dict params.yaml has
+            flags += ["-S", f"~{key}", "-S", f"+{key}={override_value(value)}"]
+        else:
+            flags += ["-S", f"{key}={override_value(value)}"]
     return ["dvc", "exp", "run", "-n", run.name, *flags]
 
 
@@ -128,16 +134,18 @@ def main(path: str, dry_run: bool = False, only: list[str] | None = None) -> dic
     if not dry_run:
         check_committed()
     done, ran = [], []
-    for run in runs:
-        if run.record.is_file():
-            done.append(run.name)
-            continue
-        if dry_run:
-            ran.append(" ".join(command(run, dry_run=True)))
-            continue
-        restore_workspace()
-        subprocess.run(command(run), check=True)
-        ran.append(run.name)
-    if not dry_run:
-        restore_workspace()
+    try:
+        for run in runs:
+            if run.record.is_file():
+                done.append(run.name)
+                continue
+            if dry_run:
+                ran.append(" ".join(command(run, dry_run=True)))
+                continue
+            restore_workspace()
+            subprocess.run(command(run), check=True)
+            ran.append(run.name)
+    finally:
+        if not dry_run:
+            restore_workspace()
     return {"already_recorded": done, "would_run" if dry_run else "ran": ran}

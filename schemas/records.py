@@ -145,6 +145,7 @@ def arrow_schema(record: type) -> pa.Schema:
     return pa.schema(arrow_fields(record))
 
 
+VERDICT_FIELDS = tuple(typing.get_type_hints(Verdict))
 MESSAGE = arrow_type(Message)
 PROMPT = arrow_schema(Prompt)
 CANDIDATE = arrow_schema(Candidate)

@@ -108,6 +108,12 @@ def test_without_constraints_the_budget_is_spread_uniformly():
     assert given == {f"p{i}": 2 for i in range(6)}
 
 
+def test_among_checkable_prompts_one_without_constraints_gets_nothing_more():
+    mixed = {**states(3, types=("a",)), "free": PromptState((), 2, False)}
+    given = allocate(mixed, {"a": 0.0}, 9, 16, seed=0, generation_round=2)
+    assert "free" not in given and sum(given.values()) == 9
+
+
 def test_rounds_are_scored_with_the_verifier_per_instruction_type():
     prompts = [{"prompt_id": "p1", "instruction_ids": ["punctuation:no_comma"], "kwargs": ["{}"],
                 "messages": [{"role": "user", "content": "No commas."}]},

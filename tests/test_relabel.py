@@ -195,12 +195,15 @@ def test_the_share_cap_keeps_a_seeded_subset_and_rejects_the_rest_with_its_reaso
     assert sorted(again) == sorted(r["candidate_id"] for r in kept)
 
 
-def test_relabeling_is_off_by_default_and_under_the_ablation_controls():
+def test_relabeling_is_off_by_default_and_refused_under_the_ablation_controls(tmp_path):
     default = CurateConfig()
     assert not relabel.enabled(CurationPlan(default)) and relabel_share.STEP.build(CurationPlan(default)) is None
     on = dataclasses.replace(default, relabel=RelabelConfig(enabled=True))
     assert relabel.enabled(CurationPlan(on)) and relabel_share.STEP.build(CurationPlan(on)) is not None
-    assert not relabel.enabled(CurationPlan(dataclasses.replace(on, control="no_filter")))
+    write_params(tmp_path, "unused", curate={"relabel": {"enabled": True}, "control": "no_filter",
+                                             "control_rows": {"iter-001": 5, "iter-002": 5}})
+    with pytest.raises(config_module.ConfigError, match=r"curate.relabel.enabled needs curate.control: none"):
+        config_module.load(tmp_path / "params.yaml")
 
 
 def test_relabeling_is_refused_while_a_judge_curate_cannot_rerun_decides(tmp_path):

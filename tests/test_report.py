@@ -322,3 +322,16 @@ def test_paired_differences_are_bold_only_when_significant_and_rare_types_are_tr
     assert f"| loop | change_case:english_lowercase | 0.0 [0.0–{100 * wilson(0, 30)[1]:.1f}] (n=30) |" in rare
     assert f"30.0 [{100 * low:.1f}–{100 * high:.1f}] (n=30) |" in rare
     assert "| 1 | 3 | 400 | sampled 2, relabeled 1 |" in text  # the training rows each source contributed
+
+
+def test_rare_types_of_several_seeds_show_their_mean_and_spread_not_a_pooled_interval(tmp_path):
+    types = [{"change_case:english_lowercase": (0, 30)}, {"change_case:english_lowercase": (3, 30)},
+             {"change_case:english_lowercase": (6, 30)}]
+    run_report(tmp_path, seed=1)
+    with_significance(tmp_path, [(None, types[0]), (None, types[1]), (None, types[2])])
+    run_report(tmp_path, seed=2)
+    types[2] = {"change_case:english_lowercase": (12, 30)}
+    text = (tmp_path / with_significance(tmp_path, [(None, t) for t in types])).read_text()
+    rare = text.split("## Instruction types the base model rarely follows")[1].split("## ")[0]
+    assert "| loop | change_case:english_lowercase | 0.0 (0.0–0.0) (n=30) | 10.0 (10.0–10.0) (n=30) | " \
+           "30.0 (20.0–40.0) (n=30) |" in rare

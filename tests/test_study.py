@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 import yaml
-from hydra.core.override_parser.overrides_parser import OverridesParser
+from dvc.utils.hydra import apply_overrides
 
 from pipelines import study
 from pipelines.config import ConfigError
@@ -31,8 +31,17 @@ def test_runs_go_seed_by_seed_with_the_common_overrides(tmp_path):
     assert [r.name for r in runs] == ["loop-seed1234", "relabel-seed1234", "no-filter-seed1234",
                                       "loop-seed2", "relabel-seed2", "no-filter-seed2"]
     assert study.command(runs[1]) == ["dvc", "exp", "run", "-n", "relabel-seed1234", "-S", "seed=1234", "-S",
-                                      "report.run=relabel", "-S", "judge.llm_judge.enabled=false", "-S",
+                                      "report.run='relabel'", "-S", "judge.llm_judge.enabled=false", "-S",
                                       "relabel.enabled=true"]
+
+
+def overridden(root, params: dict, run) -> dict:
+    """params after the run's -S flags, applied as `dvc exp run` applies them."""
+    path = root / "applied.yaml"
+    path.write_text(yaml.safe_dump(params))
+    flags = study.command(run)
+    apply_overrides(str(path), [flags[i + 1] for i, flag in enumerate(flags) if flag == "-S"])
+    return yaml.safe_load(path.read_text())
 
 
 def test_a_control_keeps_as_many_rows_as_its_loop_kept_with_the_same_seed(tmp_path):
@@ -41,10 +50,18 @@ def test_a_control_keeps_as_many_rows_as_its_loop_kept_with_the_same_seed(tmp_pa
         with pytest.raises(ConfigError, match="list loop before no-filter"):
             study.command(runs[2])
         record(tmp_path, "loop", 1234, [86, 150])
-        flag = study.command(runs[2])[-1]
-        assert flag == "++curate.control_rows={iter-001: 86, iter-002: 150}"
-        parsed = OverridesParser.create().parse_override(flag)  # as `dvc exp run -S` reads it
-        assert parsed.key_or_group == "curate.control_rows" and parsed.value() == {"iter-001": 86, "iter-002": 150}
+        params = {"seed": 1, "report": {"run": "loop"}, "judge": {"llm_judge": {"enabled": True}},
+                  "curate": {"control": "none", "control_rows": {"iter-009": 3}}}
+        applied = overridden(tmp_path, params, runs[2])
+        assert applied["curate"] == {"control": "no_filter", "control_rows": {"iter-001": 86, "iter-002": 150}}
+        assert (applied["seed"], applied["report"]["run"], applied["judge"]["llm_judge"]["enabled"]) == \
+            (1234, "no-filter", False)
+
+
+def test_a_string_that_reads_as_another_type_stays_a_string(tmp_path):
+    run = study.StudyRun("v", 1, {"a.b": "2", "a.c": "true", "a.d": "x, y: 'z'"})
+    params = {"seed": 0, "report": {"run": ""}, "a": {"b": "", "c": "", "d": ""}}
+    assert overridden(tmp_path, params, run)["a"] == {"b": "2", "c": "true", "d": "x, y: 'z'"}
 
 
 def test_a_dry_run_lists_only_what_is_not_recorded(tmp_path):
@@ -53,7 +70,7 @@ def test_a_dry_run_lists_only_what_is_not_recorded(tmp_path):
         plan = study.main(write(tmp_path), dry_run=True)
     assert plan["already_recorded"] == ["loop-seed1234"]
     assert len(plan["would_run"]) == 5 and plan["would_run"][0].startswith("dvc exp run -n relabel-seed1234 ")
-    assert "{same_as: loop}" in plan["would_run"][-1]  # seed 2's loop has not run yet
+    assert "{same_as: 'loop'}" in plan["would_run"][-1]  # seed 2's loop has not run yet
     with chdir(tmp_path):
         only = study.main(str(tmp_path / "study.yaml"), dry_run=True, only=["relabel"])
         assert [c.split()[4] for c in only["would_run"]] == ["relabel-seed1234", "relabel-seed2"]
@@ -66,6 +83,7 @@ def test_a_dry_run_lists_only_what_is_not_recorded(tmp_path):
     ({"seeds": [], "variants": {"a": {}}}, "seeds must be a list of integers"),
     ({"seeds": [1], "variants": {"a": ["x"]}}, "variants.a must map params keys"),
     ({"seeds": [1], "variant": {"a": {}}}, "a study has `seeds`, `variants`"),
+    ({"seeds": [1], "common": {"report.run": "x"}, "variants": {"a": {}}}, "common: seed and report.run are set"),
 ])
 def test_a_bad_study_is_named(tmp_path, spec, message):
     with pytest.raises(ConfigError, match=message):

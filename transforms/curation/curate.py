@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from schemas.records import JudgedRow
+from schemas.records import VERDICT_FIELDS, JudgedRow
 from transforms.curation import relabel
 from transforms.curation.chain import CHAIN
 from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, NOTES, SummarizeNotes
@@ -20,7 +20,6 @@ from transforms.curation.rejections import REJECTED, rejected
 from transforms.curation.steps import RowFilter
 
 PAIR_POOL = "pair_pool"
-_VERDICT_FIELDS = ("judge", "score", "passed", "detail")
 
 
 def assemble(joined: tuple, prompts: dict, policy) -> JudgedRow:
@@ -38,7 +37,7 @@ def assemble(joined: tuple, prompts: dict, policy) -> JudgedRow:
         "messages": prompt.get("messages", []),
         "instruction_ids": prompt.get("instruction_ids", []),
         "kwargs": prompt.get("kwargs", []),
-        "judgments": [{k: j[k] for k in _VERDICT_FIELDS} for j in judgments],
+        "judgments": [{k: j[k] for k in VERDICT_FIELDS} for j in judgments],
         "score": policy.combined_score(by_judge) if complete else 0.0,
     }
 

@@ -2,14 +2,14 @@
 also offered under a new prompt, the same task asking only for constraints it demonstrably meets
 (relabel_constraints.py).
 
-Runs in curate between the join and the chain. Every row passes through; each eligible one adds a
-relabeled row: finished ("stop"), non-empty, no judge error, every heuristic passed, and failing the
-judge policy. The new row keeps the answer and its generation facts (model, seed, token counts are
+Runs in curate between the join and the chain. Every row passes through; each answer that failed on
+its merits (failed_answers.py: usable, every heuristic passed, below the judge policy's threshold)
+adds a relabeled row. The new row keeps the answer and its generation facts (model, seed, token counts are
 the parent's), and carries its own prompt (`prompt_id_for("train", text)`, the parent's earlier
 messages kept), `origin: relabeled`, `parent_candidate_id`, and judgments made again for the new
 prompt by the rule and heuristic judges the parent was judged by. Model and custom judges cannot run
 here, so their judgments are not carried over, and relabeling is refused while one of them decides
-(`check_deciding_judges`). Off under the ablation controls.
+(`check_deciding_judges`); refused under the ablation controls.
 
 The task comes from the prompt's `metadata.task` (the builtin prompts record it; a prompt file of
 your own may); a failed answer whose prompt has none, or that meets no constraint, is counted in the
@@ -25,11 +25,12 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from schemas.reasons import RELABELED, STOP
+from schemas.reasons import RELABELED
+from schemas.records import VERDICT_FIELDS
+from transforms.curation.failed_answers import FAILED, PASSED, answer_verdict
 from transforms.curation.notes import NOTES, RELABEL_NO_TASK, RELABEL_UNSATISFIED, RELABELED_ROWS
 from transforms.curation.relabel_constraints import prompt_text_for, satisfied_constraints
-from transforms.judges.contract import judgment_error
-from transforms.judges.registry import BY_NAME, HEURISTICS, REFERENCE
+from transforms.judges.registry import BY_NAME, REFERENCE
 from transforms.judges.rules import enabled_checks
 from transforms.prompts.prompt_builder import prompt_id_for
 from transforms.settings import require
@@ -61,7 +62,7 @@ def check_deciding_judges(curate, where: str) -> None:
 
 
 def enabled(plan) -> bool:
-    return plan.config.relabel.enabled and plan.config.control == "none"
+    return plan.config.relabel.enabled  # config refuses it under an ablation control
 
 
 def relabeled_id(parent_id: str) -> str:
@@ -76,23 +77,6 @@ def task_of(prompt: dict | None) -> str:
         return ""
     task = metadata.get("task") if isinstance(metadata, dict) else None
     return task.strip() if isinstance(task, str) else ""
-
-
-def passes_policy(row: dict, policy) -> bool:
-    by_judge = {j["judge"]: j for j in row["judgments"]}
-    return all(n in by_judge for n in policy.gating()) and policy.passes(by_judge)
-
-
-def eligible(row: dict, policy) -> bool:
-    """A usable answer that fails the judge policy (and was not itself relabeled)."""
-    if row["origin"] == RELABELED or row["finish_reason"] != STOP or not row["text"].strip():
-        return False
-    by_judge = {j["judge"]: j for j in row["judgments"]}
-    if any(judgment_error(j) for j in row["judgments"]):
-        return False
-    if any(not by_judge[spec.name]["passed"] for spec in HEURISTICS if spec.name in by_judge):
-        return False
-    return all(n in by_judge for n in policy.gating()) and not policy.passes(by_judge)
 
 
 def new_prompt(row: dict, task: str, constraints: list, rng: random.Random) -> dict:
@@ -113,7 +97,7 @@ def relabeled_row(row: dict, prompt: dict, checks: dict, policy) -> dict:
                  "origin": RELABELED, "parent_candidate_id": row["candidate_id"]}
     records = [check(candidate, prompt).record(candidate["candidate_id"], name)
                for name, check in checks.items() if name in judged_by]
-    judgments = [{k: j[k] for k in ("judge", "score", "passed", "detail")} for j in records]
+    judgments = [{k: j[k] for k in VERDICT_FIELDS} for j in records]
     by_judge = {j["judge"]: j for j in judgments}
     complete = all(n in by_judge for n in policy.gating())
     return {**candidate, "messages": prompt["messages"], "instruction_ids": prompt["instruction_ids"],
@@ -122,19 +106,21 @@ def relabeled_row(row: dict, prompt: dict, checks: dict, policy) -> dict:
 
 
 class AddRelabeled(beam.DoFn):
-    """Passes every row on and adds one relabeled row per eligible one; notes what it added and what it could not."""
+    """Passes every row on and adds one relabeled row per answer that failed on its merits (failed_answers.py;
+    never a relabeled one); notes what it added and what it could not."""
 
     def __init__(self, plan):
-        self.policy, self.judges = plan.config, plan.judges
+        self.plan, self.policy, self.judges = plan, plan.config, plan.judges
         self.seed, self.max_constraints = plan.seed, plan.max_constraints
 
     def setup(self):
+        self.verdict = answer_verdict(self.plan)
         self.checks = {name: check for name, check in enabled_checks(self.judges).items()
                        if self.judges.spec(name).kind in RERUNNABLE_KINDS}
 
     def process(self, row, prompts, passing):
         yield row
-        if not eligible(row, self.policy):
+        if row["origin"] == RELABELED or self.verdict(row) != FAILED:
             return
         parent_id = row["candidate_id"]
         task = task_of(prompts.get(row["prompt_id"]))
@@ -160,10 +146,9 @@ class Relabel(beam.PTransform):
 
     def expand(self, inputs):
         rows, prompts = inputs
-        policy = self.plan.config
         passing = (
             rows
-            | "PassingRows" >> beam.Filter(passes_policy, policy=policy)
+            | "PassingRows" >> beam.Filter(lambda row, verdict: verdict(row) == PASSED, verdict=answer_verdict(self.plan))
             | "TheirTypes" >> beam.FlatMap(lambda r: r["instruction_ids"])
             | "CountTypes" >> beam.combiners.Count.PerElement()
             | "TypeCounts" >> beam.combiners.ToDict()

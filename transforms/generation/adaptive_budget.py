@@ -14,8 +14,9 @@ with the largest difficulty / (2 x given this round + 1)); a tie goes to the pro
 so far (so equal prompts end even), then by a seeded hash of the prompt id, so the result does not depend
 on the order prompts or candidates come in.
 
-A prompt without constraints cannot be scored: it never counts as solved and has difficulty 1. A task
-without constraints therefore spreads the budget uniformly (the stage says so in its log).
+A prompt without constraints cannot be scored: among prompts that can, it gets nothing after round 1 (the
+judge policy rejects its answers as unverifiable anyway); a task without constraints at all spreads the
+budget uniformly (the stage says so in its log).
 """
 
 from __future__ import annotations
@@ -109,8 +110,9 @@ def allocate(states: dict[str, PromptState], pass_rates: dict[str, float], budge
              generation_round: int) -> dict[str, int]:
     """{prompt_id: candidates it gets this round}, at most `budget` in all, for the unsolved prompts below `cap`;
     prompts that get none are left out."""
+    checkable = any(s.instruction_ids for s in states.values())
     weights = {pid: difficulty(s.instruction_ids, pass_rates) for pid, s in states.items()
-               if not s.solved and s.sampled < cap}
+               if not s.solved and s.sampled < cap and (s.instruction_ids or not checkable)}
     queue = [(-w, states[pid].sampled, _tie_break(seed, generation_round, pid), pid) for pid, w in weights.items()]
     heapq.heapify(queue)
     given: Counter = Counter()
