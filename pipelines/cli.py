@@ -1,4 +1,5 @@
-"""`selfsift <stage>`: one subcommand per stage, from the table `STAGES`.
+"""`selfsift <stage>`: one subcommand per stage, from the table `STAGES`, and per command over a project's
+results (`COMMANDS`: compare, study), which take no stage lock of their own.
 
 The Beam stages (generate, judge, curate, evaluate) take Beam pipeline options after their own
 flags (optionally after `--`): `--runner DataflowRunner --project P ...`. Every flag is checked, so
@@ -102,10 +103,6 @@ STAGES = (
     Stage("evaluate", "score a model on the held-out prompts (Beam)",
           lambda args, config, beam: _stage("evaluate").main(config, args.iteration, beam),
           iteration="iteration number or name; 0 is the base model", beam=True),
-    Stage("compare", "paired difference of two models on the same eval prompts, with McNemar's exact test",
-          _compare, flags=_compare_flags),
-    Stage("study", "run each variant of a study with each seed as a DVC experiment, skipping recorded runs",
-          lambda args, config, beam: _stage("study").main(args.file, args.dry_run, args.only), flags=_study_flags),
     Stage("report", "record this run in reports/runs/ and write reports/summary.md with figures",
           lambda args, config, beam: str(_stage("report").main(config))),
     Stage("publish", "build the Hugging Face Hub dataset folder and upload it",
@@ -113,7 +110,13 @@ STAGES = (
                                                             args.dry_run),
           flags=_publish_flags),
 )
-BY_NAME = {stage.name: stage for stage in STAGES}
+COMMANDS = (
+    Stage("compare", "paired difference of two models on the same eval prompts, with McNemar's exact test",
+          _compare, flags=_compare_flags),
+    Stage("study", "run each variant of a study with each seed as a DVC experiment, skipping recorded runs",
+          lambda args, config, beam: _stage("study").main(args.file, args.dry_run, args.only), flags=_study_flags),
+)
+BY_NAME = {stage.name: stage for stage in (*STAGES, *COMMANDS)}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -122,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--params", default="params.yaml", help=params_help)
     sub = top.add_subparsers(dest="stage", required=True)
-    for stage in STAGES:
+    for stage in BY_NAME.values():
         sp = sub.add_parser(stage.name, help=stage.help, description=stage.help, allow_abbrev=False,
                             epilog=BEAM_EPILOG if stage.beam else None)
         sp.add_argument("--params", default=argparse.SUPPRESS, help=params_help)  # here too, after the stage

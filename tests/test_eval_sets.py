@@ -153,8 +153,11 @@ def test_evaluate_scores_each_set_with_its_judge(answered, capsys):
     code, err = run(capsys, "evaluate", "--iteration", "0")
     assert code == 0, err
     metrics = json.loads((root / "metrics/iter-000.json").read_text())
-    builtin = {prefix + key for prefix in ("", "ood_") for key in ("n_prompts", "n_errors", *METRIC_KEYS)}
-    assert set(metrics) == {"model", "model_sha256", "health", "sets", *builtin}  # the built-in keys as they were
+    keys = ("n_prompts", "n_errors", "n_prompts_over_budget", *METRIC_KEYS, *(f"{k}_{end}" for k in METRIC_KEYS
+                                                                             for end in ("low", "high")))
+    builtin = {prefix + key for prefix in ("", "ood_") for key in keys}
+    # the built-in keys as they are without sets of one's own (the base model has no `vs_base`)
+    assert set(metrics) == {"model", "model_sha256", "health", "per_instruction_type", "sets", *builtin}
     assert set(metrics["health"]) == {"eval", "eval_ood"}
     low, high = wilson(2, 4)
     assert metrics["sets"]["mine"] == {"judge": "says_yes", "n_prompts": 4, "n_passed": 2, "n_errors": 1,
