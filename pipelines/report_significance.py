@@ -85,6 +85,8 @@ def rare_types_section(records: list[dict]) -> list[str]:
     for run, recs in by_run(records).items():
         for instruction_type in types:
             counts = type_accuracy(recs, SPLITS[0], instruction_type)
+            if not counts:  # a run recorded before evaluate counted types
+                continue
             lines.append(f"| {run} | {instruction_type} | "
                          + " | ".join(_share(counts[i]) if i in counts else "–" for i in iterations) + " |")
     return lines + [""]
