@@ -72,6 +72,15 @@ def _study_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="the study: seeds, common overrides and variants (e.g. study.yaml)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs still to do; run nothing")
     parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
+    parser.add_argument("--paired-against", nargs="+", metavar="VARIANT",
+                        help="run nothing: pair every recorded run with these variants' runs of the same seed on the "
+                             "same eval prompts, into reports/study_paired.json and .md")
+
+
+def _study(args, config, beam):
+    if args.paired_against:
+        return _stage("study_paired").main(args.file, args.paired_against, config)
+    return _stage("study").main(args.file, args.dry_run, args.only)
 
 
 def _publish_flags(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +123,7 @@ COMMANDS = (
     Stage("compare", "paired difference of two models on the same eval prompts, with McNemar's exact test",
           _compare, flags=_compare_flags),
     Stage("study", "run each variant of a study with each seed as a DVC experiment, skipping recorded runs",
-          lambda args, config, beam: _stage("study").main(args.file, args.dry_run, args.only), flags=_study_flags),
+          _study, flags=_study_flags),
 )
 BY_NAME = {stage.name: stage for stage in (*STAGES, *COMMANDS)}
 

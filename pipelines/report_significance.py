@@ -19,7 +19,8 @@ def _metrics(record: dict) -> dict[int, dict]:
     return {it["iteration"]: it["metrics"] for it in record["iterations"] if it["metrics"]}
 
 
-def _difference(entry: dict | None) -> str:
+def difference_text(entry: dict | None) -> str:
+    """A paired difference in points with its interval and p, **bold** only when significant."""
     if entry is None:
         return "–"
     text = (f"{100 * entry['difference']:+.1f} [{100 * entry['difference_low']:+.1f}, {100 * entry['difference_high']:+.1f}]"
@@ -38,7 +39,7 @@ def paired_section(records: list[dict]) -> list[str]:
              "| run | seed | iteration | " + " | ".join(SPLITS) + " |", "|---|---|---|" + "---|" * len(SPLITS)]
     for record, iteration, vs_base in rows:
         lines.append(f"| {record['run']} | {record['seed']} | {iteration} | "
-                     + " | ".join(_difference(vs_base.get(split)) for split in SPLITS) + " |")
+                     + " | ".join(difference_text(vs_base.get(split)) for split in SPLITS) + " |")
     return lines + [""]
 
 

@@ -6,18 +6,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.report_data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread
+from pipelines.report_data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread, pooled_interval
 from pipelines.report_health import health_section
 from pipelines.report_sets import sets_section
 from pipelines.report_significance import paired_section, rare_types_section
 from pipelines.stage_times import in_pipeline_order
+from schemas.reasons import ORIGINS
 
 
-def _cell(values: list[float] | None) -> str:
+def _cell(values: list[float] | None, interval: tuple[float, float] | None) -> str:
+    """One seed: its accuracy with the 95 % Wilson interval when the record counts prompts; several: mean (min–max)."""
     if not values:
         return "–"
     mean, low, high = mean_and_spread(values)
-    return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ({low:.1f}–{high:.1f})"
+    if len(values) > 1:
+        return f"{mean:.1f} ({low:.1f}–{high:.1f})"
+    return f"{mean:.1f} [{interval[0]:.1f}–{interval[1]:.1f}]" if interval else f"{mean:.1f}"
 
 
 def _gain(series: dict[int, list[float]], last: int) -> str:
@@ -36,9 +40,9 @@ def accuracy_table(records: list[dict]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run, recs in runs.items():
         row = [run, ", ".join(str(r["seed"]) for r in recs)]
-        for metric in ACCURACY.values():
-            series = accuracy_over_seeds(recs, metric)
-            row += [_cell(series.get(i)) for i in iterations] + [_gain(series, last)]
+        for split, metric in ACCURACY.items():
+            series, intervals = accuracy_over_seeds(recs, metric), pooled_interval(recs, split)
+            row += [_cell(series.get(i), intervals.get(i)) for i in iterations] + [_gain(series, last)]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -92,6 +96,21 @@ def training_lines(current: dict) -> list[str]:
     return lines
 
 
+def origins_section(records: list[dict]) -> list[str]:
+    """The rows each source (sampled, revised, relabeled) contributed, per run, seed and iteration."""
+    rows = [(r, it) for r in records for it in r["iterations"] if it.get("kept_per_origin")]
+    if not rows:
+        return []
+    origins = [o for o in ORIGINS if any(it["kept_per_origin"].get(o) for _, it in rows)]
+    lines = ["## Training rows by source", "",
+             "Rows kept per origin (`kept_per_origin` in the curate manifest; docs/signal.md).", "",
+             "| run | seed | iteration | " + " | ".join(origins) + " | kept |", "|---|---|---|" + "---|" * (len(origins) + 1)]
+    for record, it in rows:
+        counts = " | ".join(str(it["kept_per_origin"].get(o, 0)) for o in origins)
+        lines.append(f"| {record['run']} | {record['seed']} | {it['iteration']} | {counts} | {it['kept']} |")
+    return lines + [""]
+
+
 def render_summary(records: list[dict], current: dict, figures: dict[str, Path], out: Path) -> str:
     def image(name: str) -> str:
         return f"![{name}]({os.path.relpath(figures[name], out)})"
@@ -101,8 +120,10 @@ def render_summary(records: list[dict], current: dict, figures: dict[str, Path],
     parts = [
         "# selfsift report", "",
         f"Written by the `report` stage from {len(records)} recorded run(s) in `reports/runs/`. Accuracy is IFEval "
-        "prompt-level strict, in % of the held-out prompts; cells with several seeds read mean (min–max).", "",
+        "prompt-level strict, in % of the held-out prompts; a cell with one seed has its 95 % Wilson interval in "
+        "brackets, with several seeds it reads mean (min–max).", "",
         *accuracy_table(records), "", image("accuracy"), "", *paired_section(records), *rare_types_section(records),
+        *origins_section(records),
         *sets_section(records), "## Runs", "", *params_table(records), "",
         f"## This run: {current['run']}, seed {current['seed']}", "", "### Curation funnel", "",
         *funnel_lines(current), image("funnel"), "", "### Judge calibration", "", *judge_lines(current), "",

@@ -18,7 +18,9 @@ control keeps as many rows as the loop it controls), read from RUN's record: lis
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +126,31 @@ def restore_workspace() -> None:
     subprocess.run(["git", "checkout", "HEAD", "--", *COMMITTED], check=True)
 
 
+def dvc_executable() -> str:
+    """`dvc` on PATH, else the one installed beside this interpreter (a virtualenv used without activating it)."""
+    found = shutil.which("dvc") or shutil.which("dvc", path=str(Path(sys.executable).parent))
+    if not found:
+        raise ConfigError(f"a study runs `dvc exp run`, but there is no dvc on PATH or beside {sys.executable}")
+    return found
+
+
+def git_head() -> tuple[str, str]:
+    """The branch checked out (empty when HEAD is detached) and its commit."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+    return git("symbolic-ref", "-q", "HEAD"), git("rev-parse", "HEAD")
+
+
+def check_head_unmoved(before: tuple[str, str], run: StudyRun) -> None:
+    """`dvc exp run` detaches HEAD while it runs; a commit or checkout meanwhile ends with the experiment
+    committed onto whatever is checked out. Stop the study there rather than run on from a moved HEAD."""
+    after = git_head()
+    if after != before:
+        raise ConfigError(f"{run.name}: HEAD moved while the run ran (was {' at '.join(filter(None, before))}, now "
+                          f"{' at '.join(filter(None, after)) or 'detached'}); do not commit or switch branches "
+                          f"during a study. Check `git log` for an experiment commit before running on")
+
+
 def main(path: str, dry_run: bool = False, only: list[str] | None = None) -> dict:
     runs = load_study(path)
     if only:
@@ -134,6 +161,7 @@ def main(path: str, dry_run: bool = False, only: list[str] | None = None) -> dic
     if not dry_run:
         check_committed()
     done, ran = [], []
+    head = git_head()
     try:
         for run in runs:
             if run.record.is_file():
@@ -143,7 +171,8 @@ def main(path: str, dry_run: bool = False, only: list[str] | None = None) -> dic
                 ran.append(" ".join(command(run, dry_run=True)))
                 continue
             restore_workspace()
-            subprocess.run(command(run), check=True)
+            subprocess.run([dvc_executable(), *command(run)[1:]], check=True)
+            check_head_unmoved(head, run)
             ran.append(run.name)
     finally:
         if not dry_run:

@@ -88,7 +88,12 @@ def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
     # loop: eval iteration 2 = mean of 45 and 55 (spread 45-55), gain over iteration 0 = +30.0
     assert "| 50.0 (45.0–55.0) | +30.0 |" in rows["loop"]
     assert "| 1, 2 |" in rows["loop"]
-    assert "| 20.0 | +0.0 |" in rows["no-filter"]
+    low, high = (100 * w for w in wilson(2, 10))  # one seed: its interval (eval counts 10 prompts here)
+    assert f"| 20.0 [{low:.1f}–{high:.1f}] | +0.0 |" in rows["no-filter"]
+    assert "| 15.0 | +5.0 |" in rows["no-filter"]  # eval_ood: the record does not count its prompts
+    # the rows each source contributed: only the origins some run kept
+    assert "| run | seed | iteration | sampled | relabeled | kept |" in text
+    assert "| loop | 2 | 2 | 2 | 1 | 3 |" in text
     assert "| judge policy | 8 | 5 | 3 | below_threshold 5 |" in text
     assert "| 1 | llm_judge | n/a |" in text
     for name in ("accuracy", "funnel", "calibration", "stage_times", "train_tokens"):

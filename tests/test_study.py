@@ -1,5 +1,6 @@
 import json
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -127,3 +128,28 @@ def test_between_runs_params_and_lock_return_to_the_commit_even_when_staged(tmp_
         subprocess.run(["git", "add", "params.yaml", "dvc.lock"], check=True)
         study.restore_workspace()
         assert (tmp_path / "params.yaml").read_text() == "seed: 1\n" and (tmp_path / "dvc.lock").read_text() == "a\n"
+
+
+def test_the_study_finds_dvc_beside_the_interpreter_when_path_has_none(tmp_path, monkeypatch):
+    venv_bin = tmp_path / "venv/bin"  # a virtualenv used without activating it, as `.venv/bin/selfsift study`
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "dvc").write_text("#!/bin/sh\n")
+    (venv_bin / "dvc").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    assert study.dvc_executable() == str(venv_bin / "dvc")
+    (venv_bin / "dvc").unlink()
+    with pytest.raises(ConfigError, match="no dvc on PATH or beside"):
+        study.dvc_executable()
+
+
+def test_the_study_stops_when_head_moved_during_a_run(tmp_path):
+    with chdir(tmp_path):
+        committed_repo(tmp_path, "seed: 1\n", "")
+        before = study.git_head()
+        run = study.StudyRun("loop", 1, {})
+        study.check_head_unmoved(before, run)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
+                        "-m", "an experiment committed onto the branch"], check=True)
+        with pytest.raises(ConfigError, match="loop-seed1: HEAD moved while the run ran"):
+            study.check_head_unmoved(before, run)
