@@ -38,6 +38,7 @@ from transforms.io.parquet_io import (
     write_atomically,
     write_manifest,
 )
+from transforms.revision.request_order import InFixedOrder
 from transforms.revision.requests import expand_failure, to_revised_candidate
 from transforms.revision.selection import to_revise
 
@@ -59,6 +60,7 @@ def graph(config: Config, iteration: str, lineage: Lineage):
             | "GroupByPrompt" >> beam.GroupByKey()
             | "Select" >> beam.FlatMap(lambda kv: to_revise(list(kv[1]), cfg, plan))
             | "Expand" >> beam.FlatMap(expand_failure, k=cfg.candidates_per_failure, lineage=lineage)
+            | "InCandidateOrder" >> InFixedOrder(key=lambda request: request[0]["candidate_id"])
             | "Generate" >> RunInference(KeyedModelHandler(handler))
             | "ToCandidate" >> beam.MapTuple(lambda meta, result: to_revised_candidate(meta, result.inference, lineage))
             | "Write" >> WriteSortedShards(layout.revisions(iteration), CANDIDATE, ("prompt_id", "candidate_id"),

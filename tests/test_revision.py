@@ -8,6 +8,7 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.ml.inference.base import ModelHandler
 
 from pipelines import config as config_module
 from pipelines import curate, judge, revise
@@ -226,3 +227,42 @@ def test_curate_refuses_revisions_of_other_candidates_before_writing(workdir):
     with chdir(workdir), pytest.raises(curate.MismatchedJudgments, match="rerun `selfsift revise --iteration iter-001`"):
         curate.main(config, "iter-001", [])
     assert (kept / "manifest.json").read_text() == "earlier run"
+
+
+class RecordsOrder(ModelHandler):
+    """The handler revise builds, appending the keys of each batch it is handed to a file (the handler runs on a
+    copy Beam unpickled, so a list would not come back)."""
+
+    def __init__(self, inner, path):
+        super().__init__()
+        self._inner, self._path = inner, path
+
+    def load_model(self):
+        return self._inner.load_model()
+
+    def run_inference(self, batch, model, inference_args=None):
+        with open(self._path, "a") as f:
+            f.write("".join(request.key + "\n" for request in batch))
+        return self._inner.run_inference(batch, model, inference_args)
+
+    def batch_elements_kwargs(self):
+        return self._inner.batch_elements_kwargs()
+
+
+def test_revision_requests_reach_the_model_in_candidate_order(workdir, monkeypatch):
+    """Batches decide the numerics in bfloat16: after revise's grouping, the same requests must meet the model in
+    the same order in every run, whatever order the grouping left them in."""
+    train = [prompt(f"t{i}", f"Write about animal number {i}.", "train") for i in range(8)]
+    write_prompt_sets(workdir, train, [prompt("e1", "Write about frogs.", "eval")],
+                      [prompt("o1", "Write about caves.", "eval_ood")])
+    write_candidates(workdir, [candidate(f"c{i}", p, "Animals, all of them") for i, p in enumerate(train)])
+    log = workdir / "batches.txt"
+    build = revise.generation_handler
+    monkeypatch.setattr(revise, "generation_handler", lambda *a, **k: RecordsOrder(build(*a, **k), str(log)))
+    config = config_module.load(workdir / "params.yaml")
+    with chdir(workdir):
+        judge.main(config, "iter-001", [])
+        revised = revise.main(config, "iter-001", [])
+    keys = log.read_text().split()
+    assert revised["rows"] == len(keys) == 16  # 8 failed answers, 2 revisions each
+    assert keys == sorted(keys)
