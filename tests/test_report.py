@@ -81,6 +81,9 @@ def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
     assert record["stage_seconds"]["finetune@iter-001"] == 30.0
     assert record["machine"]["cores"] >= 1 and record["machine"]["cpu"]
     assert record["params"]["judge.heuristics"] == {"reject_artifacts": False}
+    # the settings the study varies (study.yaml) tell its runs apart in the runs table
+    assert record["params"]["revise"] == record["params"]["curate.relabel"] == {"enabled": False}
+    assert record["params"]["generate"]["budget"] == "uniform"
 
     text = (tmp_path / summary).read_text()
     accuracy_rows = text.split("\n\n")[2].splitlines()  # the table after the title and the intro
