@@ -60,9 +60,9 @@ def paired_against(path: str, references: list[str], evals_folder: Callable[[str
                    revs: dict[str, str] | None = None) -> dict:
     """{reference: {run name: {iteration: {split: comparison}}}} for every recorded run of the study;
     `evals_folder(iteration name)` is where a run left its eval answers, `revs` {experiment name: commit}."""
-    runs = [run for run in load_study(path) if run.record.is_file()]
-    variants = {run.variant for run in load_study(path)}
-    if unknown := sorted(set(references) - variants):
+    study = load_study(path)
+    runs = [run for run in study if run.record.is_file()]
+    if unknown := sorted(set(references) - {run.variant for run in study}):
         raise ConfigError(f"{path}: no variant named {', '.join(unknown)}")
     revs = experiment_revs() if revs is None else revs
     missing = sorted(run.name for run in runs if run.name not in revs)
@@ -87,7 +87,8 @@ def paired_against(path: str, references: list[str], evals_folder: Callable[[str
                 out[reference][run.name] = {}
                 for iteration in sorted(set(iterations) & set(ref_iterations)):
                     rows_a, rows_b = answers_of(ref_run, iteration), answers_of(run, iteration)
-                    splits = [s for s in EVAL_SPLITS if {r["split"] for r in rows_a} >= {s}]
+                    answered = {row["split"] for row in rows_a}
+                    splits = [split for split in EVAL_SPLITS if split in answered]
                     result = compare_answers(rows_a, rows_b, splits, f"{ref_run.name} vs {run.name}")
                     _check_against_record(result, iterations[iteration], run.name)
                     out[reference][run.name][iteration] = result
