@@ -19,7 +19,6 @@ import yaml
 
 from schemas.expectations import DEFAULT_SEVERITY, EXPECTATION_IDS, SEVERITIES
 from transforms.curation.config import CurateConfig
-from transforms.curation.relabel import check_deciding_judges
 from transforms.generation.adaptive_budget import ADAPTIVE, BUDGETS, AdaptiveConfig
 from transforms.io import hub_models
 from transforms.io.devices import require_device
@@ -413,8 +412,6 @@ def _validate_control(config: Config, where: str) -> None:
         return
     require(not config.revise.enabled, f"{where}: revise.enabled needs curate.control: none (a control keeps a "
                                         f"random sample, so no answer fails for a revision to fix)")
-    require(not cfg.relabel.enabled, f"{where}: curate.relabel.enabled needs curate.control: none (a control keeps "
-                                     f"a random sample, so no answer fails for relabeling to relabel)")
     missing = [name for name in config.iterations if name not in cfg.control_rows]
     require(not missing, f"{where}: curate.control is {cfg.control!r}, so curate.control_rows needs the number of "
                           f"rows to keep for {', '.join(missing)} (the filtered run's kept count)")
@@ -471,6 +468,5 @@ def load(path: str | Path = "params.yaml") -> Config:
     _validate_judges(config, str(path))
     _validate_eval_sets(config, str(path))
     _validate_control(config, str(path))
-    check_deciding_judges(config.curate, str(path))
     _validate_model_sources(config, str(path))
     return config

@@ -20,7 +20,7 @@ from transforms.curation import semantic_dedup
 from transforms.curation.chain import REASONS, funnel
 from transforms.curation.curate import Curate
 from transforms.curation.decontamination import build_index, eval_file_texts
-from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, RELABELED_ROWS, described
+from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, described
 from transforms.curation.plan import CurationPlan
 from transforms.io import devices, faults
 from transforms.io.model_io import check_loadable, model_sha256
@@ -122,7 +122,7 @@ def plan_of(config: Config, iteration: str) -> CurationPlan:
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"curate.semantic_dedup.model: {exc} (run `make embedder`)") from None
     return CurationPlan(config.curate, decontamination_index(config), config.curate.control_rows.get(iteration, 0),
-                        config.seed, config.security.load_policy(), config.judge, config.prompts.max_constraints)
+                        config.seed, config.security.load_policy())
 
 
 def sources(config: Config, iteration: str) -> list[tuple[str, str]]:
@@ -231,15 +231,14 @@ def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: di
     check_orphans(notes[JUDGMENTS_WITHOUT_CANDIDATE], sum(read_table(j, None).num_rows for _, j in folders),
                   config, iteration)
     kept_dir, rej_dir, pair_dir = layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)
-    candidates = sum(read_table(c, None).num_rows for c, _ in folders)  # sampled and revised
-    rows_in = candidates + notes[RELABELED_ROWS]["count"]  # relabeling adds rows (curate.relabel)
+    rows_in = sum(read_table(c, None).num_rows for c, _ in folders)  # sampled and revised candidates
     reasons = Counter(read_table(rej_dir, None).column("reason").to_pylist())
     unknown = sorted(set(reasons) - set(REASONS))
     if unknown:
         raise RuntimeError(f"curate wrote rejection reasons outside the funnel: {unknown}")
     kept = read_table(kept_dir, None)
     if kept.num_rows + sum(reasons.values()) != rows_in:
-        raise RuntimeError(f"curate lost records: {rows_in} rows in ({candidates} candidates), {kept.num_rows} kept + "
+        raise RuntimeError(f"curate lost records: {rows_in} candidates in, {kept.num_rows} kept + "
                            f"{sum(reasons.values())} rejected")
     kept_per_type = Counter(t for ids in kept.column("instruction_ids").to_pylist() for t in ids)
     by_origin = origin_counts(kept, read_table(rej_dir, None))
@@ -273,7 +272,7 @@ def funnels_by(column: str, kept, rejected) -> dict:
 
 
 def origin_counts(kept, rejected) -> dict:
-    """The funnel of each origin (sampled, revised, relabeled: schemas/reasons.py ORIGINS) and of each generate
+    """The funnel of each origin (sampled, revised: schemas/reasons.py ORIGINS) and of each generate
     round (generate.budget adaptive), and each origin's kept rows per instruction type."""
     by_origin = funnels_by("origin", kept, rejected)
     funnels = {origin: by_origin[origin] for origin in ORIGINS if origin in by_origin}

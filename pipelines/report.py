@@ -30,7 +30,6 @@ PARAMS_SHOWN = {
     "generate": ("candidates_per_prompt", "budget", "temperature", "max_new_tokens"),
     "revise": ("enabled",),
     "curate": ("control", "max_per_prompt"),
-    "curate.relabel": ("enabled",),
     "judge.heuristics": ("reject_artifacts",),
     "judge.llm_judge": ("enabled",),
     "finetune": ("method", "start_from", "data", "replay_fraction", "learning_rate", "epochs"),

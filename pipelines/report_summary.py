@@ -87,7 +87,7 @@ def judge_lines(current: dict) -> list[str]:
 
 
 def training_lines(current: dict) -> list[str]:
-    """Rows trained on, and the kept rows of each origin (sampled, revised, relabeled)."""
+    """Rows trained on, and the kept rows of each origin (sampled, revised)."""
     lines = ["| iteration | training rows | tokens (one pass) | kept by origin |", "|---|---|---|---|"]
     for it in current["iterations"]:
         if it["train_rows"] is not None:
@@ -97,11 +97,13 @@ def training_lines(current: dict) -> list[str]:
 
 
 def origins_section(records: list[dict]) -> list[str]:
-    """The rows each source (sampled, revised, relabeled) contributed, per run, seed and iteration."""
+    """The rows each source contributed, per run, seed and iteration; a record may hold origins the code no longer
+    makes (relabeled rows, in the study's records)."""
     rows = [(r, it) for r in records for it in r["iterations"] if it.get("kept_per_origin")]
     if not rows:
         return []
-    origins = [o for o in ORIGINS if any(it["kept_per_origin"].get(o) for _, it in rows)]
+    known = dict.fromkeys([*ORIGINS, *(o for _, it in rows for o in it["kept_per_origin"])])
+    origins = [o for o in known if any(it["kept_per_origin"].get(o) for _, it in rows)]
     lines = ["## Training rows by source", "",
              "Rows kept per origin (`kept_per_origin` in the curate manifest; docs/signal.md).", "",
              "| run | seed | iteration | " + " | ".join(origins) + " | kept |", "|---|---|---|" + "---|" * (len(origins) + 1)]

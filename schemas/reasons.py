@@ -13,8 +13,7 @@ FINISH_REASONS = (STOP, LENGTH, PROMPT_TOO_LONG)
 # origin of a candidate
 SAMPLED = "sampled"  # the generator answered the prompt
 REVISED = "revised"  # the generator revised a failed answer, told which checks it failed
-RELABELED = "relabeled"  # a failed answer, under a new prompt asking only what it satisfies (hindsight)
-ORIGINS = (SAMPLED, REVISED, RELABELED)
+ORIGINS = (SAMPLED, REVISED)
 
 # reason of a rejected row
 UNJUDGED = "unjudged"
@@ -36,5 +35,4 @@ SEMANTIC_DUPLICATE = "semantic_duplicate"
 OVER_PROMPT_CAP = "over_prompt_cap"
 OVER_TYPE_CAP = "over_type_cap"
 BELOW_TOP_FRACTION = "below_top_fraction"
-OVER_RELABEL_SHARE = "over_relabel_share"  # relabeled rows beyond curate.relabel.max_share
 NOT_SAMPLED = "not_sampled"  # controls only (curate.control): outside the random sample

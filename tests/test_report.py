@@ -82,7 +82,7 @@ def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
     assert record["machine"]["cores"] >= 1 and record["machine"]["cpu"]
     assert record["params"]["judge.heuristics"] == {"reject_artifacts": False}
     # the settings the study varies (study.yaml) tell its runs apart in the runs table
-    assert record["params"]["revise"] == record["params"]["curate.relabel"] == {"enabled": False}
+    assert record["params"]["revise"] == {"enabled": False}
     assert record["params"]["generate"]["budget"] == "uniform"
 
     text = (tmp_path / summary).read_text()
@@ -94,7 +94,7 @@ def test_records_each_run_and_summarises_mean_and_spread_over_seeds(tmp_path):
     low, high = (100 * w for w in wilson(2, 10))  # one seed: its interval (eval counts 10 prompts here)
     assert f"| 20.0 [{low:.1f}–{high:.1f}] | +0.0 |" in rows["no-filter"]
     assert "| 15.0 | +5.0 |" in rows["no-filter"]  # eval_ood: the record does not count its prompts
-    # the rows each source contributed: only the origins some run kept
+    # the rows each source contributed: only the origins some run kept, including those of earlier code (relabeled)
     assert "| run | seed | iteration | sampled | relabeled | kept |" in text
     assert "| loop | 2 | 2 | 2 | 1 | 3 |" in text
     assert "| judge policy | 8 | 5 | 3 | below_threshold 5 |" in text

@@ -21,7 +21,6 @@ CHAIN = steps(
     "transforms.curation.near_dedup",
     "transforms.curation.semantic_dedup",
     "transforms.curation.selection",
-    "transforms.curation.relabel_share",
     "transforms.curation.control_sample",
 )
 

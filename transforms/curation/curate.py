@@ -1,9 +1,8 @@
 """The curation chain as one Beam composite.
 
-join -> relabeling, when on (relabel.py) -> the steps of `chain.CHAIN`, in order; preference pairs
-are drawn on the side from what the first row filters saw. Every candidate (and every relabeled
-row) leaves exactly once: as a kept row, or as a rejected row with a reason. What is met but is no
-candidate's rejection (a judgment without its candidate, an answer truncated for embedding) is
+join -> the steps of `chain.CHAIN`, in order; preference pairs are drawn on the side from what the
+first row filters saw. Every candidate leaves exactly once: as a kept row, or as a rejected row with
+a reason. What is met but is no candidate's rejection (a judgment without its candidate, an answer truncated for embedding) is
 counted in `notes` (transforms/curation/notes.py)."""
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import apache_beam as beam
 
 from schemas.records import VERDICT_FIELDS, JudgedRow
-from transforms.curation import relabel
 from transforms.curation.chain import CHAIN
 from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, NOTES, SummarizeNotes
 from transforms.curation.plan import CurationPlan
@@ -128,14 +126,9 @@ class Curate(beam.PTransform):
 
     def expand(self, inputs):
         plan = self.plan
-        prompts = inputs[2]
         joined = inputs | "JoinJudged" >> JoinJudged(plan.config)
         rows = joined["rows"]
         rejections, notes, pair_pool = [], [joined[NOTES]], None
-        if relabel.enabled(plan):
-            relabeled = (rows, prompts) | "Relabel" >> relabel.Relabel(plan)
-            rows = relabeled["rows"]
-            notes.append(relabeled[NOTES])
         for run in _runs(CHAIN):
             if isinstance(run, list):
                 checks = [check for step in run if (check := step.build(plan)) is not None]

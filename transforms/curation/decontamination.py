@@ -1,5 +1,4 @@
-"""Decontamination: a candidate sharing any word n-gram (default 13) with an eval text is dropped, and
-so is a relabeled row (relabel.py) whose new prompt shares one: its prompt is selfsift's own writing.
+"""Decontamination: a candidate sharing any word n-gram (default 13) with an eval text is dropped.
 
 The index maps hashed n-grams of every eval text to where the text came from, so a rejection can
 name it. Texts shorter than n words contribute no n-grams and cannot match.
@@ -12,9 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.reasons import CONTAMINATED, RELABELED
+from schemas.reasons import CONTAMINATED
 from transforms.curation.steps import RowFilter
-from transforms.judges.contract import prompt_text
 from transforms.settings import require
 from transforms.text_normalization import words
 
@@ -106,8 +104,6 @@ def decontamination(plan):
     def check(row):
         if source := contamination(row["text"], index, n):
             return CONTAMINATED, f"shares a {n}-gram with {source}"
-        if row.get("origin") == RELABELED and (source := contamination(prompt_text(row), index, n)):
-            return CONTAMINATED, f"relabeled prompt shares a {n}-gram with {source}"
         return None
 
     return check

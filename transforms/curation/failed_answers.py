@@ -1,6 +1,6 @@
 """Which answers failed on their merits: usable (finished, screened, every heuristic passed) and rejected
-by the judge policy as below its threshold. Revision retries them, relabeling gives them a prompt they
-meet. Built from the chain's own steps, so "usable" and "passed" mean here what they mean in curate."""
+by the judge policy as below its threshold. Revision retries them. Built from the chain's own steps, so
+"usable" and "passed" mean here what they mean in curate."""
 
 from __future__ import annotations
 

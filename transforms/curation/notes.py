@@ -1,5 +1,5 @@
 """What curation counts without rejecting a candidate for it: judgments that name no candidate,
-answers embedded from their first tokens only, and what hindsight relabeling added or could not add.
+and answers embedded from their first tokens only.
 A step emits a note, (kind, id), to the tagged output NOTES; the manifest records each kind's count
 and its smallest id as an example."""
 
@@ -10,15 +10,9 @@ import apache_beam as beam
 NOTES = "notes"
 JUDGMENTS_WITHOUT_CANDIDATE = "judgments_without_candidate"
 TRUNCATED_FOR_EMBEDDING = "answers_truncated_for_embedding"
-RELABELED_ROWS = "rows_added_by_relabeling"  # rows curation adds: the manifest's rows_in counts them
-RELABEL_NO_TASK = "failed_answers_without_task"
-RELABEL_UNSATISFIED = "failed_answers_meeting_no_constraint"
 MEANING = {  # kind -> what a count of it means, for the log
     JUDGMENTS_WITHOUT_CANDIDATE: "judgments name a candidate_id that no candidate has; they were not used",
     TRUNCATED_FOR_EMBEDDING: "answers are longer than semantic dedup's token limit; their first tokens stood for them",
-    RELABELED_ROWS: "rows were added by hindsight relabeling (curate.relabel), each under a new prompt",
-    RELABEL_NO_TASK: "failed answers were not relabeled: their prompt records no task (metadata.task)",
-    RELABEL_UNSATISFIED: "failed answers were not relabeled: they meet no constraint of the catalog",
 }
 
 

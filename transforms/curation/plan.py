@@ -13,8 +13,6 @@ class CurationPlan:
     control_rows: int = 0  # rows a control keeps in this iteration
     seed: int = 0  # the control sample's seed
     load_policy: Any = None  # a model_io.LoadPolicy for step models (semantic dedup); None is the safe default
-    judges: Any = None  # the JudgeConfig: relabeling judges its rows again with its rule judges
-    max_constraints: int = 1  # prompts.max_constraints: a relabeled prompt asks for 1..this many
 
     def keep_reason(self) -> str:
         return self.config.keep_reason(self.control_rows)

@@ -2,8 +2,7 @@
 
 Deterministic for a seed. Topics are partitioned between the splits, so train and the two eval
 sets share no topic; eval_ood also uses unseen wordings and instruction types never trained on.
-A prompt's `metadata` records its task sentence (`{"task": ...}`), which hindsight relabeling
-(transforms/curation/relabel.py) pairs with other constraints.
+A prompt's `metadata` records its task sentence (`{"task": ...}`).
 """
 
 from __future__ import annotations
