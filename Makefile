@@ -48,21 +48,22 @@ $(EMBEDDER)/model.safetensors: | $(STAMP)
 # The loop runs offline (HF_HUB_OFFLINE above); a Hub model a param names (hf://OWNER/NAME@COMMIT) is
 # downloaded into models/hub just before it, once.
 repro: $(STAMP) $(GGUF)
-	HF_HUB_OFFLINE=0 $(PY) -m pipelines.fetch_models
+	HF_HUB_OFFLINE=0 $(PY) -m pipelines.run.fetch_models
 	dvc repro
 	@sed -n '/^| run | seeds/,/^$$/p' reports/summary.md   # the accuracy table; every metric: dvc metrics show
 
 # The JSON extraction example (examples/json_extraction): the same loop on a task of its own, in its folder.
 example: $(STAMP) $(GGUF)
-	cd examples/json_extraction && HF_HUB_OFFLINE=0 python -m pipelines.fetch_models && dvc repro
+	cd examples/json_extraction && HF_HUB_OFFLINE=0 python -m pipelines.run.fetch_models && dvc repro
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-# The parameter reference, generated from the config classes (a test fails when it is stale).
+# The files derived from the code: dvc.yaml and each example's from the stage table, docs/params.md from the
+# config classes (a test fails when one is stale).
 docs: $(STAMP)
-	$(PY) -m pipelines.params_doc
+	$(PY) -m pipelines.derived
 
 # Benchmarks against the baselines a user would pick (benchmarks/README.md); installs the bench extra
 # (llama-cpp-python compiles from source, about 10 minutes on 2 cores) and needs the base model and prompts.

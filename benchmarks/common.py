@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.machine import machine
+from pipelines.run.machine import machine
 
 RESULTS = Path(__file__).parent / "results"
 BASE_MODEL = "models/base"  # the base_model DVC stage's output: SmolLM2-135M-Instruct as safetensors

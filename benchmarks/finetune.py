@@ -18,7 +18,7 @@ import tempfile
 
 from benchmarks.common import BASE_MODEL, print_table, stopwatch, write_result
 from pipelines.config import FinetuneConfig
-from pipelines.finetune import build_trainer
+from pipelines.stages.finetune import build_trainer
 from schemas.records import SHARD_ROW
 from transforms.io.model_io import load_causal_lm
 from transforms.io.parquet_io import read_rows

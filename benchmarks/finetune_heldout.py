@@ -16,7 +16,7 @@ import tempfile
 
 from benchmarks.finetune import BASELINE, CHOSEN, SETTINGS, stage_defaults, train
 from pipelines.config import EvaluateConfig, FinetuneConfig
-from pipelines.evaluate import score, to_request
+from pipelines.stages.evaluate import score, to_request
 from schemas.records import SHARD_ROW
 from transforms.generation.hf_generation import CausalLMHandler, SamplingParams
 from transforms.health.intervals import Z95, wilson

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from pipelines import config as config_module
-from pipelines import curate, generate, judge
 from pipelines.config import ConfigError
+from pipelines.stages import curate, generate, judge
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
 from transforms.generation.adaptive_budget import (
     MIN_DIFFICULTY,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import config as config_module
-from pipelines import curate, judge
+from pipelines.stages import curate, judge
 from tests.stage_fixtures import chdir, write_params, write_prompt_sets
 from tests.test_calibration import drawn_figures
 from tests.test_custom_judge import CANDIDATES, CHECKS, TRAIN, plain_prompt

@@ -88,5 +88,5 @@ def test_every_stage_lists_its_flags_in_help(capsys):
         with pytest.raises(SystemExit):
             parser().parse_args([stage.name, "--help"])
         text = capsys.readouterr().out
-        assert "--params" in text and ("--iteration" in text) == bool(stage.iteration or stage.name == "publish")
+        assert "--params" in text and ("--iteration" in text) == bool(stage.each_iteration or stage.name == "publish")
         assert ("Beam pipeline options" in text) == stage.beam

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pipelines import config as config_module
-from pipelines import curate
+from pipelines.stages import curate
 from tests.stage_fixtures import chdir, write_params
 
 WEIGHTED = {"combine": "weighted", "weights": {"ifeval_verifier": 1.0, "llm_judge": 1.0}}

@@ -134,7 +134,7 @@ def test_judgments_without_their_candidate_are_counted_with_an_example():
 
 def test_the_stage_refuses_judgments_made_for_other_candidates(tmp_path):
     from pipelines import config as config_module
-    from pipelines.curate import MismatchedJudgments, check_orphans
+    from pipelines.stages.curate import MismatchedJudgments, check_orphans
     from tests.stage_fixtures import write_params
 
     write_params(tmp_path, "unused")
@@ -301,7 +301,7 @@ def test_control_needs_its_row_counts(tmp_path):
 
 def test_validation_relaxes_only_what_a_control_does_not_filter(tmp_path):
     from pipelines import config as config_module
-    from pipelines.validate import min_kept_score
+    from pipelines.stages.validate import min_kept_score
     from tests.stage_fixtures import write_params
 
     def load(control):

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from pipelines import config as config_module
-from pipelines import curate, judge
+from pipelines.stages import curate, judge
 from tests.stage_fixtures import chdir, write_params, write_prompt_sets
 from tests.test_judge_stage import candidate, write_candidates
 from transforms.io.parquet_io import read_rows

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
 
-from pipelines import curate, evaluate, generate, judge, revise
 from pipelines.config import load
+from pipelines.stages import curate, evaluate, generate, judge, revise
 from schemas.records import CANDIDATE, JUDGMENT
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
 from transforms.io.parquet_io import shard_name

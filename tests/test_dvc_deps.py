@@ -1,6 +1,6 @@
-"""Every module a stage can run is among its DVC deps, so an edit to any of them reruns the stage.
-Models are known by their params, not as path deps: a model param may name a Hub model (hf://...),
-which DVC cannot take as a dep."""
+"""dvc.yaml is what the stage table writes, and every module a stage can run is among its DVC deps, so an edit
+to any of them reruns the stage. Models are known by their params, not as path deps: a model param may name a
+Hub model (hf://...), which DVC cannot take as a dep."""
 
 import os
 import subprocess
@@ -10,7 +10,9 @@ from pathlib import Path
 import yaml
 
 from pipelines.config import MODEL_PARAMS
-from tests.project_imports import LEAVES, REPO, closure
+from pipelines.derived import dvc_yaml
+from pipelines.derived.imports import LEAVES, REPO, closure
+from pipelines.stage_table import BY_NAME
 
 
 def stages() -> dict[str, dict]:
@@ -20,10 +22,14 @@ def stages() -> dict[str, dict]:
 
 
 def entry_module(stage: dict) -> str:
-    """`selfsift <stage> ...` runs pipelines/<stage>.py."""
+    """`selfsift <stage> ...` runs the entry module the stage table declares for it."""
     words = stage["cmd"].split()
     assert words[0] == "selfsift", stage["cmd"]
-    return f"pipelines/{words[1].replace('-', '_')}.py"
+    return BY_NAME[words[1]].module
+
+
+def test_dvc_yaml_is_what_the_stage_table_writes():
+    assert (REPO / "dvc.yaml").read_text() == dvc_yaml.repository_dvc_yaml(), "dvc.yaml is stale: run `make docs`"
 
 
 def code_deps(stage: dict) -> list[str]:
@@ -51,15 +57,21 @@ def test_every_stage_depends_on_its_config_and_deps_exist():
         assert all((REPO / d).exists() for d in deps), (name, [d for d in deps if not (REPO / d).exists()])
 
 
-def test_a_missing_folder_is_caught():
+def test_a_missing_module_is_caught():
     curate = stages()["curate"]
-    deps = [d for d in code_deps(curate) if d != "transforms/curation"]
+    deps = [d for d in code_deps(curate) if not d.startswith("transforms/curation")]
     missing = uncovered(closure(entry_module(curate)), deps)
     assert "transforms/curation/near_dedup.py" in missing and "transforms/curation/chain.py" in missing
 
 
+def test_a_folder_whose_every_module_a_stage_runs_is_named_as_the_folder():
+    files = {f"schemas/{name}.py" for name in ("expectations", "reasons", "records")}
+    assert dvc_yaml.folded(files) == ["schemas"]
+    assert dvc_yaml.folded(files - {"schemas/expectations.py"}) == ["schemas/reasons.py", "schemas/records.py"]
+
+
 def test_lazy_imports_inside_functions_count():
-    files = closure("pipelines/curate.py")
+    files = closure("pipelines/stages/curate.py")
     assert "transforms/io/model_io.py" in files  # imported inside SentenceEmbeddingHandler.load_model
     assert Path(REPO / "transforms/curation/semantic_dedup.py").is_file()
 

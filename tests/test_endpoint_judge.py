@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import config as config_module
-from pipelines import judge
+from pipelines.stages import judge
 from schemas.records import CANDIDATE
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
 from tests.test_judge_stage import CANDIDATES, TRAIN

@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.config import ConfigError, load
-from pipelines.curate import decontamination_index
+from pipelines.stages.curate import decontamination_index
 from tests.stage_fixtures import chdir, write_params
 from tests.test_prompt_reader import IFEVAL_LINES
 from transforms.health.intervals import wilson

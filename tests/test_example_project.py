@@ -1,6 +1,6 @@
 """The shipped example (examples/json_extraction): a task that is not IFEval, run as a project folder.
 
-Its dvc.yaml is the repository's loop as `python -m pipelines.project` writes it, its params.yaml is
+Its dvc.yaml is the repository's loop as `python -m pipelines.derived.project` writes it, its params.yaml is
 the repository's with a few lines changed, and its verifier gives a corpus from prompts that carry no
 IFEval constraints."""
 
@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipelines import config as config_module
-from pipelines.project import project_dvc_yaml
+from pipelines.derived.dvc_yaml import project_dvc_yaml
 from tests.test_params import leaves, raw_keys
 from tests.tiny_repo import REPO, copy_repo, merged_into
 from transforms.io.parquet_io import read_rows
@@ -26,7 +26,7 @@ EXAMPLE = REPO / "examples/json_extraction"
 
 def test_the_example_dvc_yaml_is_the_loop_as_written_for_its_folder():
     assert (EXAMPLE / "dvc.yaml").read_text() == project_dvc_yaml(EXAMPLE), (
-        "examples/json_extraction/dvc.yaml is stale: run `python -m pipelines.project examples/json_extraction`")
+        "examples/json_extraction/dvc.yaml is stale: run `make docs`")
 
 
 def test_a_project_dvc_yaml_points_at_the_code_and_at_the_folders_own_inputs():

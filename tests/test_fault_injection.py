@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.resume import Checkpoints
-from pipelines.run_guard import RUNS_DIR
+from pipelines.run.guard import RUNS_DIR
+from pipelines.run.resume import Checkpoints
 from tests.tiny_repo import merged_into, tiny_repo
 from transforms.io.faults import ENV as KILL_AT
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from pipelines import config as config_module
-from pipelines import finetune
+from pipelines.stages import finetune
 from tests.stage_fixtures import chdir, pair, prompt, shard_row, write_pairs, write_params, write_shards
 from transforms.io import faults
 from transforms.io.layout import Layout
@@ -229,7 +229,7 @@ def test_runs_unchanged_as_two_distributed_processes(workdir):
 
 @pytest.mark.parametrize("init", ["pretrained", "random"])
 def test_prepare_model_keeps_or_reinitialises_the_weights(tmp_path, tiny_model_dir, init):
-    from pipelines import prepare_model
+    from pipelines.stages import prepare_model
 
     write_params(tmp_path, str(tiny_model_dir), base_model={"source": str(tiny_model_dir), "sha256": "", "init": init})
     with chdir(tmp_path):

@@ -7,8 +7,8 @@ import struct
 import pytest
 import torch
 
-from pipelines import finetune
 from pipelines.config import FinetuneConfig
+from pipelines.stages import finetune
 from tests.stage_fixtures import prompt, shard_row, write_shards
 from tests.test_finetune import TRAIN, run_finetune, workdir  # noqa: F401 (workdir: the fixture)
 from transforms.io.model_io import load_causal_lm

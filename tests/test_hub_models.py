@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines import prepare_model
 from pipelines.config import MODEL_PARAMS, ConfigError, load
-from pipelines.judge import model_handlers
+from pipelines.stages import prepare_model
+from pipelines.stages.judge import model_handlers
 from tests.fake_hub import FakeHub
 from tests.stage_fixtures import chdir, write_params
 from tests.test_scoring_models import build_tiny_reward_model
@@ -195,7 +195,7 @@ def test_an_allowed_unpinned_model_is_resolved_and_its_commit_recorded(project, 
     never = fetch(project, hub, "hf://owner/tiny@v2", offline=True)
     assert never.returncode != 0 and len(hub.requests) == asked
     assert "hf://owner/tiny@v2 is not pinned and was never resolved here" in never.stderr
-    assert "HF_HUB_OFFLINE=0 python -m pipelines.fetch_models" in never.stderr
+    assert "HF_HUB_OFFLINE=0 python -m pipelines.run.fetch_models" in never.stderr
 
 
 def test_fetch_models_downloads_the_hub_models_in_use_so_the_loop_runs_offline(project, hub, tiny_files):
@@ -204,7 +204,7 @@ def test_fetch_models_downloads_the_hub_models_in_use_so_the_loop_runs_offline(p
     unused = f"hf://owner/unused@{hub.add_model('owner/unused', tiny_files)}"
     write_params(project, base, judge={"llm_judge": {"model": judge}, "reward_model": {"enabled": False, "model": unused}},
                  curate={"semantic_dedup": {"enabled": False}})
-    result = run(project, hub, "-m", "pipelines.fetch_models")
+    result = run(project, hub, "-m", "pipelines.run.fetch_models")
     assert result.returncode == 0, result.stderr
     assert [line.split(": ")[0] for line in result.stdout.splitlines()] == ["base_model.source", "judge.llm_judge.model"]
     assert sorted(p.name for p in (project / Layout.HUB_MODELS).iterdir()) == ["owner--judge", "owner--tiny"]
@@ -217,7 +217,7 @@ def test_fetch_models_names_the_param_of_a_model_it_cannot_fetch(project, hub, t
     missing = f"hf://owner/missing@{OTHER_COMMIT}"
     write_params(project, f"hf://owner/tiny@{hub.add_model('owner/tiny', tiny_files)}",
                  judge={"llm_judge": {"model": missing}})
-    result = run(project, hub, "-m", "pipelines.fetch_models")
+    result = run(project, hub, "-m", "pipelines.run.fetch_models")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"selfsift: error: judge.llm_judge.model: {missing} could "
                                                              f"not be fetched from {hub.url} (no such model")
@@ -269,7 +269,7 @@ def test_a_model_not_downloaded_while_offline_names_the_param_and_the_hub_id(pro
         prepare_model.main(load("params.yaml"))
     message = str(err.value)
     assert message.startswith(f"base_model.source: hf://owner/tiny@{OTHER_COMMIT} is not downloaded yet")
-    assert "HF_HUB_OFFLINE is set" in message and "run `HF_HUB_OFFLINE=0 python -m pipelines.fetch_models`" in message
+    assert "HF_HUB_OFFLINE is set" in message and "run `HF_HUB_OFFLINE=0 python -m pipelines.run.fetch_models`" in message
     assert not (project / "models" / "base").exists()
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipelines import config as config_module
-from pipelines import curate, judge
+from pipelines.stages import curate, judge
 from schemas.records import CANDIDATE
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
 from transforms.io import faults

@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from pipelines import config as config_module
-from pipelines import prepare_model
 from pipelines.config import SecurityConfig
+from pipelines.stages import prepare_model
 from tests.stage_fixtures import chdir, write_params
 from transforms.io.model_io import LoadPolicy, ModelRefused, load_causal_lm
 

@@ -1,6 +1,6 @@
 import pyarrow as pa
 
-from pipelines.curate import origin_counts
+from pipelines.stages.curate import origin_counts
 
 
 def test_each_origin_gets_its_own_funnel_and_kept_rows_per_type():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from pipelines import params_doc
 from pipelines.config import Config, load
+from pipelines.derived import params_doc
 
 REPO = Path(__file__).resolve().parents[1]
 # The run's own choices: required (no default), or tied to the chosen source.
@@ -62,7 +62,7 @@ def test_a_default_that_drifts_is_caught(tmp_path):
 
 def test_parameter_reference_is_current():
     assert (REPO / "docs/params.md").read_text() == params_doc.render(), \
-        "docs/params.md is stale: run `python -m pipelines.params_doc`"
+        "docs/params.md is stale: run `python -m pipelines.derived.params_doc`"
 
 
 def test_parameter_reference_lists_every_key():

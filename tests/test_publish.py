@@ -102,7 +102,7 @@ def publish(root: Path, *args, env_extra: dict | None = None, timeout_s: float |
     env.update(PYTHONPATH=str(REPO), HF_HOME=str(root / ".hf-home"), HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1",
                HF_HUB_DISABLE_PROGRESS_BARS="1", **(env_extra or {}))
     command = ["-m", "pipelines.cli"] if timeout_s is None else [
-        "-c", f"import sys, pipelines.publish as p; p.HUB_TIMEOUT_S = {timeout_s}; "
+        "-c", f"import sys, pipelines.stages.publish as p; p.HUB_TIMEOUT_S = {timeout_s}; "
               "from pipelines.cli import main; sys.exit(main(sys.argv[1:]))"]
     return subprocess.run([sys.executable, *command, "publish", *args], cwd=root, env=env, capture_output=True, text=True,
                           timeout=120)  # a request left waiting forever fails the test instead of hanging it

@@ -6,8 +6,10 @@ import json
 import pytest
 
 from pipelines import config as config_module
-from pipelines import report, report_data, stage_times
-from pipelines.run_guard import RUNS_DIR
+from pipelines.report import data as report_data
+from pipelines.run import stage_times
+from pipelines.run.guard import RUNS_DIR
+from pipelines.stages import report
 from tests.stage_fixtures import chdir, write_params
 from tests.test_health import CLEAN, HEURISTICS, STRAY, row
 from transforms.health.intervals import wilson

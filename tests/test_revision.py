@@ -11,8 +11,8 @@ import pytest
 from apache_beam.ml.inference.base import ModelHandler
 
 from pipelines import config as config_module
-from pipelines import curate, judge, revise
-from pipelines.runtime import run_pipeline
+from pipelines.run.runtime import run_pipeline
+from pipelines.stages import curate, judge, revise
 from schemas.records import CANDIDATE
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
 from transforms.curation.config import CurateConfig

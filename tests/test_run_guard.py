@@ -9,14 +9,14 @@ import sys
 import pyarrow as pa
 import pytest
 
-from pipelines.resume import ShardProgress
-from pipelines.run_guard import StageBusy, guarded
+from pipelines.run.guard import StageBusy, guarded
+from pipelines.run.resume import ShardProgress
 from tests.stage_fixtures import chdir
 from transforms.io.parquet_io import shard_name, table_bytes, write_atomically
 
 HOLD = """
 import sys, time
-from pipelines.run_guard import guarded
+from pipelines.run.guard import guarded
 with guarded("generate", "iter-001"):
     print("holding", flush=True)
     time.sleep(60)
@@ -88,7 +88,7 @@ time.sleep(60)
 
 def stage_argv(stage) -> tuple[list[str], str]:
     """The command line of a stage on iteration 1, and the name its lock has."""
-    if stage.iteration or stage.name == "publish":
+    if stage.each_iteration or stage.name == "publish":
         return [stage.name, "--iteration", "1"], f"{stage.name}@iter-001"
     return [stage.name], stage.name
 

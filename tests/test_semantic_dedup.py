@@ -115,7 +115,7 @@ def test_the_model_may_live_under_a_remote_storage_root(tiny_model_dir, tmp_path
 
 def test_the_curate_stage_checks_a_remote_model_before_it_runs(tiny_model_dir, tmp_path):
     from pipelines import config as config_module
-    from pipelines import curate
+    from pipelines.stages import curate
     from tests.stage_fixtures import chdir, write_params
 
     remote = f"{PREFIX}{tmp_path}/bucket/models/embedder"

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from dvc.utils.hydra import apply_overrides
 
-from pipelines import study
 from pipelines.config import ConfigError
+from pipelines.study import runner as study
 from tests.stage_fixtures import chdir
 
 SPEC = {"seeds": [1234, 2], "common": {"judge.llm_judge.enabled": False},

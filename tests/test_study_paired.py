@@ -9,8 +9,8 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from pipelines import study_paired
 from pipelines.config import ConfigError
+from pipelines.study import paired as study_paired
 from tests.stage_fixtures import chdir
 from transforms.judges.eval_metrics import METRIC_PREFIX
 

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import config as config_module
-from pipelines import validate
+from pipelines.stages import validate
 from schemas.records import CANDIDATE, JUDGMENT, PAIR
 from tests.stage_fixtures import chdir, prompt, shard_row, write_params, write_prompt_sets, write_shards
 from transforms.io.parquet_io import shard_name

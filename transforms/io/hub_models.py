@@ -14,7 +14,7 @@ uses the commit the id named when last resolved.
 
 The token is huggingface_hub's own (`HF_TOKEN`, or `hf auth login`) and the address `HF_ENDPOINT`;
 neither is printed or written here. With `HF_HUB_OFFLINE` set (`make repro` sets it for the loop,
-after fetching the models the params name: pipelines/fetch_models.py), a model not downloaded yet
+after fetching the models the params name: pipelines/run/fetch_models.py), a model not downloaded yet
 is an error that names it. Since no code is fetched, a Hub model whose config asks for its own code
 (auto_map) is refused, whatever `security.trust_remote_code` says.
 """
@@ -41,7 +41,7 @@ ALLOWED_FILES = ("*.safetensors", "*.json", "tokenizer.model", "vocab.txt", "mer
 NESTED = "*/*"  # model folders are flat: files in a repo's subfolders (onnx/, 1_Pooling/, ...) are not fetched
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 NO_REVISION_REF = "HEAD"  # the ref an id without a revision (the default branch) is kept under
-FETCH = "HF_HUB_OFFLINE=0 python -m pipelines.fetch_models"  # downloads what the params name (`make repro` runs it)
+FETCH = "HF_HUB_OFFLINE=0 python -m pipelines.run.fetch_models"  # downloads what the params name (`make repro` runs it)
 log = logging.getLogger("selfsift")
 
 _RESOLVED: dict[str, str] = {}  # unpinned id -> its commit: one answer per process, so every use agrees

@@ -3,7 +3,7 @@
 Sampling in bfloat16 depends slightly on which requests share a padded batch, and RunInference batches in the
 order elements arrive. After a GroupByKey that order is left to hashing, so the same requests would be batched
 differently from one run to the next and the same params would not give the same answers. Evaluate feeds its
-prompts in a sorted list for the same reason (pipelines/evaluate.py)."""
+prompts in a sorted list for the same reason (pipelines/stages/evaluate.py)."""
 
 from __future__ import annotations
 

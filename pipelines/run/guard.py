@@ -5,7 +5,7 @@ a second run of the same stage fails fast instead of writing over the first; the
 lock when a process dies, so a crash never leaves a stale lock. A `.running` marker is written on
 entry and removed on a normal exit (success or a reported error); finding one on entry means the
 previous run was killed, and the stage says so before it starts again. A run that finishes records
-its wall time (`pipelines/stage_times.py`).
+its wall time (`pipelines/run/stage_times.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines import stage_times
+from pipelines.run import stage_times
 from transforms.io import faults
 
 if TYPE_CHECKING:

@@ -12,8 +12,9 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import Config
-from pipelines.run_guard import guarded
-from pipelines.runtime import git_revision, params_hash, run_pipeline
+from pipelines.run.guard import guarded
+from pipelines.run.runtime import git_revision, params_hash, run_pipeline
+from pipelines.stage import Out, Stage, iteration_of
 from schemas.reasons import ORIGINS
 from schemas.records import PAIR, REJECTED_ROW, SHARD_ROW
 from transforms.curation import semantic_dedup
@@ -23,6 +24,7 @@ from transforms.curation.decontamination import build_index, eval_file_texts
 from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, described
 from transforms.curation.plan import CurationPlan
 from transforms.io import devices, faults
+from transforms.io.layout import Layout
 from transforms.io.model_io import check_loadable, model_sha256
 from transforms.io.parquet_io import (
     SHARD_GLOB,
@@ -299,3 +301,23 @@ def funnel_table(manifest: dict) -> str:
     if len(rounds := manifest["funnel_per_generation_round"]) > 1:
         lines.append("kept by generate round: " + ", ".join(f"{r}: {f[-1]['out']} of {f[0]['in']}" for r, f in rounds.items()))
     return "\n".join(lines)
+
+
+def _run(args, config, beam):
+    manifest = main(config, iteration_of(args, config), beam)
+    print(funnel_table(manifest))
+    return {k: manifest[k] for k in ("rows_in", "rows_out", "pairs", "kept_per_instruction_type")}
+
+
+STAGE = Stage(
+    "curate", "filter and deduplicate into shards (Beam)", _run,
+    params=("curate", "seed", "judge"),  # seed: control samples
+    reads=lambda where: [where.layout.prompts_folder(),  # train, and every eval set (decontamination)
+                         where.layout.candidates(where.iteration), where.layout.judgments(where.iteration),
+                         where.layout.revisions(where.iteration), where.layout.revision_judgments(where.iteration),
+                         str(Layout.calibration(where.iteration)[0])],
+    writes=lambda where: [Out(where.layout.shards(where.iteration)), Out(where.layout.rejected(where.iteration)),
+                          Out(where.layout.pairs(where.iteration))],
+    consumes=lambda where: where.layout.manifest(where.layout.judgments(where.iteration)),
+    produces=lambda where: where.layout.manifest(where.layout.shards(where.iteration)),
+    each_iteration=True, beam=True)

@@ -8,7 +8,7 @@ folder, its shards tagged with the round (Layout.round_tag), so every reader of 
 
 A round's candidates of a prompt all go to the shard its prompt_id hashes to. With `generate.resumable`,
 each shard of each round is its own Beam run and is recorded when complete, so a rerun after a crash
-regenerates only the shards that were not finished (see pipelines/resume.py). A later round's record
+regenerates only the shards that were not finished (see pipelines/run/resume.py). A later round's record
 holds for its allocation, which the earlier rounds' candidates decide.
 """
 
@@ -21,9 +21,10 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipelines.config import Config, iteration_number
-from pipelines.resume import ShardProgress, run_shards
-from pipelines.run_guard import guarded
-from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
+from pipelines.run.guard import guarded
+from pipelines.run.resume import ShardProgress, run_shards
+from pipelines.run.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
+from pipelines.stage import Out, Stage, iteration_of
 from schemas.records import CANDIDATE
 from transforms.generation import (
     adaptive_budget,
@@ -209,3 +210,14 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
         for progress in progresses:
             progress.clear()
     return manifest
+
+
+STAGE = Stage(
+    "generate", "sample candidates (Beam)", lambda args, config, beam: main(config, iteration_of(args, config), beam),
+    params=("seed", "generate", "judge.verifier.threshold"),  # the threshold: what passes, for budget adaptive
+    reads=lambda where: [where.layout.prompts("train"), where.generator_model],
+    # persist: a rerun after a crash keeps the completed shards whose checksum and fingerprint verify
+    writes=lambda where: [Out(where.layout.candidates(where.iteration), persist=True)],
+    consumes=lambda where: where.layout.model_summary(where.generator_model),
+    produces=lambda where: where.layout.manifest(where.layout.candidates(where.iteration)),
+    each_iteration=True, beam=True)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.report_data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread, pooled_interval
-from pipelines.report_health import health_section
-from pipelines.report_sets import sets_section
-from pipelines.report_significance import paired_section, rare_types_section
-from pipelines.stage_times import in_pipeline_order
+from pipelines.report.data import ACCURACY, accuracy_over_seeds, auc_text, by_run, mean_and_spread, pooled_interval
+from pipelines.report.health import health_section
+from pipelines.report.sets import sets_section
+from pipelines.report.significance import paired_section, rare_types_section
+from pipelines.run.stage_times import in_pipeline_order
 from schemas.reasons import ORIGINS
 
 

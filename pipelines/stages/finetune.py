@@ -9,7 +9,7 @@
 
 It trains only on an iteration whose validation passed (`reports/validation/<iteration>.json`).
 Every `checkpoint_steps` steps the training state is saved outside the DVC output
-(pipelines/resume.py), so a killed run resumes from the last complete checkpoint to the same weights.
+(pipelines/run/resume.py), so a killed run resumes from the last complete checkpoint to the same weights.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from pipelines.config import Config, FinetuneConfig, iteration_number
-from pipelines.resume import Checkpoint, Checkpoints
-from pipelines.run_guard import guarded
-from pipelines.runtime import code_fingerprint, params_hash
+from pipelines.run.guard import guarded
+from pipelines.run.resume import Checkpoint, Checkpoints
+from pipelines.run.runtime import code_fingerprint, params_hash
+from pipelines.stage import Out, Stage, iteration_of
 from schemas.records import PAIR, SHARD_ROW
 from transforms.io import faults, sft_data
 from transforms.io.layout import BASE, MODEL_SUMMARY, Layout
@@ -139,7 +140,7 @@ class CheckpointEvery(TrainerCallback):
         # checkpoint's sum gives a resumed run the mean loss of an uninterrupted one, to the bit.
         if not hasattr(self.trainer, "_total_loss_scalar"):
             raise RuntimeError("transformers' Trainer no longer has _total_loss_scalar; resuming needs another way "
-                               "to carry the training loss (pipelines/finetune.py, CheckpointEvery)")
+                               "to carry the training loss (pipelines/stages/finetune.py, CheckpointEvery)")
         self.trainer._total_loss_scalar = self.loss_before
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -265,3 +266,17 @@ def _finetune(config: Config, iteration: str) -> dict:
         save_atomically(trained_model(trainer), tokenizer, config.layout.model(iteration), finish=write_summary)
         checkpoints.clear()
     return summary
+
+
+STAGE = Stage(
+    "finetune", "fine-tune the generator on the shards",
+    lambda args, config, beam: main(config, iteration_of(args, config)),
+    params=("seed", "finetune"),
+    reads=lambda where: [where.layout.shards(where.iteration), where.layout.pairs(where.iteration),
+                         str(Layout.validation(where.iteration)), where.generator_model, where.layout.model(BASE)],
+    writes=lambda where: [Out(where.model),
+                          Out(f"{Layout.training_log(where.iteration)}/metrics.json", "metrics", cache=False),
+                          Out(f"{Layout.training_log(where.iteration)}/plots", "plots", cache=False, x="step")],
+    consumes=lambda where: str(Layout.validation(where.iteration)),
+    produces=lambda where: where.summary,
+    each_iteration=True)

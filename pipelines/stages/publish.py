@@ -11,6 +11,7 @@ deletes what an earlier publish left under `data/`, `pairs/` and `recipe/`) with
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from pipelines import config as config_module
 from pipelines.config import Config, iteration_name
-from pipelines.run_guard import guarded
+from pipelines.run.guard import guarded
+from pipelines.stage import Out, Stage, Where
 from schemas.records import PAIR, SHARD_ROW
 from transforms.io.dataset_card import card_text, features_yaml
 from transforms.io.layout import BASE, Layout
@@ -359,3 +361,23 @@ def _publish(config: Config, which: str, repo_id: str | None, private: bool | No
                                       recipe, HUB_TIMEOUT_S)
         result["uploaded"] = True
     return result
+
+
+def _flags(parser) -> None:
+    parser.add_argument("--iteration", default="all", help="iteration number or name, or 'all' (default)")
+    parser.add_argument("--repo-id", help="ORG/NAME on the Hub (default: publish.repo_id in params)")
+    parser.add_argument("--private", action=argparse.BooleanOptionalAction, default=None,
+                        help="create the repo private (default: publish.private in params)")
+    parser.add_argument("--dry-run", action="store_true", help="only build the folder; upload nothing")
+
+
+STAGE = Stage(
+    "publish", "build the Hugging Face Hub dataset folder and upload it",
+    lambda args, config, beam: main(config, args.iteration, args.repo_id, args.private, args.dry_run),
+    params=("publish",),
+    reads=lambda where: [Where.every(where.layout.shards(where.iteration)),
+                         Where.every(where.layout.pairs(where.iteration)),
+                         str(Layout.calibration(where.iteration)[0].parent),
+                         str(Layout.validation(where.iteration).parent), Where.every(where.layout.model("any"))],
+    writes=lambda where: [Out("${publish.folder}")],
+    flags=_flags, dvc_args="--iteration all --dry-run")  # in the loop it builds the folder only; uploading is yours

@@ -3,7 +3,7 @@
 the loop runs offline: `make repro` runs this online, then `dvc repro` with HF_HUB_OFFLINE=1. A model
 already downloaded is checked, not fetched again; local models are left alone.
 
-    HF_HUB_OFFLINE=0 python -m pipelines.fetch_models [--params params.yaml]
+    HF_HUB_OFFLINE=0 python -m pipelines.run.fetch_models [--params params.yaml]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main(config: Config) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m pipelines.fetch_models", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.run.fetch_models", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml", help="the parameters file (default: params.yaml)")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("selfsift").setLevel(logging.INFO)

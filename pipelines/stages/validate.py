@@ -16,7 +16,8 @@ import shutil
 import pyarrow.parquet as pq
 
 from pipelines.config import Config, calibration_samples, iteration_number
-from pipelines.run_guard import guarded
+from pipelines.run.guard import guarded
+from pipelines.stage import Out, Stage, iteration_of
 from schemas.expectations import DEFAULT_SEVERITY, SuiteInputs, suites
 from schemas.records import CANDIDATE, JUDGMENT, PAIR, PROMPT, SHARD_ROW
 from transforms.io.layout import EVAL_SPLITS, Layout
@@ -182,3 +183,20 @@ def _validate(config: Config, iteration: str) -> dict:
         details = "\n".join(f"  - {e}" for e in schema_errors) or "\n".join(describe(r) for r in failed)
         raise ValidationFailed(f"validation of {iteration} failed ({path}; Data Docs: {report['data_docs']}):\n{details}")
     return report
+
+
+STAGE = Stage(
+    "validate", "run the expectation suites over the iteration's records",
+    lambda args, config, beam: {"success": main(config, iteration_of(args, config))["success"]},
+    params=("validate", "generate.candidates_per_prompt", "generate.budget", "generate.max_new_tokens",
+            "curate.pairs.min_margin", "curate.combine", "curate.weights", "curate.min_score", "curate.control",
+            "judge.verifier.threshold", "judge.llm_judge.threshold", "judge.reward_model.threshold",
+            "judge.heuristics.drop_truncated"),
+    reads=lambda where: [where.layout.prompts_folder(), where.layout.candidates(where.iteration),
+                         where.layout.judgments(where.iteration), where.layout.shards(where.iteration),
+                         where.layout.pairs(where.iteration)],
+    writes=lambda where: [Out(str(Layout.validation(where.iteration)), cache=False),
+                          Out(str(Layout.validation_docs(where.iteration)))],  # Great Expectations' Data Docs
+    consumes=lambda where: where.layout.manifest(where.layout.shards(where.iteration)),
+    produces=lambda where: str(Layout.validation(where.iteration)),
+    each_iteration=True)

@@ -7,7 +7,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from pipelines.stage_times import in_pipeline_order
+from pipelines.run.stage_times import in_pipeline_order
 from transforms.health.intervals import wilson
 from transforms.judges.eval_metrics import METRIC_PREFIX
 
@@ -105,3 +105,23 @@ def write_plot_data(records: list[dict], current: dict, out: Path) -> None:
     _write_csv(out / "train_tokens.csv", ["run", "seed", "iteration", "train_tokens"],
                [[r["run"], r["seed"], it["iteration"], it["train_tokens"]] for r in records for it in r["iterations"]
                 if it["train_tokens"] is not None])
+
+
+def _dvc_plot(title: str, template: str, x: str, y: dict) -> dict:
+    return {title: {"template": template, "x": x, "y": y}}
+
+
+# dvc.yaml's plots of the files write_plot_data writes (`dvc plots show`)
+DVC_PLOTS = (
+    _dvc_plot("accuracy on eval (prompt-level strict, %, mean over seeds)", "linear", "iteration",
+              {"reports/plots/accuracy_eval.csv": list(STANDARD_RUNS)}),
+    _dvc_plot("accuracy on eval_ood (prompt-level strict, %, mean over seeds)", "linear", "iteration",
+              {"reports/plots/accuracy_eval_ood.csv": list(STANDARD_RUNS)}),
+    _dvc_plot("curation funnel (rows remaining after each step)", "bar_horizontal", "rows_out",
+              {"reports/plots/funnel.csv": "step"}),
+    _dvc_plot("curation outcome (candidates rejected by step and reason, and kept)", "bar_horizontal", "candidates",
+              {"reports/plots/rejections.csv": "outcome"}),
+    {"reports/plots/roc": {"template": "simple", "x": "fpr", "y": "tpr"}},  # each model judge's ROC curve, per iteration
+    _dvc_plot("stage wall time (seconds)", "bar_horizontal", "seconds", {"reports/plots/stage_times.csv": "stage"}),
+    _dvc_plot("training tokens (one pass)", "scatter", "iteration", {"reports/plots/train_tokens.csv": "train_tokens"}),
+)

@@ -17,11 +17,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipelines.config import Config
-from pipelines.generate import generation_handler, lineage_of
-from pipelines.judge import graph as judge_graph
-from pipelines.judge import model_handlers
-from pipelines.run_guard import guarded
-from pipelines.runtime import git_revision, params_hash, run_pipeline
+from pipelines.run.guard import guarded
+from pipelines.run.runtime import git_revision, params_hash, run_pipeline
+from pipelines.stage import Out, Stage, iteration_of
+from pipelines.stages.generate import generation_handler, lineage_of
+from pipelines.stages.judge import graph as judge_graph
+from pipelines.stages.judge import model_handlers
 from schemas.records import CANDIDATE, JUDGMENT
 from transforms.curation.curate import JoinJudged
 from transforms.curation.plan import CurationPlan
@@ -107,3 +108,20 @@ def _revise(config: Config, iteration: str, beam_args: list[str]) -> dict:
                  "shards": shard_entries(revisions)}
     write_manifest(revisions, manifest)
     return manifest
+
+
+def _run(args, config, beam):
+    manifest = main(config, iteration_of(args, config), beam)
+    return {k: manifest[k] for k in ("enabled", "rows", "parents")}
+
+
+STAGE = Stage(
+    "revise", "revise failed candidates with the checker's feedback, and judge the revisions (Beam)", _run,
+    params=("seed", "revise", "generate", "judge", "curate"),  # curate: the judge policy decides what failed
+    reads=lambda where: [where.layout.prompts("train"), where.layout.candidates(where.iteration),
+                         where.layout.judgments(where.iteration), where.generator_model],
+    writes=lambda where: [Out(where.layout.revisions(where.iteration)),
+                          Out(where.layout.revision_judgments(where.iteration))],
+    consumes=lambda where: where.layout.manifest(where.layout.judgments(where.iteration)),
+    produces=lambda where: where.layout.manifest(where.layout.revisions(where.iteration)),
+    each_iteration=True, beam=True)

@@ -2,7 +2,7 @@
 
 A candidate's judgments all go to the shard its candidate_id hashes to. With `judge.resumable`, each
 shard is its own Beam run and is recorded when complete, so a rerun after a crash judges only the
-candidates of the shards that were not finished (see pipelines/resume.py).
+candidates of the shards that were not finished (see pipelines/run/resume.py).
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import sys
 import apache_beam as beam
 
 from pipelines.config import Config, calibration_samples
-from pipelines.resume import ShardProgress, run_shards
-from pipelines.run_guard import guarded
-from pipelines.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
+from pipelines.run.guard import guarded
+from pipelines.run.resume import ShardProgress, run_shards
+from pipelines.run.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
+from pipelines.stage import Out, Stage, iteration_of
 from schemas.records import JUDGMENT
 from transforms.io import faults, parquet_io
+from transforms.io.layout import Layout
 from transforms.io.parquet_io import (
     SHARD_GLOB,
     WriteSortedShards,
@@ -219,3 +221,21 @@ def _table(report: dict, source: str, heading: str) -> str:
         lines.append(f"{shown:<{width}}{s['candidates']:>6}{s[f'{source}_passed']:>10}{str(s['roc_auc']):>9}"
                      f"{interval_text:>18}{str(s['accuracy_at_threshold']):>9}")
     return "\n".join(lines)
+
+
+def _run(args, config, beam):
+    manifest = main(config, iteration_of(args, config), beam)
+    print(calibration_table(manifest["calibration"]))
+    return {k: manifest[k] for k in ("rows", "judges")}
+
+
+STAGE = Stage(
+    "judge", "judge candidates (Beam)", _run,
+    # judge models are known by their params, not as deps; a judge of weight 0 scores a calibration sample only
+    params=("judge", "curate.weights"),
+    reads=lambda where: [where.layout.prompts("train"), where.layout.candidates(where.iteration)],
+    writes=lambda where: [Out(where.layout.judgments(where.iteration), persist=True),
+                          *(Out(str(path), cache=False) for path in Layout.calibration(where.iteration))],
+    consumes=lambda where: where.layout.manifest(where.layout.candidates(where.iteration)),
+    produces=lambda where: where.layout.manifest(where.layout.judgments(where.iteration)),
+    each_iteration=True, beam=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from pipelines.report_data import by_run
+from pipelines.report.data import by_run
 from transforms.health.intervals import wilson
 from transforms.judges.eval_metrics import METRIC_PREFIX
 

@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 
 from pipelines.config import Config
-from pipelines.run_guard import guarded
+from pipelines.run.guard import guarded
+from pipelines.stage import Out, Stage
 from transforms.io import hub_models
 from transforms.io.layout import BASE, MODEL_SUMMARY
 from transforms.io.model_io import (
@@ -93,3 +94,11 @@ def _prepare(config: Config) -> str:
             model, tokenizer = load_causal_lm(source, policy=config.security.load_policy())
         save_atomically(model, tokenizer, config.layout.model(BASE), finish=write_summary)
     return model_sha256(config.layout.model(BASE))
+
+
+STAGE = Stage(
+    "prepare-model", "convert the base model to safetensors under base_model.path",
+    lambda args, config, beam: main(config),
+    params=("seed", "base_model"),  # the source model is known by its params, not as a dep (docs/guarantees.md)
+    writes=lambda where: [Out(where.layout.model(BASE))],
+    produces=lambda where: where.layout.model_summary(where.layout.model(BASE)), dvc_name="base_model")

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 from dvc.api import DVCFileSystem
 
 from pipelines.config import Config, ConfigError, iteration_name
-from pipelines.report_significance import difference_text
-from pipelines.study import StudyRun, load_study
+from pipelines.report.significance import difference_text
+from pipelines.study.runner import StudyRun, load_study
 from transforms.io.layout import EVAL_SPLITS, Layout
 from transforms.judges.eval_comparison import compare_answers
 from transforms.judges.eval_metrics import METRIC_PREFIX

@@ -1,5 +1,5 @@
 """docs/params.md, the parameter reference, generated from the config classes: every key, its
-default and its documentation. `python -m pipelines.params_doc` rewrites it; a test keeps it current."""
+default and its documentation. `python -m pipelines.derived.params_doc` rewrites it; a test keeps it current."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 from pipelines.config import Config
 from transforms.settings import field_docs
 
-OUT = Path("docs/params.md")
+OUT = Path(__file__).resolve().parents[2] / "docs/params.md"
 HEADER = """# Parameter reference
 
-Generated from the config classes by `python -m pipelines.params_doc`; do not edit by hand.
+Generated from the config classes by `make docs` (`python -m pipelines.derived`); do not edit by hand.
 `params.yaml` sets every key below to its default (a test keeps the two equal), except the
 required `seed`, `base_model.source` and `iterations`. Unknown keys, wrong types and values out of
 range are refused before any work starts, naming the key.
@@ -73,8 +73,3 @@ def render() -> str:
             _section(hints[f.name], f.name, lines)
     return "\n".join(lines) + "\n"
 
-
-if __name__ == "__main__":
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(render())
-    print(OUT)

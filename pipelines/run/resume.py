@@ -25,7 +25,7 @@ from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.run_guard import RUNS_DIR
+from pipelines.run.guard import RUNS_DIR
 from transforms.io.parquet_io import clear_shards, shard_entry, shard_name
 from transforms.io.progress import start_meter
 from transforms.io.staging import replace_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from pipelines.report_data import (
+from pipelines.report.data import (
     ACCURACY,
     accuracy_over_seeds,
     auc_text,
@@ -14,8 +14,8 @@ from pipelines.report_data import (
     pooled_interval,
     rejections_by_reason,
 )
-from pipelines.report_health import SPLITS, health_of
-from pipelines.stage_times import in_pipeline_order
+from pipelines.report.health import SPLITS, health_of
+from pipelines.run.stage_times import in_pipeline_order
 
 
 def _pyplot():

@@ -14,12 +14,13 @@ import json
 from pathlib import Path
 
 from pipelines.config import Config, iteration_name
-from pipelines.machine import machine
-from pipelines.report_data import write_plot_data
-from pipelines.report_figures import write_figures
-from pipelines.report_summary import render_summary
-from pipelines.run_guard import RUNS_DIR, guarded
-from pipelines.stage_times import run_times
+from pipelines.report.data import write_plot_data
+from pipelines.report.figures import write_figures
+from pipelines.report.summary import render_summary
+from pipelines.run.guard import RUNS_DIR, guarded
+from pipelines.run.machine import machine
+from pipelines.run.stage_times import run_times
+from pipelines.stage import Out, Stage, Where
 from transforms.io.layout import BASE, Layout
 from transforms.io.parquet_io import read_json, write_atomically
 
@@ -143,3 +144,13 @@ def render(records: list[dict], current: dict, out: Path) -> Path:
     summary = out / "summary.md"
     write_atomically(str(summary), render_summary(records, current, figures, out).encode())
     return summary
+
+
+STAGE = Stage(
+    "report", "record this run in reports/runs/ and write reports/summary.md with figures",
+    lambda args, config, beam: str(main(config)),
+    params=("report",),
+    reads=lambda where: [str(Layout.metrics(where.iteration).parent), str(Layout.calibration(where.iteration)[0].parent),
+                         Where.every(where.layout.shards(where.iteration)), Where.every(where.layout.model("any"))],
+    writes=lambda where: [Out(str(Layout.run_record("${report.run}", "${seed}")), cache=False),
+                          *(Out(str(Layout.REPORTS / name), cache=False) for name in ("summary.md", "figures", "plots"))])

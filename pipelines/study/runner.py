@@ -55,7 +55,7 @@ def load_study(path: str) -> list[StudyRun]:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the study: {exc}") from None
     if not isinstance(spec, dict) or set(spec) - {"seeds", "common", "variants"} or not spec.get("variants"):
-        raise ConfigError(f"{path}: a study has `seeds`, `variants` and optionally `common` (see pipelines/study.py)")
+        raise ConfigError(f"{path}: a study has `seeds`, `variants` and optionally `common` (see pipelines/study/runner.py)")
     seeds, common, variants = spec.get("seeds") or [], spec.get("common") or {}, spec["variants"]
     if not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"{path}: seeds must be a list of integers, got {seeds!r}")

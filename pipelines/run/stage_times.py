@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.io.layout import BASE, Layout
+from transforms.io.layout import BASE
 from transforms.io.parquet_io import file_sha256
 from transforms.io.staging import replace_file
 
@@ -24,11 +24,10 @@ if TYPE_CHECKING:
     from pipelines.config import Config
 
 
-LOOP_ORDER = ("prepare-model", "prompts", "generate", "judge", "revise", "curate", "validate", "finetune", "evaluate")
-
-
 def pipeline_order(name: str) -> tuple[int, int]:
     """Sorts `stage@iteration` names as the loop runs them (records keep their keys sorted by name)."""
+    from pipelines.stage_table import LOOP_ORDER  # the stage table imports every stage, and they import this
+
     stage, _, iteration = name.partition("@")
     number = int(iteration.removeprefix("iter-")) if iteration.startswith("iter-") else -1
     return number, LOOP_ORDER.index(stage) if stage in LOOP_ORDER else len(LOOP_ORDER)
@@ -49,24 +48,18 @@ def stage_name(stage: str, iteration: str | None) -> str:
 
 
 def links(config: Config) -> dict[str, Link]:
-    """{stage@iteration: what it consumes and produces} for every timed stage, in pipeline order."""
-    layout = config.layout
-    summary = lambda name: layout.model_summary(layout.model(name))  # noqa: E731
-    base_metrics = str(Layout.metrics("iter-000"))
-    found = {"prepare-model": Link(None, summary(BASE)), "prompts": Link(None, layout.prompts("train")),
-             "evaluate@iter-000": Link(summary(BASE), base_metrics)}
-    for name, it in config.iterations.items():
-        candidates, judgments, shards = (layout.manifest(folder(name))
-                                         for folder in (layout.candidates, layout.judgments, layout.shards))
-        validation = str(Layout.validation(name))
-        found |= {f"generate@{name}": Link(summary(it.generator), candidates),
-                  f"judge@{name}": Link(candidates, judgments),
-                  f"revise@{name}": Link(judgments, layout.manifest(layout.revisions(name))),
-                  f"curate@{name}": Link(judgments, shards),
-                  f"validate@{name}": Link(shards, validation),
-                  f"finetune@{name}": Link(validation, summary(name)),
-                  f"evaluate@{name}": Link(summary(name), str(Layout.metrics(name)))}
-    return found
+    """{stage@iteration: what it consumes and produces} for every timed stage (the stage table's, each declaring
+    both), in pipeline order."""
+    from pipelines.stage import BASE_ITERATION, Where
+    from pipelines.stage_table import STAGES
+
+    runs = [(stage, Where(config.layout)) for stage in STAGES if not stage.each_iteration]
+    runs += [(stage, Where(config.layout, BASE_ITERATION, BASE)) for stage in STAGES if stage.also_base]
+    runs += [(stage, Where(config.layout, name, it.generator)) for name, it in config.iterations.items()
+             for stage in STAGES if stage.each_iteration]
+    found = {stage_name(stage.name, where.iteration): Link(stage.consumes(where), stage.produces(where))
+             for stage, where in runs if stage.produces is not None}
+    return dict(sorted(found.items(), key=lambda item: pipeline_order(item[0])))
 
 
 def current_sha256(path: str | None) -> str | None:

@@ -17,8 +17,9 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipelines.config import Config, iteration_name
-from pipelines.run_guard import guarded
-from pipelines.runtime import run_pipeline
+from pipelines.run.guard import guarded
+from pipelines.run.runtime import run_pipeline
+from pipelines.stage import BASE_ITERATION, Out, Stage, Where
 from schemas.records import EVAL_RESULT
 from transforms.generation.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
 from transforms.health.answer_checks import detected_language, expected_language
@@ -153,3 +154,21 @@ def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -
     path.parent.mkdir(exist_ok=True)
     write_atomically(str(path), (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
     return metrics
+
+
+def _reads(where: Where) -> list[str]:
+    """The model, every eval set and, past the base, the base model's answers (health changes pair against them)."""
+    base_answers = [] if where.iteration == BASE_ITERATION else [where.layout.evals(BASE_ITERATION)]
+    return [where.model, where.layout.prompts_folder(), *base_answers]
+
+
+STAGE = Stage(
+    "evaluate", "score a model on the held-out prompts (Beam)",
+    lambda args, config, beam: main(config, args.iteration, beam),
+    params=("evaluate", "judge.custom", "judge.heuristics.repetition_ngram",
+            "judge.heuristics.max_repeated_ngram_share"),  # the custom judges, and what health counts repetitive
+    reads=_reads,
+    writes=lambda where: [Out(where.layout.evals(where.iteration)),
+                          Out(str(Layout.metrics(where.iteration)), "metrics", cache=False)],
+    consumes=lambda where: where.summary, produces=lambda where: str(Layout.metrics(where.iteration)),
+    each_iteration=True, also_base=True, beam=True)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import Config
-from pipelines.run_guard import guarded
+from pipelines.run.guard import guarded
+from pipelines.stage import Out, Stage
 from schemas.records import PROMPT
 from transforms.io.layout import EVAL_SPLITS
 from transforms.io.parquet_io import table_bytes, write_atomically
@@ -67,3 +68,10 @@ def _write_prompts(config: Config) -> dict[str, int]:
     for name, rows in splits.items():
         write_prompts(rows, config.layout.prompts(name))
     return {name: len(rows) for name, rows in splits.items()}
+
+
+STAGE = Stage(
+    "prompts", "write the train, eval and eval_ood prompt sets", lambda args, config, beam: main(config),
+    params=("prompts", "evaluate.sets"),
+    writes=lambda where: [Out(where.layout.prompts_folder())],
+    produces=lambda where: where.layout.prompts("train"))

@@ -1,0 +1,125 @@
+"""dvc.yaml, written from the stage table: one DVC stage per declared stage (a `foreach` over `iterations` for
+the per-iteration ones), its deps what it reads plus the code it runs (the import closure of its entry module,
+pipelines/derived/imports.py), its params the sections it declares. A project folder's dvc.yaml is the same
+loop with the code deps pointing back here and the folder's own inputs (prompt files, custom judges, labels)
+as deps. `make docs` rewrites both; a test fails when a committed one is stale."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from pipelines.derived.imports import PACKAGES, REPO, closure
+from pipelines.stage import BASE_ITERATION, Stage, Where
+from pipelines.stage_table import STAGES
+from transforms.io.layout import Layout
+
+# The layout as dvc.yaml names it: in the project folder, with the params DVC interpolates.
+TEMPLATE = Layout(root="", prompts_dir="${prompts.out_dir}", base_model_dir="${base_model.path}")
+HEADER = ("# Written from the stage table (pipelines/stage_table.py) by `make docs` (python -m pipelines.derived): "
+          "edit the stages' declarations, not this file.\n")
+
+
+def non_empty_modules(folder: Path) -> set[str]:
+    return {p.relative_to(REPO).as_posix() for p in folder.rglob("*.py") if p.read_text().strip()}
+
+
+def folded(files: set[str]) -> list[str]:
+    """The files, with every folder whose modules are all among them named as the folder instead: a module
+    added to that folder later is then a dep too."""
+    out: list[str] = []
+
+    def walk(folder: Path) -> None:
+        rel = folder.relative_to(REPO).as_posix()
+        inside = {f for f in files if f.startswith(rel + "/")}
+        if not inside:
+            return
+        if inside >= non_empty_modules(folder):
+            out.append(rel)
+            return
+        out.extend(sorted(f for f in inside if "/" not in f[len(rel) + 1:]))
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "__pycache__"):
+            walk(sub)
+
+    for package in PACKAGES:
+        walk(REPO / package)
+    return out
+
+
+def code_deps(stage: Stage) -> list[str]:
+    return folded(closure(stage.module))
+
+
+def outs(stage: Stage, where: Where) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for out in stage.writes(where):
+        options = {key: value for key, value in (("cache", out.cache), ("persist", out.persist), ("x", out.x))
+                   if value != {"cache": True, "persist": False, "x": ""}[key]}
+        found.setdefault(out.kind, []).append({out.path: options} if options else out.path)
+    return found
+
+
+def definition(stage: Stage, where: Where, cmd: str, own_inputs: list[str], code: list[str]) -> dict:
+    deps = [*stage.reads(where), *code, *(f for f in own_inputs if f not in code)]
+    return {"cmd": cmd, "deps": deps, **({"params": list(stage.params)} if stage.params else {}), **outs(stage, where)}
+
+
+def stages(own_inputs: dict[str, list[str]], code_prefix: str = "") -> dict[str, dict]:
+    """{DVC stage: its definition}; `code_prefix` leads every code dep (a project folder's path back here)."""
+    found: dict[str, dict] = {}
+    for stage in STAGES:
+        code = [code_prefix + dep for dep in code_deps(stage)]
+        mine = own_inputs.get(stage.name, [])
+        command = " ".join(filter(None, ("selfsift", stage.name, stage.dvc_args)))
+        if stage.also_base:
+            base = Where(TEMPLATE, BASE_ITERATION, "base")
+            found[f"{stage.stage_name}_base"] = definition(stage, base, f"{command} --iteration 0", mine, code)
+        if stage.each_iteration:
+            where = Where(TEMPLATE, "${key}", "${item.generator}")
+            found[stage.stage_name] = {"foreach": "${iterations}", "do": definition(
+                stage, where, f"{command} --iteration ${{key}}", mine, code)}
+        else:
+            found[stage.stage_name] = definition(stage, Where(TEMPLATE), command, mine, code)
+    return found
+
+
+def render(stages_: dict[str, dict], header: str = HEADER) -> str:
+    from pipelines.report.data import DVC_PLOTS
+
+    return header + yaml.safe_dump({"stages": stages_, "plots": list(DVC_PLOTS)}, sort_keys=False, width=120)
+
+
+def own_inputs(params: dict) -> dict[str, list[str]]:
+    """{stage: the project's files it reads}: prompt files for `prompts`, the labels file and custom judge
+    modules for the stages that judge (files of the project folder only; installed packages are not the
+    project's)."""
+    judge = params.get("judge", {})
+    prompt_files = [params.get("prompts", {}).get("source", "builtin")]
+    prompt_files += [s["prompts"] for s in (params.get("evaluate", {}).get("sets") or {}).values()]
+    judge_files = [c["function"].split(":")[0].replace(".", "/") + ".py" for c in judge.get("custom") or []]
+    labels = [(judge.get("calibration") or {}).get("labels") or ""]
+    return {"prompts": [p for p in prompt_files if p != "builtin"], "judge": judge_files + [f for f in labels if f],
+            "revise": judge_files, "evaluate": judge_files}
+
+
+def project_inputs(folder: Path) -> dict[str, list[str]]:
+    params_path = folder / "params.yaml"
+    if not params_path.is_file():
+        raise FileNotFoundError(f"{params_path}: a project folder needs its params.yaml (copy the repository's)")
+    found = own_inputs(yaml.safe_load(params_path.read_text()) or {})
+    return {stage: [f for f in files if (folder / f).is_file()] for stage, files in found.items()}
+
+
+def repository_dvc_yaml() -> str:
+    return render(stages(project_inputs(REPO)))
+
+
+def project_dvc_yaml(folder: Path) -> str:
+    folder = folder.resolve()
+    inputs = project_inputs(folder)
+    back = os.path.relpath(REPO, folder)
+    header = (f"# Written from the stage table (pipelines/stage_table.py) by `python -m pipelines.derived.project "
+              f"{os.path.relpath(folder, REPO)}`: rerun it rather than editing this file.\n")
+    return render(stages(inputs, code_prefix=f"{back}/"), header)

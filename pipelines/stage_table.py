@@ -1,0 +1,47 @@
+"""The loop's stages in the order they run, each declared once as `STAGE` in its entry module
+(pipelines/stage.py). Adding a stage: its module, and one line below."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import ModuleType
+
+from pipelines.stage import Stage
+from pipelines.stages import (
+    curate,
+    evaluate,
+    finetune,
+    generate,
+    judge,
+    prepare_model,
+    prompts,
+    publish,
+    report,
+    revise,
+    validate,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def declared(module: ModuleType) -> Stage:
+    """The module's STAGE, knowing its entry module's file."""
+    return dataclasses.replace(module.STAGE, module=Path(module.__file__).resolve().relative_to(REPO).as_posix())
+
+
+STAGES: tuple[Stage, ...] = tuple(declared(module) for module in (
+    prepare_model,
+    prompts,
+    generate,
+    judge,
+    revise,
+    curate,
+    validate,
+    finetune,
+    evaluate,
+    publish,
+    report,
+))
+BY_NAME = {stage.name: stage for stage in STAGES}
+LOOP_ORDER = tuple(stage.name for stage in STAGES)

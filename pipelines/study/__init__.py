@@ -1,0 +1,1 @@
+"""Commands over a project's results: a study of variants and seeds, paired comparisons."""
