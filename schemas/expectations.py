@@ -1,7 +1,7 @@
 """Great Expectations suites, one per record type: prompts, candidates, judgments, shards, pairs.
 
-Every expectation carries a stable id (`meta.id`, listed in EXPECTATION_IDS); params.yaml
-`validate.severity` marks each `fail` (stops the loop before fine-tuning) or `warn` (reported only).
+Every expectation carries a stable id (`meta.id`), given once, where it is defined; params.yaml
+`validate.severity` marks any of them `fail` (stops the loop before fine-tuning) or `warn` (reported only).
 """
 
 from __future__ import annotations
@@ -11,22 +11,10 @@ from dataclasses import dataclass
 from schemas.reasons import FINISH_REASONS, LENGTH, STOP
 from schemas.records import SHARD_ROW
 
-EXPECTATION_IDS = (
-    "prompts.row_count", "prompts.prompt_id_not_null", "prompts.prompt_id_unique", "prompts.split_is_train",
-    "prompts.not_eval_prompt",
-    "candidates.row_count", "candidates.candidate_id_unique", "candidates.text_not_null",
-    "candidates.finish_reason_known", "candidates.completion_tokens_within_limit", "candidates.iteration_matches",
-    "judgments.row_count", "judgments.one_per_candidate_and_judge", "judgments.judge_known",
-    "judgments.score_in_unit_interval",
-    "shards.row_count", "shards.columns", "shards.text_not_null", "shards.candidate_id_unique", "shards.text_unique",
-    "shards.min_score", "shards.dedup_cluster_size", "shards.not_eval_prompt_id", "shards.not_eval_prompt_text",
-    "shards.finished",
-    "pairs.pair_id_unique", "pairs.margin_at_least_min", "pairs.chosen_scores_higher", "pairs.not_eval_prompt_id",
-)
 SEVERITIES = {"fail": "critical", "warn": "warning"}  # params.yaml word -> Great Expectations' FailureSeverity
+# Every expectation fails the loop unless said otherwise here or in params.yaml `validate.severity`.
 # Pairs are not trained on by default (SFT), so an eval prompt among them is reported, not fatal.
-DEFAULT_SEVERITY = {expectation_id: "warn" if expectation_id == "pairs.not_eval_prompt_id" else "fail"
-                    for expectation_id in EXPECTATION_IDS}
+DEFAULT_SEVERITY = {"pairs.not_eval_prompt_id": "warn"}
 
 
 @dataclass(frozen=True)
@@ -46,8 +34,8 @@ class SuiteInputs:
     eval_prompt_texts: tuple[str, ...]
 
 
-def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
-    """{record type: ExpectationSuite}; `severity` maps expectation ids to 'fail' or 'warn' (default fail)."""
+def expectations(inputs: SuiteInputs) -> dict[str, dict]:
+    """{record type: {expectation id: the expectation}}: every expectation, each named once."""
     import great_expectations as gx
 
     E = gx.expectations
@@ -55,7 +43,7 @@ def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
     n_candidates = i.candidates
     n_judgments = n_candidates * (len(i.judges) - len(i.calibration_samples)) + sum(
         min(size, n_candidates) for _, size in i.calibration_samples)
-    specs = {
+    return {
         "prompts": {
             "prompts.row_count": E.ExpectTableRowCountToEqual(value=i.train_prompts),
             "prompts.prompt_id_not_null": E.ExpectColumnValuesToNotBeNull(column="prompt_id"),
@@ -107,12 +95,25 @@ def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
                                                                          value_set=list(i.eval_prompt_ids)),
         },
     }
+
+
+def expectation_ids() -> tuple[str, ...]:
+    """Every expectation's id, in suite order: what `validate.severity` may name."""
+    inputs = SuiteInputs(0, 0, 0, 0, (), (), 0.0, True, 0.0, (), ())
+    return tuple(expectation_id for suite in expectations(inputs).values() for expectation_id in suite)
+
+
+def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
+    """{record type: ExpectationSuite}; `severity` overrides DEFAULT_SEVERITY ('fail' or 'warn'; default fail)."""
+    import great_expectations as gx
+
+    levels = {**DEFAULT_SEVERITY, **severity}
     out = {}
-    for name, expectations in specs.items():
+    for name, found in expectations(inputs).items():
         suite = gx.ExpectationSuite(name=f"selfsift_{name}")
-        for expectation_id, expectation in expectations.items():
+        for expectation_id, expectation in found.items():
             expectation.meta = {"id": expectation_id}
-            expectation.severity = SEVERITIES[severity.get(expectation_id, "fail")]
+            expectation.severity = SEVERITIES[levels.get(expectation_id, "fail")]
             suite.add_expectation(expectation)
         out[name] = suite
     return out

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from pipelines.config import Config, calibration_samples, iteration_number
 from pipelines.run.guard import guarded
 from pipelines.stage import Out, Stage, iteration_of
-from schemas.expectations import DEFAULT_SEVERITY, SuiteInputs, suites
+from schemas.expectations import SuiteInputs, suites
 from schemas.records import CANDIDATE, JUDGMENT, PAIR, PROMPT, SHARD_ROW
 from transforms.io.layout import EVAL_SPLITS, Layout
 from transforms.io.parquet_io import list_shards, read_bytes, read_json, read_table, write_atomically
@@ -120,8 +120,7 @@ def _run_suites(config: Config, iteration: str, sources: dict) -> dict[str, list
                           "base_directory": str(docs.resolve())}})
     source = context.data_sources.add_pandas("selfsift")
     results = {}
-    severity = {**DEFAULT_SEVERITY, **config.validate.severity}
-    for name, suite in suites(suite_inputs(config, iteration), severity).items():
+    for name, suite in suites(suite_inputs(config, iteration), config.validate.severity).items():
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(iteration)
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(data=batch, suite=context.suites.add(suite), name=f"{iteration}-{name}"))
