@@ -11,25 +11,11 @@ import yaml
 
 from schemas.records import PAIR, PROMPT, SHARD_ROW
 from transforms.io.parquet_io import shard_name
-from transforms.text_normalization import text_hash
 
 
 def prompt(pid: str, text: str, split: str) -> dict:
     return {"prompt_id": pid, "messages": [{"role": "user", "content": text}],
             "instruction_ids": ["punctuation:no_comma"], "kwargs": ["{}"], "source": "test", "split": split}
-
-
-def shard_row(cid: str, p: dict, text: str, score: float = 1.0, finish: str = "stop") -> dict:
-    return {
-        "candidate_id": cid, "prompt_id": p["prompt_id"], "text": text, "model": "m", "model_sha256": "0" * 64,
-        "iteration": 1, "sample_index": 0, "seed": 1, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 32,
-        "prompt_tokens": 5, "completion_tokens": 5, "finish_reason": finish, "origin": "sampled",
-        "parent_candidate_id": "", "generation_round": 1, "messages": p["messages"],
-        "instruction_ids": p["instruction_ids"], "kwargs": p["kwargs"],
-        "judgments": [{"judge": "ifeval_verifier", "score": score, "passed": score == 1.0, "detail": "{}"}],
-        "score": score, "text_sha256": text_hash(text), "keep_reason": "passed", "dedup_cluster": text_hash(text),
-        "dedup_cluster_size": 1,
-    }
 
 
 def write_params(root: Path, model_source: str, **overrides) -> Path:

@@ -1,4 +1,4 @@
-"""Adding a judge or a curation step is one new module plus one line, and the stages then run it.
+"""Adding a judge or a curation step is one new module plus its import and its place in the order, and the stages then run it.
 
 In a copy of the repo: a rule judge (`shouting`) and a row filter (`no_links`) are added the way
 the README says, then the judge and curate stages run on a few candidates through the CLI."""
@@ -56,6 +56,7 @@ import pyarrow.parquet as pq
 
 from pipelines.cli import main
 from schemas.records import CANDIDATE
+from tests.records import candidate
 from tests.stage_fixtures import prompt, write_params, write_prompt_sets
 from transforms.io.parquet_io import read_rows, shard_name
 
@@ -69,11 +70,8 @@ write_prompt_sets(Path("."), train, [prompt("e1", "Describe the moon landing in 
 texts = ["owls hunt at night and rest by day in hollow trees near quiet rivers where the water runs slow",
          "OWLS HUNT AT NIGHT AND REST BY DAY IN OLD BARNS NEAR WIDE FIELDS WHERE THE MICE RUN FAST AND FAR",
          "owls are birds of prey and you can read all about them at https://example.org today or any time soon"]
-candidates = [{"candidate_id": f"c{i}", "prompt_id": f"p{i}", "text": text, "model": "m", "model_sha256": "0" * 64,
-               "iteration": 1, "sample_index": 0, "seed": i, "temperature": 0.8, "top_p": 0.95,
-               "max_new_tokens": 64, "prompt_tokens": 9, "completion_tokens": 30, "finish_reason": "stop",
-               "origin": "sampled", "parent_candidate_id": "", "generation_round": 1}
-              for i, text in enumerate(texts)]
+candidates = [candidate(f"c{i}", p, text, seed=i, max_new_tokens=64, completion_tokens=30)
+              for i, (p, text) in enumerate(zip(train, texts))]
 Path("data/candidates/iter-001").mkdir(parents=True)
 pq.write_table(pa.Table.from_pylist(candidates, schema=CANDIDATE), f"data/candidates/iter-001/{shard_name(0, 1)}")
 assert main(["judge", "--iteration", "1"]) == 0 and main(["curate", "--iteration", "1"]) == 0
@@ -91,9 +89,10 @@ def git(root: Path, *args: str) -> str:
                           capture_output=True, text=True).stdout
 
 
-def add_line_after(path: Path, anchor: str, line: str) -> None:
+def add_line_after(path: Path, anchor: str, line: str, last: bool = False) -> None:
     lines = path.read_text().splitlines(keepends=True)
-    at = next(i for i, text in enumerate(lines) if text.rstrip("\n") == anchor)
+    found = [i for i, text in enumerate(lines) if text.rstrip("\n") == anchor]
+    at = found[-1] if last else found[0]
     path.write_text("".join(lines[: at + 1] + [line + "\n"] + lines[at + 1 :]))
 
 
@@ -104,15 +103,17 @@ def extended(tmp_path_factory):
     git(root, "add", "-A")
     git(root, "commit", "-qm", "as shipped")
     (root / "transforms/judges/shouting.py").write_text(JUDGE)
-    add_line_after(root / "transforms/judges/registry.py", '    "transforms.judges.reward_model",',
-                   '    "transforms.judges.shouting",')
+    registry = root / "transforms/judges/registry.py"
+    add_line_after(registry, "    reward_model,", "    shouting,")  # its import
+    add_line_after(registry, "    reward_model,", "    shouting,", last=True)  # its place among the judges
     (root / "transforms/curation/no_links.py").write_text(FILTER)
-    add_line_after(root / "transforms/curation/chain.py", '    "transforms.curation.heuristic_gate",',
-                   '    "transforms.curation.no_links",')
+    chain = root / "transforms/curation/chain.py"
+    add_line_after(chain, "    near_dedup,", "    no_links,")  # its import
+    add_line_after(chain, "    heuristic_gate,", "    no_links,", last=True)  # its place in the chain
     return root
 
 
-def test_each_addition_is_one_module_and_one_line(extended):
+def test_each_addition_is_one_module_its_import_and_its_place(extended):
     git(extended, "add", "-A")
     changes = {}
     for line in git(extended, "diff", "--cached", "--numstat").splitlines():
@@ -120,9 +121,9 @@ def test_each_addition_is_one_module_and_one_line(extended):
         changes[path] = (int(added), int(removed))
     assert changes == {
         "transforms/judges/shouting.py": (len(JUDGE.splitlines()), 0),
-        "transforms/judges/registry.py": (1, 0),
+        "transforms/judges/registry.py": (2, 0),
         "transforms/curation/no_links.py": (len(FILTER.splitlines()), 0),
-        "transforms/curation/chain.py": (1, 0),
+        "transforms/curation/chain.py": (2, 0),
     }
 
 

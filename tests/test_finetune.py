@@ -12,11 +12,12 @@ import yaml
 
 from pipelines import config as config_module
 from pipelines.stages import finetune
-from tests.stage_fixtures import chdir, pair, prompt, shard_row, write_pairs, write_params, write_shards
+from tests.records import shard_row
+from tests.stage_fixtures import chdir, pair, prompt, write_pairs, write_params, write_shards
 from transforms.io import faults
 from transforms.io.layout import Layout
 from transforms.io.model_io import load_causal_lm
-from transforms.io.sft_data import to_prompt_completion
+from transforms.training.sft_data import to_prompt_completion
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [prompt(f"t{i}", f"Write about thing {i}.", "train") for i in range(6)]

@@ -9,10 +9,11 @@ import torch
 
 from pipelines.config import FinetuneConfig
 from pipelines.stages import finetune
-from tests.stage_fixtures import prompt, shard_row, write_shards
+from tests.records import shard_row
+from tests.stage_fixtures import prompt, write_shards
 from tests.test_finetune import TRAIN, run_finetune, workdir  # noqa: F401 (workdir: the fixture)
 from transforms.io.model_io import load_causal_lm
-from transforms.io.sft_data import IGNORED
+from transforms.training.sft_data import IGNORED
 
 # Answers of different lengths, so that padded rows carry padding and packed rows differ in length.
 ROWS = [shard_row(f"c{i}", prompt(f"p{i}", f"Question {i}: " + "why " * (i % 3), "train"), "word " * (2 + 5 * i))

@@ -12,18 +12,12 @@ import yaml
 from pipelines import config as config_module
 from pipelines.stages import curate, judge
 from schemas.records import CANDIDATE
+from tests.records import candidate
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
 from transforms.io import faults
 from transforms.io.parquet_io import read_rows, shard_name
 
 TRAIN = [prompt("t1", "Write about owls.", "train"), prompt("t2", "Write about bats.", "train")]
-
-
-def candidate(cid, p, text, finish="stop"):
-    return {"candidate_id": cid, "prompt_id": p["prompt_id"], "text": text, "model": "m", "model_sha256": "0" * 64,
-            "iteration": 1, "sample_index": 0, "seed": 1, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 32,
-            "prompt_tokens": 5, "completion_tokens": 5, "finish_reason": finish,
-            "origin": "sampled", "parent_candidate_id": "", "generation_round": 1}
 
 
 CANDIDATES = [

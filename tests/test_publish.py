@@ -19,7 +19,8 @@ import pytest
 
 from schemas.records import PAIR, SHARD_ROW
 from tests.fake_hub import FakeHub
-from tests.stage_fixtures import prompt, shard_row, write_params, write_prompt_sets
+from tests.records import shard_row
+from tests.stage_fixtures import prompt, write_params, write_prompt_sets
 from transforms.io.parquet_io import shard_name
 
 REPO = Path(__file__).resolve().parents[1]

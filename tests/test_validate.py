@@ -7,7 +7,8 @@ import pytest
 from pipelines import config as config_module
 from pipelines.stages import validate
 from schemas.records import CANDIDATE, JUDGMENT, PAIR
-from tests.stage_fixtures import chdir, prompt, shard_row, write_params, write_prompt_sets, write_shards
+from tests.records import shard_row
+from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets, write_shards
 from transforms.io.parquet_io import shard_name
 
 TRAIN = [prompt("t1", "Write about owls.", "train"), prompt("t2", "Write about bats.", "train")]
@@ -69,7 +70,7 @@ def test_clean_iteration_passes_with_a_report_and_data_docs(workdir):
      "shards.text_unique", "text_sha256"),
     (lambda: [shard_row("c1", TRAIN[0], "weak", score=0.5)], "shards.min_score", "score"),
     (lambda: [shard_row("c1", EVAL[0], "leaked")], "shards.not_eval_prompt_id", "prompt_id"),
-    (lambda: [shard_row("c1", TRAIN[0], "cut", finish="length")], "shards.finished", "finish_reason"),
+    (lambda: [shard_row("c1", TRAIN[0], "cut", finish_reason="length")], "shards.finished", "finish_reason"),
     (lambda: [], "shards.row_count", None),
 ])
 def test_violation_fails_naming_expectation_column_and_rows(workdir, rows, expectation_id, column):
