@@ -22,7 +22,7 @@ from pipelines.stages.finetune import build_trainer
 from schemas.records import SHARD_ROW
 from transforms.io.model_io import load_causal_lm
 from transforms.io.parquet_io import read_rows
-from transforms.io.sft_data import IGNORED
+from transforms.training.sft_data import IGNORED
 
 BASELINE = "padded, bf16 autocast (today's path)"
 # Each change alone against the baseline, then the stage's defaults (params.yaml), which combine the winners.

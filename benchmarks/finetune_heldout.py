@@ -18,12 +18,12 @@ from benchmarks.finetune import BASELINE, CHOSEN, SETTINGS, stage_defaults, trai
 from pipelines.config import EvaluateConfig, FinetuneConfig
 from pipelines.stages.evaluate import score, to_request
 from schemas.records import SHARD_ROW
+from transforms.evaluation.metrics import accuracies
+from transforms.evaluation.scoring import scorers_for
 from transforms.generation.hf_generation import CausalLMHandler, SamplingParams
 from transforms.health.intervals import Z95, wilson
 from transforms.io.parquet_io import read_rows
 from transforms.judges.config import JudgeConfig
-from transforms.judges.eval_metrics import accuracies
-from transforms.judges.eval_scoring import scorers_for
 from transforms.judges.registry import REFERENCE
 
 SPLIT = "eval"

@@ -3,8 +3,8 @@ import pytest
 from pipelines import cli
 from schemas.records import EVAL_RESULT
 from tests.stage_fixtures import write_params, write_shards
+from transforms.evaluation.comparison import UnpairedAnswers, compare_answers, paired_difference
 from transforms.health.intervals import mcnemar_exact
-from transforms.judges.eval_comparison import UnpairedAnswers, compare_answers, paired_difference
 
 
 def answers(passed: list[bool], split: str = "eval") -> list[dict]:

@@ -1,13 +1,13 @@
 import pytest
 
-from transforms.health.intervals import wilson
-from transforms.judges.eval_metrics import (
+from transforms.evaluation.metrics import (
     TooManyCheckerErrors,
     accuracies,
     per_instruction_type,
     refuse_if_errored,
     set_metrics,
 )
+from transforms.health.intervals import wilson
 
 
 def test_prompt_and_instruction_levels():

@@ -12,9 +12,9 @@ from pipelines.config import ConfigError, load
 from pipelines.stages.curate import decontamination_index
 from tests.stage_fixtures import chdir, write_params
 from tests.test_prompt_reader import IFEVAL_LINES
+from transforms.evaluation.metrics import METRIC_KEYS
 from transforms.health.intervals import wilson
 from transforms.io.parquet_io import read_rows
-from transforms.judges.eval_metrics import METRIC_KEYS
 
 JUDGE = '''
 def says_yes(prompt, response):

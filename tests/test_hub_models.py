@@ -24,10 +24,11 @@ from pipelines.stages.judge import model_handlers
 from tests.fake_hub import FakeHub
 from tests.stage_fixtures import chdir, write_params
 from tests.test_scoring_models import build_tiny_reward_model
-from transforms.io.dataset_card import HUB_ID, HUB_REVISION, base_model_name
 from transforms.io.hub_models import HubModelUnavailable
 from transforms.io.layout import MODEL_SUMMARY, Layout
+from transforms.io.model_files import HUB_ID, HUB_REVISION
 from transforms.io.model_io import ModelRefused, model_sha256
+from transforms.publishing.dataset_card import base_model_name
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_planted_token_for_hub_models"

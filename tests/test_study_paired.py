@@ -12,7 +12,7 @@ from dvc.repo import Repo
 from pipelines.config import ConfigError
 from pipelines.study import paired as study_paired
 from tests.stage_fixtures import chdir
-from transforms.judges.eval_metrics import METRIC_PREFIX
+from transforms.evaluation.metrics import METRIC_PREFIX
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
 STUDY = {"seeds": [1], "variants": {"loop": {}, "revise": {"revise.enabled": True}}}

@@ -5,7 +5,7 @@ import os
 import subprocess
 
 from tests.stage_fixtures import chdir
-from transforms.io.training_log import training_log
+from transforms.training.training_log import training_log
 
 
 def logged(folder, name="loss"):

@@ -8,8 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from pipelines.run.stage_times import in_pipeline_order
+from transforms.evaluation.metrics import METRIC_PREFIX
 from transforms.health.intervals import wilson
-from transforms.judges.eval_metrics import METRIC_PREFIX
 
 ACCURACY = {split: f"{prefix}prompt_level_strict_acc" for split, prefix in METRIC_PREFIX.items()}
 # The controlled runs (docs/results.md): always columns of the accuracy CSVs (dvc.yaml's plots name them).

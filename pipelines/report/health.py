@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from transforms.evaluation.metrics import METRIC_PREFIX
 from transforms.health.metrics import HEALTH_METRICS
-from transforms.judges.eval_metrics import METRIC_PREFIX
 
 SPLITS = tuple(METRIC_PREFIX)
 

@@ -8,8 +8,8 @@ import statistics
 from collections import defaultdict
 
 from pipelines.report.data import by_run
+from transforms.evaluation.metrics import METRIC_PREFIX
 from transforms.health.intervals import wilson
-from transforms.judges.eval_metrics import METRIC_PREFIX
 
 SPLITS = tuple(METRIC_PREFIX)
 RARE_BELOW = 0.05  # a type is rare when the base model follows it on less than this share of eval's prompts

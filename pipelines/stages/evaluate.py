@@ -21,6 +21,9 @@ from pipelines.run.guard import guarded
 from pipelines.run.runtime import run_pipeline
 from pipelines.stage import BASE_ITERATION, Out, Stage, Where
 from schemas.records import EVAL_RESULT
+from transforms.evaluation.comparison import compare_answers
+from transforms.evaluation.metrics import METRIC_PREFIX, accuracies, per_instruction_type, refuse_if_errored, set_metrics
+from transforms.evaluation.scoring import Scorer, scorers_for
 from transforms.generation.hf_generation import CausalLMHandler, GenerationRequest, SamplingParams
 from transforms.health.answer_checks import detected_language, expected_language
 from transforms.health.metrics import health
@@ -29,9 +32,6 @@ from transforms.io.layout import BASE, Layout
 from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import WriteSortedShards, clear_shards, list_shards, read_rows, write_atomically
 from transforms.io.progress import ShowProgress, start_meter
-from transforms.judges.eval_comparison import compare_answers
-from transforms.judges.eval_metrics import METRIC_PREFIX, accuracies, per_instruction_type, refuse_if_errored, set_metrics
-from transforms.judges.eval_scoring import Scorer, scorers_for
 from transforms.judges.ifeval_verifier import parse_kwargs
 from transforms.prompts.length_needs import over_budget
 

@@ -31,11 +31,12 @@ from pipelines.run.resume import Checkpoint, Checkpoints
 from pipelines.run.runtime import code_fingerprint, params_hash
 from pipelines.stage import Out, Stage, iteration_of
 from schemas.records import PAIR, SHARD_ROW
-from transforms.io import faults, sft_data
+from transforms.io import faults
 from transforms.io.layout import BASE, MODEL_SUMMARY, Layout
 from transforms.io.model_io import load_causal_lm, model_sha256, save_atomically
 from transforms.io.parquet_io import read_rows
-from transforms.io.sft_data import (
+from transforms.training import sft_data
+from transforms.training.sft_data import (
     Truncation,
     preference_truncation,
     to_preference,
@@ -164,7 +165,7 @@ def loss_tracker(iteration: str, resumed: Checkpoint | None):
     is training step i + 1); a resumed run continues the log from its checkpoint."""
     from transformers.integrations import DVCLiveCallback
 
-    from transforms.io.training_log import training_log
+    from transforms.training.training_log import training_log
 
     return DVCLiveCallback(live=training_log(Layout.training_log(iteration), resumed.step if resumed else None))
 

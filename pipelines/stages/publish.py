@@ -25,10 +25,10 @@ from pipelines.config import Config, iteration_name
 from pipelines.run.guard import guarded
 from pipelines.stage import Out, Stage, Where
 from schemas.records import PAIR, SHARD_ROW
-from transforms.io.dataset_card import card_text, features_yaml
 from transforms.io.layout import BASE, Layout
 from transforms.io.parquet_io import list_shards, read_bytes, read_json
 from transforms.io.staging import staged_folder
+from transforms.publishing.dataset_card import card_text, features_yaml
 
 log = logging.getLogger("selfsift")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.config import Config, ConfigError, iteration_name
+from transforms.evaluation.comparison import compare_answers
 from transforms.io.layout import EVAL_SPLITS
 from transforms.io.parquet_io import list_shards, read_rows
-from transforms.judges.eval_comparison import compare_answers
 
 
 def answers_folder(config: Config, model: str) -> str:

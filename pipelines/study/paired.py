@@ -15,9 +15,9 @@ from dvc.api import DVCFileSystem
 from pipelines.config import Config, ConfigError, iteration_name
 from pipelines.report.significance import difference_text
 from pipelines.study.runner import StudyRun, load_study
+from transforms.evaluation.comparison import compare_answers
+from transforms.evaluation.metrics import METRIC_PREFIX
 from transforms.io.layout import EVAL_SPLITS, Layout
-from transforms.judges.eval_comparison import compare_answers
-from transforms.judges.eval_metrics import METRIC_PREFIX
 
 OUT = Layout.REPORTS / "study_paired.json"
 

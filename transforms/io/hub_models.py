@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from transforms.io.dataset_card import HUB_ID, HUB_REVISION
 from transforms.io.layout import MODEL_SUMMARY, Layout
-from transforms.io.model_io import UntrustedModelFolder, file_checksums, summary_listing_files
+from transforms.io.model_files import HUB_ID, HUB_REVISION, UntrustedModelFolder, file_checksums, summary_listing_files
 from transforms.io.staging import replace_file, staged_folder
 
 SCHEME = "hf://"

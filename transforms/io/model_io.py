@@ -21,13 +21,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from transforms.io import faults
-from transforms.io.dataset_card import HUB_ID
-from transforms.io.layout import MODEL_SUMMARY
+from transforms.io import faults, hub_models
+from transforms.io.model_files import HUB_ID, SUMMARY, UntrustedModelFolder, sha256_file, summary_listing_files
 from transforms.io.staging import remote_files, replace_remote_folder, staged_folder, staging_prefix
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-SUMMARY = MODEL_SUMMARY
 
 
 @dataclass(frozen=True)
@@ -40,10 +38,6 @@ class ModelRefused(ValueError):
     pass
 
 
-class UntrustedModelFolder(ValueError):
-    """A remote model folder whose summary does not vouch for the files it needs."""
-
-
 _LOCAL_COPIES: dict[str, str] = {}  # sha256 of a remote folder's summary -> its checked local copy
 
 
@@ -52,8 +46,6 @@ def local_model_dir(model_dir: str | Path) -> str:
     download under models/hub (hub_models.local_copy); a remote one (gs://, s3://, ...) is
     copied through Beam's FileSystems, so Dataflow workers read models from GCS: once per process
     and version of its summary, only the files the summary lists, each checked against its sha256."""
-    from transforms.io import hub_models  # it builds on this module
-
     model_dir = str(model_dir)
     if hub_models.is_hub_id(model_dir):
         return str(hub_models.local_copy(model_dir))
@@ -132,30 +124,6 @@ def _copy_hashing(source: str, target: Path, chunk: int = 1 << 20) -> str:
             digest.update(block)
             dst.write(block)
     return digest.hexdigest()
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_checksums(folder: str | Path) -> dict[str, str]:
-    """{name: sha256} of every file in a flat local model folder but its summary."""
-    entries = sorted(Path(folder).iterdir())
-    nested = [p.name for p in entries if not p.is_file()]
-    if nested:
-        raise ValueError(f"{folder}: model folders are flat, but it holds {', '.join(nested)}")
-    return {p.name: sha256_file(p) for p in entries if p.name != SUMMARY}
-
-
-def summary_listing_files(folder: str | Path) -> bytes:
-    """The folder's summary (an empty one if it has none) with `files`: every other file and its sha256."""
-    path = Path(folder, SUMMARY)
-    summary = json.loads(path.read_text()) if path.is_file() else {}
-    return (json.dumps({**summary, "files": file_checksums(folder)}, indent=2) + "\n").encode()
 
 
 def upload(local_dir: str | Path, remote_dir: str) -> None:

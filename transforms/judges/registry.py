@@ -1,26 +1,24 @@
 """Every judge selfsift knows, in the order they run and are reported.
 
-Adding one: a module that declares `SPECS = (JudgeSpec(...),)`, and its name on one line below."""
+Adding one: a module that declares `SPECS = (JudgeSpec(...),)`, imported and named on one line below."""
 
 from __future__ import annotations
 
-import importlib
-
+from transforms.judges import (
+    heuristics,
+    ifeval_verifier,
+    llm_judge,
+    reward_model,
+)
 from transforms.judges.contract import JudgeSpec
 from transforms.judges.ifeval_verifier import NAME as REFERENCE
 
-
-def specs(*modules: str) -> tuple[JudgeSpec, ...]:
-    """The judges the given modules declare (their `SPECS`), in order."""
-    return tuple(spec for module in modules for spec in importlib.import_module(module).SPECS)
-
-
-JUDGES = specs(
-    "transforms.judges.ifeval_verifier",
-    "transforms.judges.heuristics",
-    "transforms.judges.llm_judge",
-    "transforms.judges.reward_model",
-)
+JUDGES: tuple[JudgeSpec, ...] = tuple(spec for module in (
+    ifeval_verifier,
+    heuristics,
+    llm_judge,
+    reward_model,
+) for spec in module.SPECS)
 
 # REFERENCE: the judge the others are calibrated against; its `passed` is the calibration's label.
 BY_NAME = {spec.name: spec for spec in JUDGES}

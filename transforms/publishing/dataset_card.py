@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-# Keys of a model summary (selfsift_model.json) whose source came from the Hub.
-HUB_ID, HUB_REVISION = "hub_id", "hub_revision"
+from transforms.io.model_files import HUB_ID, HUB_REVISION
 
 # What the rows of an iteration are, by `curate.control`; the funnel tables give the exact counts.
 KEPT = {

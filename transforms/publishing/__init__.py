@@ -1,0 +1,1 @@
+"""What publishing to the Hub writes beside the data: the dataset card."""

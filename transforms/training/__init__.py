@@ -1,0 +1,1 @@
+"""What fine-tuning reads and leaves: the SFT and DPO rows, the training log."""
