@@ -24,12 +24,10 @@ def module_file(name: str) -> Path | None:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Modules the file imports, anywhere in it, or names as a string (the judge registry, the curation chain)."""
+    """Modules the file imports, anywhere in it (inside functions too)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and module_file(node.value) is not None:
-            found.add(node.value)
-        elif isinstance(node, ast.Import):
+        if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)

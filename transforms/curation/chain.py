@@ -1,28 +1,32 @@
 """The curation chain: its steps, in the order they apply. Adding a step: a module that declares
-`STEP` (a RowFilter or SetStep, transforms/curation/steps.py) and its name on one line below. The
+`STEP` (a RowFilter or SetStep, transforms/curation/steps.py), imported and named on one line below. The
 screen, the funnel and the manifest follow this order."""
 
 from __future__ import annotations
 
-import importlib
-
-
-def steps(*modules: str) -> tuple:
-    """The steps the given modules declare (their `STEP`), in order."""
-    return tuple(importlib.import_module(module).STEP for module in modules)
-
-
-CHAIN = steps(
-    "transforms.curation.usable",
-    "transforms.curation.heuristic_gate",
-    "transforms.curation.decontamination",
-    "transforms.curation.judge_policy",
-    "transforms.curation.exact_dedup",
-    "transforms.curation.near_dedup",
-    "transforms.curation.semantic_dedup",
-    "transforms.curation.selection",
-    "transforms.curation.control_sample",
+from transforms.curation import (
+    control_sample,
+    decontamination,
+    exact_dedup,
+    heuristic_gate,
+    judge_policy,
+    near_dedup,
+    screen,
+    selection,
+    semantic_dedup,
 )
+
+CHAIN = tuple(module.STEP for module in (
+    screen,
+    heuristic_gate,
+    decontamination,
+    judge_policy,
+    exact_dedup,
+    near_dedup,
+    semantic_dedup,
+    selection,
+    control_sample,
+))
 
 
 def funnel_steps() -> list[tuple[str, tuple[str, ...]]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from schemas.reasons import BELOW_THRESHOLD, STOP
 from transforms.curation.heuristic_gate import heuristic_gate
 from transforms.curation.judge_policy import judge_policy
-from transforms.curation.usable import usable
+from transforms.curation.screen import usable
 
 PASSED, FAILED = "passed", "failed"
 
