@@ -18,7 +18,6 @@ from pipelines.stages import (
     prompts,
     publish,
     report,
-    revise,
     validate,
 )
 
@@ -35,7 +34,6 @@ STAGES: tuple[Stage, ...] = tuple(declared(module) for module in (
     prompts,
     generate,
     judge,
-    revise,
     curate,
     validate,
     finetune,

@@ -10,7 +10,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
 
 from pipelines.config import load
-from pipelines.stages import curate, evaluate, generate, judge, revise
+from pipelines.graphs import generation, revision
+from pipelines.stages import curate, evaluate, generate, judge
 from schemas.records import CANDIDATE, JUDGMENT
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
 from transforms.io.parquet_io import shard_name
@@ -61,8 +62,8 @@ def test_judge_graph(project):
     assert any(n.startswith("Judge_llm_judge/") and "RunInference" in n for n in names), sorted(names)
 
 
-def test_revise_graph(project):
-    names = runner_api_names(revise.graph(project, "iter-001", generate.lineage_of(project, "iter-001")))
+def test_revision_graph(project):
+    names = runner_api_names(revision.graph(project, "iter-001", generation.lineage_of(project, "iter-001")))
     assert {"ReadCandidates", "ReadJudgments", "JoinJudged", "Select", "Expand", "Generate", "ToCandidate", "Write"} <= names
     assert any(n.startswith("Generate/") and "RunInference" in n for n in names), sorted(names)
 

@@ -11,7 +11,7 @@ from tests.tiny_repo import TINY
 from transforms.io.parquet_io import read_table
 
 STAGES = [["prepare-model"], ["prompts"], ["generate", "--iteration", "1"], ["judge", "--iteration", "1"],
-          ["revise", "--iteration", "1"], ["curate", "--iteration", "1"], ["validate", "--iteration", "1"],
+          ["curate", "--iteration", "1"], ["validate", "--iteration", "1"],
           ["finetune", "--iteration", "1"], ["evaluate", "--iteration", "1"], ["publish", "--iteration", "1", "--dry-run"],
           ["report"]]
 
@@ -22,7 +22,7 @@ def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys
     root = f"{PREFIX}{store}/selfsift"
     overrides = {**TINY, "judge": {**TINY["judge"], "llm_judge": {"enabled": True, "model": f"{root}/models/base"}}}
     write_params(project, str(tiny_model_dir), storage={"root": root}, iterations={"iter-001": {"generator": "base"}},
-                 publish={"repo_id": "selfsift-test/remote"}, **overrides)
+                 publish={"repo_id": "selfsift-test/remote"}, revise={"enabled": True}, **overrides)
     with chdir(project):
         for argv in STAGES:
             code = main(argv)
@@ -39,6 +39,8 @@ def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys
     assert sorted(p.name for p in (remote / "models").iterdir()) == ["base", "iter-001"]  # no staging left
     curated = json.loads((remote / "data/shards/iter-001/manifest.json").read_text())
     assert curated["notes"]["judgments_without_candidate"] == {"count": 0, "example": None}
+    revisions = json.loads((remote / "data/revisions/iter-001/manifest.json").read_text())  # curate revised, there
+    assert curated["revision"]["rows"] == revisions["rows"] == read_table(f"{root}/data/revisions/iter-001").num_rows
     assert not list((remote / "data/shards/iter-001").glob(".tmp-*"))  # the notes moved into the manifest
     assert (remote / "data/evals/iter-001").is_dir() and (remote / "data/prompts/train.parquet").is_file()
     assert not (project / "data").exists() and not (project / "models").exists()
@@ -50,4 +52,4 @@ def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys
     assert iteration["candidates"] == 10 * 3 and iteration["funnel"] and iteration["metrics"]["n_prompts"] == 6
     # each stage's time, tied to the remote files it consumed and produced (evaluate@iter-000 never ran here)
     assert set(record["stage_seconds"]) == {"prepare-model", "prompts", *(f"{stage}@iter-001" for stage in (
-        "generate", "judge", "revise", "curate", "validate", "finetune", "evaluate"))}
+        "generate", "judge", "curate", "validate", "finetune", "evaluate"))}

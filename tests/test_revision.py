@@ -11,15 +11,17 @@ import pytest
 from apache_beam.ml.inference.base import ModelHandler
 
 from pipelines import config as config_module
+from pipelines.graphs import judging, revision
 from pipelines.run.runtime import run_pipeline
-from pipelines.stages import curate, judge, revise
+from pipelines.stages import curate, judge
 from schemas.records import CANDIDATE
+from tests.records import candidate
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets
 from transforms.curation.config import CurateConfig
 from transforms.curation.plan import CurationPlan
 from transforms.generation.candidates import Lineage, expand_prompt
 from transforms.generation.hf_generation import Generation, SamplingParams
-from transforms.io.parquet_io import read_json, read_rows, shard_name
+from transforms.io.parquet_io import read_rows, shard_name
 from transforms.revision.config import ReviseConfig
 from transforms.revision.feedback import INTRO, failed_instructions, feedback_turn
 from transforms.revision.requests import expand_failure, to_revised_candidate
@@ -110,13 +112,6 @@ def test_revise_needs_the_judge_policy(tmp_path):
 TRAIN = [prompt("t1", "Write about owls.", "train"), prompt("t2", "Write about bats.", "train")]
 
 
-def candidate(cid, p, text, finish="stop", origin="sampled", parent=""):
-    return {"candidate_id": cid, "prompt_id": p["prompt_id"], "text": text, "model": "m", "model_sha256": "0" * 64,
-            "iteration": 1, "sample_index": 0, "seed": 1, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 32,
-            "prompt_tokens": 5, "completion_tokens": 5, "finish_reason": finish, "origin": origin,
-            "parent_candidate_id": parent}
-
-
 CANDIDATES = [
     candidate("c1", TRAIN[0], "Owls hunt at night, and they see well"),   # a comma: fails, revised
     candidate("c2", TRAIN[0], "Owls, owls, owls"),                          # fails too; lower score? same: by id
@@ -148,17 +143,17 @@ def workdir(tmp_path, tiny_model_dir):
     return tmp_path
 
 
-def test_revise_stage_writes_judged_revisions_and_curate_accounts_for_every_row(workdir):
+def test_curate_revises_judges_the_revisions_and_accounts_for_every_row(workdir):
     config = config_module.load(workdir / "params.yaml")
     with chdir(workdir):
         judge.main(config, "iter-001", [])
-        revised = revise.main(config, "iter-001", [])
+        manifest = curate.main(config, "iter-001", [])
         revisions = read_rows("data/revisions/iter-001")
         judgments = read_rows("data/revision_judgments/iter-001")
-        manifest = curate.main(config, "iter-001", [])
         rejected = read_rows("data/rejected/iter-001")
         kept = read_rows("data/shards/iter-001")
     # t1's best failed answer (c1 and c2 tie at score 0: c1 by id), twice; t2 is solved
+    revised = manifest["revision"]
     assert revised["rows"] == len(revisions) == 2 and revised["parents"] == 1
     assert {(r["origin"], r["parent_candidate_id"], r["prompt_id"]) for r in revisions} == {("revised", "c1", "t1")}
     assert len({r["candidate_id"] for r in revisions}) == 2
@@ -178,19 +173,23 @@ def test_revise_stage_writes_judged_revisions_and_curate_accounts_for_every_row(
     assert sum(f[0]["in"] for f in manifest["funnel_per_origin"].values()) == manifest["rows_in"]
 
 
-def test_a_passing_revision_trains_the_original_prompt(workdir):
-    """Revisions written by hand (the tiny model cannot write a passing one): judged with the judge stage's graph,
-    a passing one is kept as prompt -> revised answer, single turn."""
+def test_a_passing_revision_trains_the_original_prompt(workdir, monkeypatch):
+    """Revisions written by hand (the tiny model cannot write a passing one), in place of the model's: judged with
+    the judge stage's graph, a passing one is kept as prompt -> revised answer, single turn."""
     config = config_module.load(workdir / "params.yaml")
     layout = config.layout
-    rows = [candidate("r1", TRAIN[0], "Owls hunt at night and they see well", origin="revised", parent="c1"),
-            candidate("r2", TRAIN[0], "Owls hunt, at night", origin="revised", parent="c1")]
+    rows = [candidate("r1", TRAIN[0], "Owls hunt at night and they see well", origin="revised", parent_candidate_id="c1"),
+            candidate("r2", TRAIN[0], "Owls hunt, at night", origin="revised", parent_candidate_id="c1")]
+
+    def by_hand(config, iteration, beam_args):
+        write_candidates(workdir, rows, "revisions")
+        run_pipeline(judging.graph(config, iteration, source=layout.revisions(iteration),
+                                   target=layout.revision_judgments(iteration)), beam_args)
+        return {"rows": 2, "parents": 1, "model_sha256": ""}
+
+    monkeypatch.setattr(revision, "revise", by_hand)
     with chdir(workdir):
         judge.main(config, "iter-001", [])
-        write_candidates(workdir, rows, "revisions")
-        (workdir / layout.manifest(layout.revisions("iter-001"))).write_text("{}")
-        run_pipeline(judge.graph(config, "iter-001", source=layout.revisions("iter-001"),
-                                 target=layout.revision_judgments("iter-001")), [])
         manifest = curate.main(config, "iter-001", [])
         kept = {r["candidate_id"]: r for r in read_rows("data/shards/iter-001")}
         rejected = {r["candidate_id"]: r["reason"] for r in read_rows("data/rejected/iter-001")}
@@ -200,37 +199,24 @@ def test_a_passing_revision_trains_the_original_prompt(workdir):
     assert manifest["rows_in"] == len(CANDIDATES) + 2 == manifest["rows_out"] + sum(manifest["rejected"].values())
 
 
-def test_disabled_revise_writes_empty_outputs_and_curate_is_unchanged(workdir):
+def test_revision_off_writes_nothing_and_ignores_an_earlier_runs_revisions(workdir):
     write_params(workdir, "unused", iterations={"iter-001": {"generator": "base"}}, revise={"enabled": False},
                  judge={"llm_judge": {"enabled": False}, "heuristics": {"min_words": 1}}, curate={"num_shards": 1})
     config = config_module.load(workdir / "params.yaml")
     with chdir(workdir):
         judge.main(config, "iter-001", [])
         before = curate.main(config, "iter-001", [])
-        revised = revise.main(config, "iter-001", [])
+        assert not (workdir / "data/revisions").exists() and not (workdir / "data/revision_judgments").exists()
+        write_candidates(workdir, [candidate("r1", TRAIN[0], "Owls hunt at night", origin="revised", parent_candidate_id="c1")],
+                         "revisions")  # left by a run with revision on
         after = curate.main(config, "iter-001", [])
-        assert read_rows("data/revisions/iter-001") == [] and read_rows("data/revision_judgments/iter-001") == []
-        assert read_json("data/revisions/iter-001/manifest.json")["enabled"] is False
-    assert revised["rows"] == 0
+    assert "revision" not in before and before["rows_in"] == len(CANDIDATES)
     assert {k: after[k] for k in ("rows_in", "rows_out", "rejected", "funnel", "shards")} == \
         {k: before[k] for k in ("rows_in", "rows_out", "rejected", "funnel", "shards")}
 
 
-def test_curate_refuses_revisions_of_other_candidates_before_writing(workdir):
-    config = config_module.load(workdir / "params.yaml")
-    layout = config.layout
-    kept = workdir / "data/shards/iter-001"
-    kept.mkdir(parents=True)
-    (kept / "manifest.json").write_text("earlier run")
-    write_candidates(workdir, [candidate("r1", TRAIN[0], "Owls", origin="revised", parent="gone")], "revisions")
-    (workdir / layout.manifest(layout.revisions("iter-001"))).write_text("{}")
-    with chdir(workdir), pytest.raises(curate.MismatchedJudgments, match="rerun `selfsift revise --iteration iter-001`"):
-        curate.main(config, "iter-001", [])
-    assert (kept / "manifest.json").read_text() == "earlier run"
-
-
 class RecordsOrder(ModelHandler):
-    """The handler revise builds, appending the keys of each batch it is handed to a file (the handler runs on a
+    """The handler revision builds, appending the keys of each batch it is handed to a file (the handler runs on a
     copy Beam unpickled, so a list would not come back)."""
 
     def __init__(self, inner, path):
@@ -257,12 +243,12 @@ def test_revision_requests_reach_the_model_in_candidate_order(workdir, monkeypat
                       [prompt("o1", "Write about caves.", "eval_ood")])
     write_candidates(workdir, [candidate(f"c{i}", p, "Animals, all of them") for i, p in enumerate(train)])
     log = workdir / "batches.txt"
-    build = revise.generation_handler
-    monkeypatch.setattr(revise, "generation_handler", lambda *a, **k: RecordsOrder(build(*a, **k), str(log)))
+    build = revision.generation_handler
+    monkeypatch.setattr(revision, "generation_handler", lambda *a, **k: RecordsOrder(build(*a, **k), str(log)))
     config = config_module.load(workdir / "params.yaml")
     with chdir(workdir):
         judge.main(config, "iter-001", [])
-        revised = revise.main(config, "iter-001", [])
+        revised = curate.main(config, "iter-001", [])["revision"]
     keys = log.read_text().split()
     assert revised["rows"] == len(keys) == 16  # 8 failed answers, 2 revisions each
     assert keys == sorted(keys)

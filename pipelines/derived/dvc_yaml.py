@@ -101,7 +101,7 @@ def own_inputs(params: dict) -> dict[str, list[str]]:
     judge_files = [c["function"].split(":")[0].replace(".", "/") + ".py" for c in judge.get("custom") or []]
     labels = [(judge.get("calibration") or {}).get("labels") or ""]
     return {"prompts": [p for p in prompt_files if p != "builtin"], "judge": judge_files + [f for f in labels if f],
-            "revise": judge_files, "evaluate": judge_files}
+            "curate": judge_files, "evaluate": judge_files}  # curate judges revisions
 
 
 def project_inputs(folder: Path) -> dict[str, list[str]]:

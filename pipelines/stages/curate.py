@@ -12,6 +12,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import Config
+from pipelines.graphs import revision
 from pipelines.run.guard import guarded
 from pipelines.run.runtime import git_revision, params_hash, run_pipeline
 from pipelines.stage import Out, Stage, iteration_of
@@ -128,28 +129,13 @@ def plan_of(config: Config, iteration: str) -> CurationPlan:
 
 
 def sources(config: Config, iteration: str) -> list[tuple[str, str]]:
-    """(candidates, their judgments) folders curate reads: the sampled candidates and, once stage revise has run,
-    its revisions."""
+    """(candidates, their judgments) folders curate reads: the sampled candidates and, with `revise.enabled`, the
+    revisions it made of the failed ones (pipelines/graphs/revision.py)."""
     layout = config.layout
     found = [(layout.candidates(iteration), layout.judgments(iteration))]
-    if FileSystems.exists(layout.manifest(layout.revisions(iteration))):
+    if config.revise.enabled:
         found.append((layout.revisions(iteration), layout.revision_judgments(iteration)))
     return found
-
-
-def check_revisions(config: Config, iteration: str) -> None:
-    """Refuses revisions made from other candidates than these (a stale data/revisions/), before anything is
-    written."""
-    folders = sources(config, iteration)
-    if len(folders) < 2:
-        return
-    (candidates, _), (revisions, _) = folders
-    known = set(read_table(candidates, None).column("candidate_id").to_pylist())
-    stray = sorted(set(read_table(revisions, None).column("parent_candidate_id").to_pylist()) - known)
-    if stray:
-        raise MismatchedJudgments(f"{len(stray)} revised candidates in {revisions} revise candidates that are not in "
-                                  f"{candidates} (e.g. {stray[0]}): they were made from other candidates; rerun "
-                                  f"`selfsift revise --iteration {iteration}`")
 
 
 def graph(config: Config, iteration: str, plan: CurationPlan):
@@ -183,15 +169,17 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
 
 def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
     check_judges(config, iteration)
-    check_revisions(config, iteration)
     if config.curate.semantic_dedup.enabled:  # before anything is cleared
         devices.check_available(config.curate.semantic_dedup.device, semantic_dedup.WHERE)
     plan = plan_of(config, iteration)
+    revised = revision.revise(config, iteration, beam_args) if config.revise.enabled else None
     layout = config.layout
     for directory in (layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)):
         clear_shards(directory)
     run_pipeline(graph(config, iteration, plan), beam_args)
     manifest = build_manifest(config, iteration, plan, take_notes(layout.shards(iteration)))
+    if revised is not None:
+        manifest["revision"] = {key: revised[key] for key in ("rows", "parents", "model_sha256")}
     for line in described(manifest["notes"]):
         log.warning("curate@%s: %s", iteration, line)
     faults.reached("before_manifest")
@@ -255,7 +243,7 @@ def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: di
         "policy": plan.keep_reason(), "notes": notes,
         "shards": shard_entries(kept_dir), "rejected_shards": shard_entries(rej_dir),
         "pairs": sum(s["rows"] for s in pair_shards), "pair_shards": pair_shards,
-        "params_hash": params_hash(config.generate, config.judge, config.curate, config.seed),
+        "params_hash": params_hash(config.generate, config.judge, config.curate, config.seed, config.revise),
         "generator_model": generator, "generator_model_sha256": model_sha256(generator),
         "git_revision": git_revision(),
     }
@@ -306,16 +294,16 @@ def funnel_table(manifest: dict) -> str:
 def _run(args, config, beam):
     manifest = main(config, iteration_of(args, config), beam)
     print(funnel_table(manifest))
-    return {k: manifest[k] for k in ("rows_in", "rows_out", "pairs", "kept_per_instruction_type")}
+    return {k: manifest[k] for k in ("rows_in", "rows_out", "pairs", "kept_per_instruction_type", "revision")
+            if k in manifest}
 
 
 STAGE = Stage(
     "curate", "filter and deduplicate into shards (Beam)", _run,
-    params=("curate", "seed", "judge"),  # seed: control samples
+    params=("curate", "seed", "judge", "revise", "generate"),  # seed: control samples; revise: with generate's sampling
     reads=lambda where: [where.layout.prompts_folder(),  # train, and every eval set (decontamination)
                          where.layout.candidates(where.iteration), where.layout.judgments(where.iteration),
-                         where.layout.revisions(where.iteration), where.layout.revision_judgments(where.iteration),
-                         str(Layout.calibration(where.iteration)[0])],
+                         str(Layout.calibration(where.iteration)[0]), where.generator_model],  # the model revises
     writes=lambda where: [Out(where.layout.shards(where.iteration)), Out(where.layout.rejected(where.iteration)),
                           Out(where.layout.pairs(where.iteration))],
     consumes=lambda where: where.layout.manifest(where.layout.judgments(where.iteration)),

@@ -20,7 +20,8 @@ import sys
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from pipelines.config import Config, iteration_number
+from pipelines.config import Config
+from pipelines.graphs.generation import generation_handler, lineage_of
 from pipelines.run.guard import guarded
 from pipelines.run.resume import ShardProgress, run_shards
 from pipelines.run.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
@@ -36,10 +37,8 @@ from transforms.generation import (
 )
 from transforms.generation.adaptive_budget import allocate, round_budget, score_rounds
 from transforms.generation.candidates import Lineage, expand_prompt, to_candidate
-from transforms.generation.hf_generation import CausalLMHandler, SamplingParams
 from transforms.io import devices, faults, parquet_io
 from transforms.io.layout import Layout
-from transforms.io.model_io import model_sha256
 from transforms.io.parquet_io import (
     WriteSortedShards,
     file_sha256,
@@ -55,29 +54,6 @@ from transforms.judges import ifeval_verifier
 log = logging.getLogger("selfsift")
 
 Plan = dict[str, tuple[int, int]]  # {prompt_id: (its first sample index, its candidates)} of one round
-
-
-def generation_handler(config: Config, model_dir: str, sampling: SamplingParams):
-    cfg = config.generate
-    if cfg.backend == "vllm":
-        from transforms.generation.vllm_generation import VLLMGenerationHandler
-
-        return VLLMGenerationHandler(model_dir, sampling, max_batch_size=cfg.max_batch_size,
-                                     server_kwargs=cfg.vllm_server_kwargs)
-    return CausalLMHandler(model_dir, sampling, micro_batch_size=cfg.micro_batch_size,
-                           max_batch_size=cfg.max_batch_size, max_prompt_tokens=cfg.max_prompt_tokens,
-                           dtype=cfg.dtype, load_policy=config.security.load_policy(), device=cfg.device,
-                           where="generate")
-
-
-def lineage_of(config: Config, iteration: str) -> Lineage:
-    cfg, model_dir = config.generate, config.generator_dir(iteration)
-    try:
-        weights_sha256 = model_sha256(model_dir)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"iterations.{iteration}.generator: {exc}") from exc
-    return Lineage(model=model_dir, model_sha256=weights_sha256, iteration=iteration_number(iteration),
-                   seed=config.seed, sampling=SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens))
 
 
 def round_name(iteration: str, generation_round: int) -> str:
