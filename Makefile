@@ -60,8 +60,8 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-# The files derived from the code: dvc.yaml and each example's from the stage table, docs/params.md from the
-# config classes (a test fails when one is stale).
+# The files derived from the code (a test fails when one is stale): dvc.yaml and each example's from the stage
+# table; params.yaml and each example's, and docs/params.md, from the config classes.
 docs: $(STAMP)
 	$(PY) -m pipelines.derived
 

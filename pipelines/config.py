@@ -17,8 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from schemas.expectations import DEFAULT_SEVERITY, EXPECTATION_IDS, SEVERITIES
+from schemas.expectations import SEVERITIES, expectation_ids
 from transforms.curation.config import CurateConfig
+from transforms.evaluation.scoring import SCORING_KINDS
 from transforms.generation.adaptive_budget import ADAPTIVE, BUDGETS, AdaptiveConfig
 from transforms.io import hub_models
 from transforms.io.devices import require_device
@@ -26,7 +27,6 @@ from transforms.io.layout import BASE, EVAL_SPLITS, Layout
 from transforms.io.model_io import LoadPolicy
 from transforms.judges.config import JudgeConfig
 from transforms.judges.custom_judge import NAME_PATTERN
-from transforms.judges.eval_scoring import SCORING_KINDS
 from transforms.judges.registry import JUDGES, REFERENCE
 from transforms.revision.config import ReviseConfig
 from transforms.settings import ConfigError, require, require_at_least_one, require_dtype
@@ -102,16 +102,16 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class ValidateConfig:
-    # Severity of each Great Expectations check (schemas/expectations.py): fail stops the loop before
-    # fine-tuning; warn is reported in the log, reports/validation/iter-N.json and the Data Docs.
-    # Ids left out keep their default.
-    severity: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
+    # Severity of a Great Expectations check (its id in schemas/expectations.py), where it differs from the default
+    # (fail, and warn for pairs.not_eval_prompt_id): fail stops the loop before fine-tuning; warn is reported in the
+    # log, reports/validation/iter-N.json and the Data Docs
+    severity: dict[str, str] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
-
+        known = expectation_ids() if self.severity else ()  # builds the suites, with Great Expectations
         for expectation_id, level in self.severity.items():
-            require(expectation_id in EXPECTATION_IDS, f"{where}.severity: unknown expectation {expectation_id!r} "
-                                                        f"(see schemas/expectations.py)")
+            require(expectation_id in known, f"{where}.severity: unknown expectation {expectation_id!r} "
+                                             f"(see schemas/expectations.py)")
             require(level in SEVERITIES, f"{where}.severity.{expectation_id} must be 'fail' or 'warn'")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.config import Config, load
-from pipelines.derived import params_doc
+from pipelines.derived import params_doc, params_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # The run's own choices: required (no default), or tied to the chosen source.
@@ -71,3 +71,19 @@ def test_parameter_reference_lists_every_key():
     for key in leaves(config):
         section, _, name = key.rpartition(".")
         assert f"| `{name}` |" in text and (not section or f"`{section}`" in text), key
+
+
+def test_params_yaml_is_what_the_config_classes_write():
+    for folder in (REPO, REPO / "examples/json_extraction"):
+        assert (folder / "params.yaml").read_text() == params_yaml.render(folder / "params.yaml"), \
+            f"{folder / 'params.yaml'} is stale: run `make docs`"
+
+
+def test_a_new_field_reaches_params_yaml_at_its_default_and_an_override_keeps_its_note(tmp_path):
+    text = (REPO / "params.yaml").read_text().replace(
+        "  max_new_tokens: 128  # an answer that hits it has finish_reason length", "  max_new_tokens: 96  # short answers")
+    lines = [line for line in text.splitlines() if not line.startswith("  top_k:")]  # as if the field were new
+    (tmp_path / "params.yaml").write_text("\n".join(lines) + "\n")
+    written = params_yaml.render(tmp_path / "params.yaml")
+    assert "\n  top_k: 0  # 0 disables top-k\n" in written
+    assert "\n  max_new_tokens: 96  # short answers (default: 128)\n" in written

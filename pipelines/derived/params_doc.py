@@ -15,9 +15,9 @@ OUT = Path(__file__).resolve().parents[2] / "docs/params.md"
 HEADER = """# Parameter reference
 
 Generated from the config classes by `make docs` (`python -m pipelines.derived`); do not edit by hand.
-`params.yaml` sets every key below to its default (a test keeps the two equal), except the
-required `seed`, `base_model.source` and `iterations`. Unknown keys, wrong types and values out of
-range are refused before any work starts, naming the key.
+`params.yaml` is written from the same classes, with the same comments, and sets every key below to its
+default (a test keeps the two equal), except the required `seed`, `base_model.source` and `iterations`.
+Unknown keys, wrong types and values out of range are refused before any work starts, naming the key.
 """
 
 
