@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from types import ModuleType
 
+from pipelines import REPO
 from pipelines.stage import Stage
 from pipelines.stages import (
     curate,
@@ -20,8 +21,6 @@ from pipelines.stages import (
     report,
     validate,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def declared(module: ModuleType) -> Stage:

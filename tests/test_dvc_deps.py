@@ -9,9 +9,10 @@ from pathlib import Path
 
 import yaml
 
+from pipelines import REPO
 from pipelines.config import MODEL_PARAMS
 from pipelines.derived import dvc_yaml
-from pipelines.derived.imports import LEAVES, REPO, closure
+from pipelines.derived.imports import LEAVES, closure
 from pipelines.stage_table import BY_NAME
 
 

@@ -3,10 +3,9 @@ and the stage-time links follow from the declaration."""
 
 import yaml
 
-from pipelines import cli, stage_table
+from pipelines import REPO, cli, stage_table
 from pipelines.config import load
 from pipelines.derived import dvc_yaml
-from pipelines.derived.imports import REPO
 from pipelines.run import stage_times
 from pipelines.stage import Out, Stage
 

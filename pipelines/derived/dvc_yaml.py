@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.derived.imports import PACKAGES, REPO, closure
+from pipelines import REPO
+from pipelines.derived.imports import PACKAGES, closure
 from pipelines.stage import BASE_ITERATION, Stage, Where
 from pipelines.stage_table import STAGES
 from transforms.io.layout import Layout

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from pipelines import REPO
+
 PACKAGES = ("pipelines", "transforms", "schemas")
 # Files every stage reaches but whose imports are not followed. pipelines/config.py: its imports give the config
 # classes, whose values DVC tracks through params.yaml. pipelines/stage_table.py: it imports every stage, for their

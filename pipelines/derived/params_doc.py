@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from pathlib import Path
 
+from pipelines import REPO
 from pipelines.config import Config
 from transforms.settings import field_docs
 
-OUT = Path(__file__).resolve().parents[2] / "docs/params.md"
+OUT = REPO / "docs/params.md"
 HEADER = """# Parameter reference
 
 Generated from the config classes by `make docs` (`python -m pipelines.derived`); do not edit by hand.

@@ -43,6 +43,7 @@ def _flow(value) -> str:
         "\n...").removesuffix("...").strip()
 
 
+_DEFAULT_NOTE = re.compile(r"(\s*\(default: .*\))+$")  # what an earlier write appended
 _LINE = re.compile(r"^(?P<pad> *)(?P<key>[\w.-]+):(?P<value>[^#]*?)\s*(?:#\s?(?P<comment>.*))?$")
 
 
@@ -83,7 +84,8 @@ def _section(cls, values: dict, depth: int, comments: dict[str, str], prefix: st
         else:
             value, default = values.get(f.name, _default(f)), _default(f)
             if f.name in values and default is not None and _plain(value) != _plain(default):
-                doc = f"{comments.get(prefix + f.name) or doc} (default: {_flow(default)})"
+                note = _DEFAULT_NOTE.sub("", comments.get(prefix + f.name, "")) or doc
+                doc = f"{note} (default: {_flow(default)})"
             entry = _value_lines(f.name, value, doc, pad)
             lines += entry + ([""] if depth == 0 and len(entry) > 1 else [])
     return lines

@@ -26,11 +26,12 @@ from pathlib import Path
 
 import yaml
 
+from pipelines import REPO
 from pipelines.config import ConfigError, iteration_name
 from transforms.io.layout import Layout
 
 SAME_AS = "same_as"
-REPO_STUDY = Path(__file__).resolve().parents[1] / "study.yaml"  # issue 15's study (docs/signal.md)
+REPO_STUDY = REPO / "study.yaml"  # issue 15's study (docs/signal.md)
 
 
 @dataclass(frozen=True)
