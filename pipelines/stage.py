@@ -76,6 +76,7 @@ class Stage:
     also_base: bool = False  # with each_iteration: one more run for the base model, iteration 0
     beam: bool = False  # takes Beam pipeline options
     flags: Callable[[argparse.ArgumentParser], None] = no_flags  # its own flags
+    dvc_plots: tuple[dict, ...] = ()  # dvc.yaml's top-level plots of the files it writes (`dvc plots show`)
     dvc_name: str = ""
     dvc_args: str = ""  # arguments of the command in dvc.yaml
     module: str = field(default="")  # its entry module's file; stage_table fills it in

@@ -1,11 +1,15 @@
 """A stage is declared once (its module's STAGE, one line in pipelines/stage_table.py), and the CLI, dvc.yaml
 and the stage-time links follow from the declaration."""
 
+import ast
+import dataclasses
+
 import yaml
 
 from pipelines import REPO, cli, stage_table
-from pipelines.config import load
+from pipelines.config import Config, load
 from pipelines.derived import dvc_yaml
+from pipelines.derived.imports import LEAVES, closure
 from pipelines.run import stage_times
 from pipelines.stage import Out, Stage
 
@@ -54,3 +58,36 @@ def test_every_stage_is_declared_by_its_own_entry_module_and_named_once():
         assert stage.module.startswith("pipelines/stages/") and (REPO / stage.module).is_file(), stage.name
     assert stage_table.LOOP_ORDER[:2] == ("prepare-model", "prompts")
 
+
+
+# What a stage may read from the config without listing it under params: where things are and what runs, not
+# what the outputs hold (the storage root, the iterations' names and generators, the load policy).
+NOT_PARAMS = {"layout", "iteration_name", "iterations", "generator_dir", "security", "storage"}
+
+
+def config_sections_read(path) -> set[str]:
+    """The params sections of `config.<section>...` expressions in a module (other objects named config, such as a
+    model's, have other attributes)."""
+    sections = {f.name for f in dataclasses.fields(Config)}
+    found = set()
+    for node in ast.walk(ast.parse((REPO / path).read_text())):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "config":
+            found.add(node.attr)
+    return found & sections
+
+
+def undeclared_sections(stage) -> set[str]:
+    files = [f for f in closure(stage.module) if f.startswith("pipelines/") and f not in LEAVES]
+    read = set().union(*(config_sections_read(f) for f in files)) - NOT_PARAMS
+    return {section for section in read if not any(p.split(".")[0] == section for p in stage.params)}
+
+
+def test_every_params_section_a_stage_reads_is_among_its_params():
+    missing = {stage.name: sorted(undeclared_sections(stage)) for stage in stage_table.STAGES}
+    assert not {name: sections for name, sections in missing.items() if sections}, missing
+
+
+def test_a_section_read_but_not_declared_is_caught():
+    curate = stage_table.BY_NAME["curate"]
+    assert undeclared_sections(dataclasses.replace(curate, params=("curate", "seed", "judge"))) == {
+        "revise", "generate", "evaluate"}

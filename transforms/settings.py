@@ -57,3 +57,12 @@ def field_docs(cls) -> dict[str, str]:
                     docs[match.group(1)] = text
             above = []
     return docs
+
+
+def field_default(f: dataclasses.Field):
+    """A field's default (a fresh one from its factory); None for a required field."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None

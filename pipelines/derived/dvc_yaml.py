@@ -13,12 +13,13 @@ import yaml
 
 from pipelines import REPO
 from pipelines.derived.imports import PACKAGES, closure
-from pipelines.stage import BASE_ITERATION, Stage, Where
+from pipelines.stage import BASE_ITERATION, Out, Stage, Where
 from pipelines.stage_table import STAGES
 from transforms.io.layout import Layout
 
 # The layout as dvc.yaml names it: in the project folder, with the params DVC interpolates.
 TEMPLATE = Layout(root="", prompts_dir="${prompts.out_dir}", base_model_dir="${base_model.path}")
+PLAIN = Out("")  # an output with DVC's defaults: only the options that differ are written
 HEADER = ("# Written from the stage table (pipelines/stage_table.py) by `make docs` (python -m pipelines.derived): "
           "edit the stages' declarations, not this file.\n")
 
@@ -56,8 +57,7 @@ def code_deps(stage: Stage) -> list[str]:
 def outs(stage: Stage, where: Where) -> dict[str, list]:
     found: dict[str, list] = {}
     for out in stage.writes(where):
-        options = {key: value for key, value in (("cache", out.cache), ("persist", out.persist), ("x", out.x))
-                   if value != {"cache": True, "persist": False, "x": ""}[key]}
+        options = {key: getattr(out, key) for key in ("cache", "persist", "x") if getattr(out, key) != getattr(PLAIN, key)}
         found.setdefault(out.kind, []).append({out.path: options} if options else out.path)
     return found
 
@@ -87,9 +87,8 @@ def stages(own_inputs: dict[str, list[str]], code_prefix: str = "") -> dict[str,
 
 
 def render(stages_: dict[str, dict], header: str = HEADER) -> str:
-    from pipelines.report.data import DVC_PLOTS
-
-    return header + yaml.safe_dump({"stages": stages_, "plots": list(DVC_PLOTS)}, sort_keys=False, width=120)
+    plots = [plot for stage in STAGES for plot in stage.dvc_plots]
+    return header + yaml.safe_dump({"stages": stages_, "plots": plots}, sort_keys=False, width=120)
 
 
 def own_inputs(params: dict) -> dict[str, list[str]]:

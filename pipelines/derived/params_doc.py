@@ -9,7 +9,7 @@ import typing
 
 from pipelines import REPO
 from pipelines.config import Config
-from transforms.settings import field_docs
+from transforms.settings import field_default, field_docs
 
 OUT = REPO / "docs/params.md"
 HEADER = """# Parameter reference
@@ -19,14 +19,6 @@ Generated from the config classes by `make docs` (`python -m pipelines.derived`)
 default (a test keeps the two equal), except the required `seed`, `base_model.source` and `iterations`.
 Unknown keys, wrong types and values out of range are refused before any work starts, naming the key.
 """
-
-
-def _default(f: dataclasses.Field):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
 
 
 def _value(value) -> str:
@@ -48,7 +40,7 @@ def _section(cls, path: str, lines: list[str]) -> None:
         if dataclasses.is_dataclass(hints[f.name]) and typing.get_origin(hints[f.name]) is None:
             nested.append((f, hints[f.name]))
             continue
-        default = _default(f)
+        default = field_default(f)
         rows.append(f"| `{f.name}` | {_type(hints[f.name])} | {_value(default)} | {docs.get(f.name, '')} |")
     lines.append(f"\n## `{path}`\n" if path.count(".") == 0 else f"\n### `{path}`\n")
     if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("):

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.config import Config, load
-from transforms.settings import field_docs
+from transforms.settings import field_default, field_docs
 
 HEADER = """\
 # Every knob of the loop, with its documentation. `dvc repro` reruns exactly the stages whose params or inputs
@@ -25,22 +25,14 @@ HEADER = """\
 """
 
 
-def _default(f: dataclasses.Field):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
-
-
 def _plain(value):
     """A value as YAML holds it: dataclasses as mappings."""
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 def _flow(value) -> str:
-    return yaml.safe_dump(_plain(value), default_flow_style=True, width=10_000, sort_keys=False).strip().removesuffix(
-        "\n...").removesuffix("...").strip()
+    text = yaml.safe_dump(_plain(value), default_flow_style=True, width=10_000, sort_keys=False)
+    return text.removesuffix("...\n").strip()  # a plain scalar's document ends with "..."
 
 
 _DEFAULT_NOTE = re.compile(r"(\s*\(default: .*\))+$")  # what an earlier write appended
@@ -75,14 +67,15 @@ def _section(cls, values: dict, depth: int, comments: dict[str, str], prefix: st
     for f in dataclasses.fields(cls):
         hint, doc = hints[f.name], docs.get(f.name, "")
         if dataclasses.is_dataclass(hint) and typing.get_origin(hint) is None:
-            about = doc or " ".join((hint.__doc__ or "").split()) if not (hint.__doc__ or "").startswith(
-                f"{hint.__name__}(") else doc
+            written = hint.__doc__ or ""  # a dataclass without one gets its signature
+            about = doc or ("" if written.startswith(f"{hint.__name__}(") else " ".join(written.split()))
             lines += [f"{pad}{f.name}:" + (f"  # {about}" if about else "")]
             lines += _section(hint, values.get(f.name) or {}, depth + 1, comments, f"{prefix}{f.name}.")
             if depth == 0:
                 lines.append("")
         else:
-            value, default = values.get(f.name, _default(f)), _default(f)
+            default = field_default(f)
+            value = values.get(f.name, default)
             if f.name in values and default is not None and _plain(value) != _plain(default):
                 note = _DEFAULT_NOTE.sub("", comments.get(prefix + f.name, "")) or doc
                 doc = f"{note} (default: {_flow(default)})"

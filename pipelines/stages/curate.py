@@ -300,7 +300,8 @@ def _run(args, config, beam):
 
 STAGE = Stage(
     "curate", "filter and deduplicate into shards (Beam)", _run,
-    params=("curate", "seed", "judge", "revise", "generate"),  # seed: control samples; revise: with generate's sampling
+    # seed: control samples; revise: with generate's sampling; evaluate.sets: decontaminated against too
+    params=("curate", "seed", "judge", "revise", "generate", "evaluate.sets"),
     reads=lambda where: [where.layout.prompts_folder(),  # train, and every eval set (decontamination)
                          where.layout.candidates(where.iteration), where.layout.judgments(where.iteration),
                          str(Layout.calibration(where.iteration)[0]), where.generator_model],  # the model revises

@@ -165,8 +165,8 @@ def _reads(where: Where) -> list[str]:
 STAGE = Stage(
     "evaluate", "score a model on the held-out prompts (Beam)",
     lambda args, config, beam: main(config, args.iteration, beam),
-    params=("evaluate", "judge.custom", "judge.heuristics.repetition_ngram",
-            "judge.heuristics.max_repeated_ngram_share"),  # the custom judges, and what health counts repetitive
+    params=("evaluate", "judge.custom", "judge.heuristics.repetition_ngram",  # the custom judges, what health counts
+            "judge.heuristics.max_repeated_ngram_share", "generate.max_prompt_tokens"),  # repetitive, the prompt limit
     reads=_reads,
     writes=lambda where: [Out(where.layout.evals(where.iteration)),
                           Out(str(Layout.metrics(where.iteration)), "metrics", cache=False)],

@@ -176,7 +176,7 @@ def _run(args, config, beam):
 STAGE = Stage(
     "judge", "judge candidates (Beam)", _run,
     # judge models are known by their params, not as deps; a judge of weight 0 scores a calibration sample only
-    params=("judge", "curate.weights"),
+    params=("judge", "curate.weights", "seed"),  # seed: the calibration sample
     reads=lambda where: [where.layout.prompts("train"), where.layout.candidates(where.iteration)],
     writes=lambda where: [Out(where.layout.judgments(where.iteration), persist=True),
                           *(Out(str(path), cache=False) for path in Layout.calibration(where.iteration))],

@@ -374,7 +374,7 @@ def _flags(parser) -> None:
 STAGE = Stage(
     "publish", "build the Hugging Face Hub dataset folder and upload it",
     lambda args, config, beam: main(config, args.iteration, args.repo_id, args.private, args.dry_run),
-    params=("publish",),
+    params=("publish", "seed", "prompts.source", "curate.control", "report.run"),  # the card says what made the data
     reads=lambda where: [Where.every(where.layout.shards(where.iteration)),
                          Where.every(where.layout.pairs(where.iteration)),
                          str(Layout.calibration(where.iteration)[0].parent),

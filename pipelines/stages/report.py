@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from pipelines.config import Config, iteration_name
-from pipelines.report.data import write_plot_data
+from pipelines.report.data import DVC_PLOTS, write_plot_data
 from pipelines.report.figures import write_figures
 from pipelines.report.summary import render_summary
 from pipelines.run.guard import RUNS_DIR, guarded
@@ -149,8 +149,9 @@ def render(records: list[dict], current: dict, out: Path) -> Path:
 STAGE = Stage(
     "report", "record this run in reports/runs/ and write reports/summary.md with figures",
     lambda args, config, beam: str(main(config)),
-    params=("report",),
+    params=("report", "seed"),  # the record is filed under its run and seed
     reads=lambda where: [str(Layout.metrics(where.iteration).parent), str(Layout.calibration(where.iteration)[0].parent),
                          Where.every(where.layout.shards(where.iteration)), Where.every(where.layout.model("any"))],
     writes=lambda where: [Out(str(Layout.run_record("${report.run}", "${seed}")), cache=False),
-                          *(Out(str(Layout.REPORTS / name), cache=False) for name in ("summary.md", "figures", "plots"))])
+                          *(Out(str(Layout.REPORTS / name), cache=False) for name in ("summary.md", "figures", "plots"))],
+    dvc_plots=DVC_PLOTS)

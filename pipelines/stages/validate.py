@@ -190,7 +190,7 @@ STAGE = Stage(
     params=("validate", "generate.candidates_per_prompt", "generate.budget", "generate.max_new_tokens",
             "curate.pairs.min_margin", "curate.combine", "curate.weights", "curate.min_score", "curate.control",
             "judge.verifier.threshold", "judge.llm_judge.threshold", "judge.reward_model.threshold",
-            "judge.heuristics.drop_truncated"),
+            "judge.heuristics.drop_truncated", "evaluate.sets"),  # no kept prompt is an eval prompt of any set
     reads=lambda where: [where.layout.prompts_folder(), where.layout.candidates(where.iteration),
                          where.layout.judgments(where.iteration), where.layout.shards(where.iteration),
                          where.layout.pairs(where.iteration)],
