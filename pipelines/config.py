@@ -3,7 +3,7 @@
 Unknown keys, wrong types and out-of-range values fail with the offending key named. Each setting
 has one default, in the class of the code that uses it: the stages' classes here, the judges' and
 curation steps' in their own modules (transforms/judges/config.py, transforms/curation/config.py).
-params.yaml repeats every default with its documentation, and a test keeps the two equal.
+params.yaml and docs/params.md are written from these classes, defaults and comments included (`make docs`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What every config class shares: the error it raises, its checks, and the comments that document it.
 
 A config class is a frozen dataclass owned by the module that uses it. Each field carries its
-default and, as a trailing comment (or comment lines just above it), its documentation, which
-`docs/params.md` is generated from. `validate(where)` names the offending key on bad values.
+default and, as a trailing comment (or comment lines just above it), its documentation, from
+which params.yaml and `docs/params.md` are written. `validate(where)` names the offending key on bad values.
 """
 
 from __future__ import annotations
