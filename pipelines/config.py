@@ -19,6 +19,7 @@ import yaml
 
 from schemas.expectations import SEVERITIES, expectation_ids
 from transforms.curation.config import CurateConfig
+from transforms.curation.semantic_dedup import SemanticDedupConfig
 from transforms.evaluation.scoring import SCORING_KINDS
 from transforms.generation.adaptive_budget import ADAPTIVE, BUDGETS, AdaptiveConfig
 from transforms.io import hub_models
@@ -26,6 +27,7 @@ from transforms.io.devices import require_device
 from transforms.io.layout import BASE, EVAL_SPLITS, Layout
 from transforms.io.model_io import LoadPolicy
 from transforms.judges.config import JudgeConfig
+from transforms.judges.contract import JudgeSettings
 from transforms.judges.custom_judge import NAME_PATTERN
 from transforms.judges.registry import JUDGES, REFERENCE
 from transforms.revision.config import ReviseConfig
@@ -423,14 +425,23 @@ def calibration_samples(config: Config) -> dict[str, int]:
     return config.judge.calibration_samples(config.curate.gating())
 
 
+def _uses_model(section: object) -> bool:
+    """A judge's model is in use when it runs here (a judge may run on a server instead), the embedder when
+    semantic dedup is enabled, the base model always."""
+    if isinstance(section, JudgeSettings):
+        return section.runs_local_model()
+    if isinstance(section, SemanticDedupConfig):
+        return section.enabled
+    return True
+
+
 def models_in_use(config: Config) -> dict[str, str]:
     """{key: model} of the model params whose section is enabled (the base model's always is)."""
     in_use = {}
     for key in MODEL_PARAMS:
         *path, name = key.split(".")
         section = functools.reduce(getattr, path, config)
-        runs_local_model = getattr(section, "runs_local_model", None)  # a judge may run on a server instead
-        if runs_local_model() if runs_local_model else getattr(section, "enabled", True):
+        if _uses_model(section):
             in_use[key] = getattr(section, name)
     return in_use
 

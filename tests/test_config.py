@@ -1,7 +1,15 @@
+import dataclasses
+import typing
+
 import pytest
 import yaml
 
-from pipelines.config import ConfigError, iteration_name, load
+from pipelines.config import ConfigError, CurateConfig, JudgeConfig, iteration_name, load
+from transforms.curation.chain import CHAIN
+from transforms.curation.config import CurateStageConfig
+from transforms.judges.config import JudgeStageConfig
+from transforms.judges.contract import JudgeSettings
+from transforms.judges.registry import JUDGES
 
 BASE = {"seed": 1, "base_model": {"source": "m.gguf"},
         "iterations": {"iter-001": {"generator": "base"}, "iter-002": {"generator": "iter-001"}}}
@@ -76,3 +84,40 @@ def test_iteration_names():
     config = load("params.yaml")
     with pytest.raises(ConfigError, match="iter-009 is not listed"):
         config.iteration_name(9)
+
+
+
+def _declared(pairs, what):
+    """{section: its settings class} of the registry's judges or the chain's steps with settings, in order."""
+    sections = {}
+    for key, cls in pairs:
+        if cls is not None:
+            known = sections.setdefault(key, cls)
+            assert known is cls, f"{what} section {key!r} is read as both {known.__name__} and {cls.__name__}"
+    return sections
+
+
+@pytest.mark.parametrize("config_class, base, what, pairs", [
+    (JudgeConfig, JudgeStageConfig, "judge", [(spec.params_key, spec.config) for spec in JUDGES]),
+    (CurateConfig, CurateStageConfig, "curation step", [(step.section, step.config) for step in CHAIN]),
+], ids=["judge", "curate"])
+def test_every_section_with_settings_is_a_field_of_its_config_class(config_class, base, what, pairs):
+    """A judge or step with settings adds its field to the config class: the same name and class, in order."""
+    wanted = _declared(pairs, what)
+    hints = typing.get_type_hints(config_class)
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    name = config_class.__name__
+    for key, cls in wanted.items():
+        assert key in fields, f"{what} section {key!r} is missing from {name}: add " \
+                              f"`{key}: {cls.__name__} = field(default_factory={cls.__name__})`"
+        assert hints[key] is cls and fields[key].default_factory is cls, \
+            f"{name}.{key} is a {hints[key]} defaulting to {fields[key].default_factory}, but the {what} reads it " \
+            f"as {cls.__name__}"
+    own = [f.name for f in dataclasses.fields(config_class) if f.name not in {g.name for g in dataclasses.fields(base)}]
+    assert own == list(wanted), f"{name}'s own fields must be the {what} sections with settings, in order: {list(wanted)}"
+
+
+def test_every_judge_settings_class_answers_the_stages():
+    for spec in JUDGES:
+        assert spec.config is None or issubclass(spec.config, JudgeSettings), \
+            f"judge {spec.name}: {spec.config.__name__} must subclass JudgeSettings (transforms/judges/contract.py)"

@@ -3,14 +3,15 @@ preference pairs, and a sub-section for each step of the chain that has settings
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
-from transforms.curation.chain import CHAIN
 from transforms.curation.control_sample import ControlConfig
+from transforms.curation.decontamination import DecontaminationConfig
 from transforms.curation.judge_policy import JudgePolicy
+from transforms.curation.near_dedup import NearDedupConfig
 from transforms.curation.preference_pairs import PairsConfig
 from transforms.curation.selection import SelectionPolicy
+from transforms.curation.semantic_dedup import SemanticDedupConfig
 from transforms.settings import require
 
 
@@ -30,6 +31,8 @@ class CurateStageConfig(ControlConfig, SelectionPolicy, JudgePolicy):
         return f"passed {JudgePolicy.describe(self)}; {SelectionPolicy.describe(self)}"
 
 
-CurateConfig = dataclasses.make_dataclass(
-    "CurateConfig", [(step.section, step.config, field(default_factory=step.config)) for step in CHAIN if step.config],
-    bases=(CurateStageConfig,), frozen=True, namespace={"__module__": __name__})
+@dataclass(frozen=True)
+class CurateConfig(CurateStageConfig):  # a chain step with settings adds its field here: curate.<section>, in chain order
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+    near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
+    semantic_dedup: SemanticDedupConfig = field(default_factory=SemanticDedupConfig)

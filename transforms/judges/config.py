@@ -1,14 +1,17 @@
-"""The `judge:` params section, derived from the registry: one sub-section per judge settings class."""
+"""The `judge:` params section: the stage's settings, and one sub-section per judge settings class in the registry."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from transforms.judges.calibration import CalibrationConfig
-from transforms.judges.contract import JudgeSpec
+from transforms.judges.contract import JudgeSettings, JudgeSpec
 from transforms.judges.custom_judge import CustomJudgeConfig, custom_spec
+from transforms.judges.heuristics import HeuristicsConfig
+from transforms.judges.ifeval_verifier import VerifierConfig
+from transforms.judges.llm_judge import LlmJudgeConfig
 from transforms.judges.registry import BY_NAME, JUDGES
+from transforms.judges.scoring_models import ModelJudgeConfig
 from transforms.settings import require
 
 
@@ -41,13 +44,17 @@ class JudgeStageConfig:
     def known(self) -> list[str]:
         return [spec.name for spec in self.specs()]
 
-    def settings(self, judge: str):
+    def settings(self, judge: str) -> JudgeSettings | None:
         """The settings of one judge (None for a judge that has none)."""
         spec = self.spec(judge)
         return getattr(self, spec.params_key) if spec.config else None
 
+    def _settings_or_defaults(self, judge: str) -> JudgeSettings:
+        settings = self.settings(judge)
+        return JudgeSettings() if settings is None else settings
+
     def is_enabled(self, judge: str) -> bool:
-        return getattr(self.settings(judge), "enabled", True)
+        return self._settings_or_defaults(judge).is_enabled()
 
     def enabled(self) -> list[str]:
         """The judges that run, in registry order, then the custom ones."""
@@ -60,23 +67,15 @@ class JudgeStageConfig:
         """{judge model: its sample size} of the enabled judge models that score a calibration sample only: those
         with a `calibration_sample` that do not decide (`deciding`: the judges of weight > 0 in curate.weights)."""
         return {spec.name: size for spec in self.enabled_specs("model")
-                if spec.name not in deciding and (size := getattr(self.settings(spec.name), "calibration_sample", 0))}
+                if spec.name not in deciding and (size := self._settings_or_defaults(spec.name).sample_size())}
 
     def threshold(self, judge: str) -> float | None:
-        return getattr(self.settings(judge), "threshold", None)
+        return self._settings_or_defaults(judge).pass_threshold()
 
 
-def _sections() -> list[tuple[str, type]]:
-    sections: dict[str, type] = {}
-    for spec in JUDGES:
-        if spec.config is None:
-            continue
-        known = sections.setdefault(spec.params_key, spec.config)
-        if known is not spec.config:
-            raise TypeError(f"judge {spec.name}: section judge.{spec.params_key} is already read as {known.__name__}")
-    return list(sections.items())
-
-
-JudgeConfig = dataclasses.make_dataclass(
-    "JudgeConfig", [(key, cls, field(default_factory=cls)) for key, cls in _sections()],
-    bases=(JudgeStageConfig,), frozen=True, namespace={"__module__": __name__})
+@dataclass(frozen=True)
+class JudgeConfig(JudgeStageConfig):  # a judge with settings adds its field here: judge.<section>, in registry order
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    heuristics: HeuristicsConfig = field(default_factory=HeuristicsConfig)
+    llm_judge: LlmJudgeConfig = field(default_factory=LlmJudgeConfig)
+    reward_model: ModelJudgeConfig = field(default_factory=ModelJudgeConfig)

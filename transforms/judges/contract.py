@@ -44,6 +44,27 @@ class JudgeResult:
                 "detail": json.dumps(detail, sort_keys=True)}
 
 
+class JudgeSettings:
+    """What the stages ask of a judge's settings class (its `JudgeSpec.config`, which subclasses this): the
+    defaults here are the answers of settings without that knob."""
+
+    def is_enabled(self) -> bool:
+        """The judge runs."""
+        return True
+
+    def pass_threshold(self) -> float | None:
+        """The score at which it passes a candidate (None: it has no threshold of its own)."""
+        return None
+
+    def sample_size(self) -> int:
+        """Not deciding: how many candidates it scores, for calibration only (0: every one)."""
+        return 0
+
+    def runs_local_model(self) -> bool:
+        """It runs a model on this machine (not on a server)."""
+        return False
+
+
 # A rule or heuristic: (candidate, its prompt) -> JudgeResult.
 Check = Callable[[Candidate, Prompt], JudgeResult]
 
@@ -54,7 +75,7 @@ class JudgeSpec:
     kind: str  # one of KINDS
     # rule / heuristic / custom: config -> Check; model: (config, LoadPolicy) -> ModelHandler of ScoreRequest -> JudgeResult
     build: Callable[..., Any]
-    config: type | None = None  # its settings, read from params `judge.<section>`; None: it has none
+    config: type[JudgeSettings] | None = None  # its settings, read from params `judge.<section>`; None: it has none
     section: str = ""  # the params key under `judge:` (default: the name); judges may share one
     reason: str = ""  # heuristic: the rejection reason its failure stands for
 

@@ -19,13 +19,13 @@ from schemas.reasons import (
 )
 from schemas.records import Candidate, Prompt
 from transforms.health.answer_checks import ARTIFACTS
-from transforms.judges.contract import JudgeResult, JudgeSpec, prompt_text
+from transforms.judges.contract import JudgeResult, JudgeSettings, JudgeSpec, prompt_text
 from transforms.settings import require
 from transforms.text_normalization import words
 
 
 @dataclass(frozen=True)
-class HeuristicsConfig:
+class HeuristicsConfig(JudgeSettings):
     # every default task asks for a few sentences or more; shorter answers (such as "P.S. I hope
     # this helps.") pass only by gaming a check
     min_words: int = 15

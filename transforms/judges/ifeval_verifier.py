@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from schemas.records import Candidate, Prompt
 from transforms.judges import punkt_model
-from transforms.judges.contract import JudgeResult, JudgeSpec, prompt_text
+from transforms.judges.contract import JudgeResult, JudgeSettings, JudgeSpec, prompt_text
 from transforms.settings import require
 
 NAME = "ifeval_verifier"
@@ -102,8 +102,11 @@ def verify(response: str, instruction_ids: list[str], kwargs: list[str] | list[d
 
 
 @dataclass(frozen=True)
-class VerifierConfig:
+class VerifierConfig(JudgeSettings):
     threshold: float = 1.0  # passed: at least this share of the prompt's constraints followed
+
+    def pass_threshold(self) -> float | None:
+        return self.threshold
 
     def validate(self, where: str) -> None:
         require(0 <= self.threshold <= 1, f"{where}.threshold must be in [0, 1]")

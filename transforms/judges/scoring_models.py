@@ -18,7 +18,7 @@ from typing import Any, Iterable, Optional, Sequence
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from transforms.io import devices
-from transforms.judges.contract import JudgeResult
+from transforms.judges.contract import JudgeResult, JudgeSettings
 from transforms.settings import require, require_at_least_one, require_dtype
 
 
@@ -63,7 +63,7 @@ def _forward_in_micro_batches(model, tokenizer, encoded: dict[int, list[int]], m
 
 
 @dataclass(frozen=True)
-class ModelJudgeConfig:
+class ModelJudgeConfig(JudgeSettings):
     enabled: bool = False  # run this judge (with weight 0 in curate.weights it is recorded and calibrated only)
     model: str = ""  # a local folder with a safetensors model
     threshold: float = 0.5  # passed: score (in [0, 1]) at least this
@@ -75,6 +75,15 @@ class ModelJudgeConfig:
     # with weight 0 in curate.weights: score only this many candidates, stratified by the verifier's verdict, for
     # calibration (transforms/judges/calibration_sample.py); 0: every candidate. A deciding judge scores every one
     calibration_sample: int = 256
+
+    def is_enabled(self) -> bool:
+        return self.enabled
+
+    def pass_threshold(self) -> float | None:
+        return self.threshold
+
+    def sample_size(self) -> int:
+        return self.calibration_sample
 
     def runs_local_model(self) -> bool:
         return self.enabled
