@@ -34,7 +34,7 @@ _FIELD = re.compile(r"^\s+(\w+)\s*:[^#]*?(?:#\s*(.*))?$")
 _COMMENT = re.compile(r"^\s+#\s?(.*)$")
 
 
-def field_docs(cls) -> dict[str, str]:
+def field_docs(cls: type) -> dict[str, str]:
     """{field name: its comment} from the class's source (comment lines above a field, then its trailing one)."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
@@ -42,7 +42,7 @@ def field_docs(cls) -> dict[str, str]:
             continue
         try:
             source = inspect.getsource(klass)
-        except (OSError, TypeError):  # made at run time (make_dataclass): its fields are documented in their own classes
+        except (OSError, TypeError):  # no source (made at run time): its fields are documented in their own classes
             continue
         names = {f.name for f in dataclasses.fields(klass)}
         above: list[str] = []

@@ -7,6 +7,8 @@ counted in `notes` (transforms/curation/notes.py)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import apache_beam as beam
 
 from schemas.records import VERDICT_FIELDS, JudgedRow
@@ -30,14 +32,14 @@ def assemble(joined: tuple, prompts: dict, policy) -> JudgedRow:
     by_judge = {j["judge"]: j for j in judgments}
     complete = all(n in by_judge for n in policy.gating())
     prompt = prompts.get(candidates[0]["prompt_id"], {})
-    return {
+    return cast(JudgedRow, {
         **candidates[0],
         "messages": prompt.get("messages", []),
         "instruction_ids": prompt.get("instruction_ids", []),
         "kwargs": prompt.get("kwargs", []),
         "judgments": [{k: j[k] for k in VERDICT_FIELDS} for j in judgments],
         "score": policy.combined_score(by_judge) if complete else 0.0,
-    }
+    })
 
 
 def split_orphans(joined: tuple):

@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from schemas.reasons import CONTAMINATED
 from transforms.curation.steps import RowFilter
@@ -35,7 +36,7 @@ def ngram_hashes(text: str, n: int) -> list[int]:
             for i in range(len(tokens) - n + 1)]
 
 
-def build_index(sources: list[tuple[str, str]], n: int, shared_with_training: list[str] = ()) -> dict[int, str]:
+def build_index(sources: list[tuple[str, str]], n: int, shared_with_training: Sequence[str] = ()) -> dict[int, str]:
     """(source label, text) pairs -> n-gram hash -> the first source label holding it.
 
     N-grams that also occur in `shared_with_training` (the train prompts) are left out: text the

@@ -4,6 +4,7 @@ reason (schemas.reasons) and a `reason_detail` saying which judge, eval text or 
 from __future__ import annotations
 
 import typing
+from typing import cast
 
 import apache_beam as beam
 
@@ -15,7 +16,7 @@ _FIELDS = tuple(name for name in typing.get_type_hints(RejectedRow) if name not 
 
 def rejection(row: dict, reason: str, detail: str = "") -> RejectedRow:
     """A rejected-row record: the candidate, its judgments and combined score, the reason."""
-    return {**{k: row[k] for k in _FIELDS if k in row}, "reason": reason, "reason_detail": detail}
+    return cast(RejectedRow, {**{k: row[k] for k in _FIELDS if k in row}, "reason": reason, "reason_detail": detail})
 
 
 def rejected(row: dict, reason: str, detail: str = ""):

@@ -112,7 +112,7 @@ def similar_pairs(items: list[tuple[str, np.ndarray]], threshold: float) -> list
 
 
 def truncation_note(key: tuple[str, str], result: PredictionResult):
-    if result.inference.truncated:
+    if result.inference.truncated:  # type: ignore[attr-defined]  # Beam types `inference` as an unbound TypeVar
         yield TRUNCATED_FOR_EMBEDDING, key[1]
 
 

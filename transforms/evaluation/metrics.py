@@ -31,7 +31,7 @@ def accuracies(results: list[dict]) -> dict:
     if not results:
         raise ValueError("no evaluation results to score")
     n = len(results)
-    metrics = {"n_prompts": n, "n_errors": sum(bool(r["error"]) for r in results)}
+    metrics: dict[str, float] = {"n_prompts": n, "n_errors": sum(bool(r["error"]) for r in results)}
     draws = resample_indices(n)
     for mode in ("strict", "loose"):
         flags = [r[mode] for r in results]

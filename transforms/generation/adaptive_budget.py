@@ -25,7 +25,7 @@ import hashlib
 import heapq
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 from transforms.settings import require
 
@@ -65,8 +65,17 @@ class PromptState:
     solved: bool  # one of them passed the verifier
 
 
-# (candidate, prompt) -> a judge's result: `passed`, and detail["strict"] aligned with the prompt's instruction_ids
-Check = Callable[[dict, dict], object]
+class CheckResult(Protocol):
+    """A judge's result as the rounds read it: `passed`, and detail["strict"] aligned with the prompt's instruction_ids."""
+
+    @property
+    def passed(self) -> bool: ...
+
+    @property
+    def detail(self) -> dict: ...
+
+
+Check = Callable[[dict, dict], CheckResult]  # (candidate, prompt) -> the verifier's result
 
 
 def score_rounds(prompts: list[dict], candidates: list[dict], check: Check) -> tuple[dict[str, PromptState],
@@ -74,7 +83,7 @@ def score_rounds(prompts: list[dict], candidates: list[dict], check: Check) -> t
     """Each prompt's state, and {instruction type: the share of its checks that candidates followed}, from the
     candidates so far. `check` is the verifier; prompts without constraints are not checked."""
     by_id = {p["prompt_id"]: p for p in prompts}
-    sampled, solved, followed, checked = Counter(), set(), Counter(), Counter()
+    sampled, solved, followed, checked = Counter[str](), set[str](), Counter[str](), Counter[str]()
     for candidate in candidates:
         prompt = by_id[candidate["prompt_id"]]
         sampled[prompt["prompt_id"]] += 1

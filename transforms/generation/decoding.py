@@ -20,7 +20,11 @@ fallback_generation.py.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import torch
+    from transformers.cache_utils import Cache, DynamicLayer
 
 ATTENTION = "selfsift_decode"
 
@@ -114,6 +118,22 @@ def _preallocated_cache(num_layers: int, batch: int, capacity: int):
     return Cache(layers=[PreallocatedLayer() for _ in range(num_layers)])
 
 
+def attention_layers(cache: Cache) -> list[DynamicLayer]:
+    """The layers of a verified architecture's cache: each holds keys and values over the whole context."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = [layer for layer in cache.layers if isinstance(layer, DynamicLayer)]
+    if len(layers) != len(cache.layers):
+        raise TypeError("a cache with layers that hold no keys and values (not a verified architecture's)")
+    return layers
+
+
+def kv_states(layer: DynamicLayer) -> tuple[torch.Tensor, torch.Tensor]:
+    """A filled layer's keys and values."""
+    assert layer.keys is not None and layer.values is not None, "the layer is not filled"
+    return layer.keys, layer.values
+
+
 def _common_prefix(prompts: Sequence[Sequence[int]]) -> int:
     """Length of the token prefix all prompts share, leaving each at least its last token."""
     shortest = min(len(p) for p in prompts)
@@ -144,11 +164,11 @@ def _prefill(model, prompts: Sequence[Sequence[int]], cache, pad_id: int, group_
         prefix_cache = DynamicCache(config=model.config)
         model(input_ids=torch.tensor([list(prompts[0][:shared])], device=device), cache=prefix_cache, use_cache=True,
               logits_to_keep=1)
-        for layer, source in zip(layers, prefix_cache.layers):
-            layer.place(slice(None), slice(0, shared), source.keys, source.values)
+        for layer, source in zip(layers, attention_layers(prefix_cache)):
+            layer.place(slice(None), slice(0, shared), *kv_states(source))
     rows_of: dict[tuple, list[int]] = {}
-    for row, ids in enumerate(prompts):
-        rows_of.setdefault(tuple(ids[shared:]), []).append(row)
+    for row, prompt in enumerate(prompts):
+        rows_of.setdefault(tuple(prompt[shared:]), []).append(row)
     distinct = sorted(rows_of, key=len)
     logits = torch.empty((len(prompts), model.config.vocab_size), dtype=torch.float32, device=device)
     for start in range(0, len(distinct), group_size):
@@ -172,13 +192,14 @@ def _prefill(model, prompts: Sequence[Sequence[int]], cache, pad_id: int, group_
         for r, rest in enumerate(group):
             rows = rows_of[rest]
             logits[rows] = out[r]
-            for layer, source in zip(layers, group_cache.layers):
-                layer.place(rows, slice(width - len(rest), width), source.keys[r, :, shared + longest - len(rest):],
-                            source.values[r, :, shared + longest - len(rest):])
+            for layer, source in zip(layers, attention_layers(group_cache)):
+                keys, values = kv_states(source)
+                layer.place(rows, slice(width - len(rest), width), keys[r, :, shared + longest - len(rest):],
+                            values[r, :, shared + longest - len(rest):])
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     mask[:, :shared] = 1
-    for row, ids in enumerate(prompts):
-        mask[row, width - (len(ids) - shared):] = 1
+    for row, prompt in enumerate(prompts):
+        mask[row, width - (len(prompt) - shared):] = 1
     last_positions = torch.tensor([[len(ids) - 1] for ids in prompts], dtype=torch.long)
     return logits, mask.to(device), last_positions.to(device)
 

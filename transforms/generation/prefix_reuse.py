@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from transforms.generation.decoding import attention_layers, kv_states
+
 
 def last_logits_sharing_prefixes(model, inputs: dict[int, list[int]], prefix_lengths: dict[int, int]
                                  ) -> Iterator[tuple[int, object]]:
@@ -35,7 +37,8 @@ def last_logits_sharing_prefixes(model, inputs: dict[int, list[int]], prefix_len
                 rest = inputs[key][len(prefix):]
                 logits = model(input_ids=torch.tensor([rest], device=model.device), cache=cache, use_cache=True,
                                logits_to_keep=1).logits[0, -1].float().cpu()
-                for layer in cache.layers:
+                for layer in attention_layers(cache):
                     if layer.is_initialized:
-                        layer.keys, layer.values = layer.keys[:, :, : len(prefix)], layer.values[:, :, : len(prefix)]
+                        cached_keys, cached_values = kv_states(layer)
+                        layer.keys, layer.values = cached_keys[:, :, : len(prefix)], cached_values[:, :, : len(prefix)]
                 yield key, logits

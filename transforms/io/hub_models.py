@@ -127,9 +127,11 @@ def _resolve(model: HubModel) -> str:
         log.info("%s: using commit %s, which it named when last resolved (HF_HUB_OFFLINE is set)", model, commit)
     else:
         try:
-            commit = HfApi().model_info(model.repo_id, revision=model.revision or None).sha
+            sha = HfApi().model_info(model.repo_id, revision=model.revision or None).sha
         except _download_errors() as exc:
             raise _unavailable(model, exc) from exc
+        assert sha is not None, f"{model}: the Hub's model info names no commit"
+        commit = sha
         replace_file(ref, lambda tmp: tmp.write_text(commit + "\n"), crash_point=False)
     _RESOLVED[key] = commit
     return commit

@@ -97,7 +97,7 @@ class Layout:
         return Path(f"metrics/{iteration}.json")
 
     @staticmethod
-    def run_record(run: str, seed: int) -> Path:
+    def run_record(run: str, seed: int | str) -> Path:  # str: a dvc.yaml template, ${seed}
         return Layout.RUNS / f"{run}-seed{seed}.json"
 
     @staticmethod

@@ -184,7 +184,7 @@ def check_loadable(model_dir: str | Path, policy: LoadPolicy) -> bool:
     """Refuses a folder that needs what the policy does not allow; returns whether it is safetensors."""
     model_dir = local_model_dir(model_dir)
     model_sha256(model_dir)  # fails clearly when the folder or its weights are missing
-    custom = {}
+    custom: dict[str, object] = {}
     for name in ("config.json", "tokenizer_config.json"):
         path = Path(model_dir, name)
         if path.is_file():

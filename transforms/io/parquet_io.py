@@ -14,6 +14,7 @@ import io
 import json
 import re
 import uuid
+from typing import AbstractSet
 
 import apache_beam as beam
 import pyarrow as pa
@@ -139,7 +140,7 @@ def shard_entries(directory: str) -> list[dict]:
     return [shard_entry(p) for p in list_shards(directory)]
 
 
-def clear_shards(directory: str, keep: set[str] = frozenset(), tag: str | None = None) -> None:
+def clear_shards(directory: str, keep: AbstractSet[str] = frozenset(), tag: str | None = None) -> None:
     """Removes the shards, manifest and temporary files of an earlier run (all but the shard files
     named in `keep`; with `tag`, only the shards of that tag), so a rerun cannot mix old and new shards."""
     if not FileSystems.exists(directory):

@@ -15,7 +15,7 @@ from typing import Callable
 from transforms.io import faults
 
 
-def replace_file(path: str | Path, write: Callable[[Path], None], crash_point: bool = True) -> None:
+def replace_file(path: str | Path, write: Callable[[Path], object], crash_point: bool = True) -> None:
     """`write(tmp)` fills a fixed temporary name beside `path`, which is then renamed over `path`: a
     killed process leaves the old file or the new one, never half of one, and no litter. With
     `crash_point`, fault-injection tests can kill the process in between (`<stage>:mid_write`)."""

@@ -118,7 +118,11 @@ def judge_calibration(labels: list[bool], scores: list[float], threshold: float 
     `source`: VERIFIER or LABEL, the prefix of the per-class keys. `population`: (positives, negatives) the
     labels were sampled from, stratified by label; the accuracy is then the population's estimate."""
     auc = roc_auc(labels, scores)
-    correct = passed if threshold is None else [s >= threshold for s in scores]
+    if threshold is None:
+        assert passed is not None, "a judge without a threshold says `passed` itself"
+        correct = passed
+    else:
+        correct = [s >= threshold for s in scores]
     correct = [c == label for c, label in zip(correct, labels)]
     if population is not None:
         accuracy = population_accuracy(labels, correct, population)
@@ -155,6 +159,7 @@ def calibration_report(judgments: list[dict], judges: dict[str, float | None],
     """Per calibrated judge (name -> threshold, None for a judge deciding `passed` itself): its agreement with the
     verifier on the same candidates. `samples`: {judge: sample size} of the judges that scored a calibration
     sample only (calibration_sample.py); their entries say so, and their accuracy is the population's estimate."""
+    samples = samples or {}
     verifier = verifier_labels(judgments)
     population = (sum(verifier.values()), len(verifier) - sum(verifier.values()))
     candidates = sum(j["judge"] == REFERENCE for j in judgments)  # the verifier judges every candidate
@@ -164,7 +169,7 @@ def calibration_report(judgments: list[dict], judges: dict[str, float | None],
         paired = sorted((j["candidate_id"], j["score"], j["passed"]) for j in own
                         if _usable(j) and j["candidate_id"] in verifier)
         labels = [verifier[cid] for cid, _, _ in paired]
-        sampled = name in (samples or {})
+        sampled = name in samples
         report[name] = judge_calibration(labels, [score for _, score, _ in paired], threshold,
                                          excluded=len(own) - len(paired), passed=[p for _, _, p in paired],
                                          population=population if sampled else None)

@@ -16,6 +16,7 @@ import hashlib
 
 import apache_beam as beam
 
+from schemas.records import Candidate, Prompt
 from transforms.judges.contract import Check
 
 PASSED, FAILED, UNLABELED = "passed", "failed", "unlabeled"
@@ -26,7 +27,7 @@ def priority(candidate_id: str, seed: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{candidate_id}".encode()).digest()[:8], "big")
 
 
-def stratum(candidate: dict, prompts: dict, verify: Check) -> str:
+def stratum(candidate: Candidate, prompts: dict[str, Prompt], verify: Check) -> str:
     """The candidate's stratum: the verifier's verdict, when it gives a calibration label."""
     prompt = prompts.get(candidate["prompt_id"])
     if prompt is None or not prompt["instruction_ids"]:

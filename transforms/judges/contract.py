@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from schemas.records import Candidate, Judgment, Prompt
 
@@ -103,5 +103,6 @@ def judgment_error(judgment: Judgment) -> str:
     return json.loads(judgment["detail"]).get("error", "")
 
 
-def prompt_text(prompt: Prompt) -> str:
+def prompt_text(prompt: Mapping[str, Any]) -> str:
+    """The last message of a record holding a prompt's `messages` (a prompt, or a row joined with its prompt)."""
     return prompt["messages"][-1]["content"]

@@ -9,7 +9,9 @@ score is left out of that judge's calibration and counted.
 
 from __future__ import annotations
 
-from transforms.judges.contract import Check, JudgeResult, prompt_text
+from typing import Any, Callable
+
+from transforms.judges.contract import JudgeResult, prompt_text
 from transforms.judges.labels import LabeledAnswer
 from transforms.judges.scoring_models import ScoreRequest
 
@@ -19,7 +21,9 @@ def as_candidate(answer: LabeledAnswer) -> dict:
     return {"candidate_id": f"line-{answer.line}", "prompt_id": answer.prompt["prompt_id"], "text": answer.response}
 
 
-def check_verdicts(check: Check, answers: list[LabeledAnswer]) -> list[JudgeResult]:
+def check_verdicts(check: Callable[[Any, Any], JudgeResult], answers: list[LabeledAnswer]) -> list[JudgeResult]:
+    """`check`: a custom judge's (custom_judge.py); it is given the answer as a partial candidate (as_candidate), of
+    which it reads the text, and the prompt record."""
     return [check(as_candidate(answer), answer.prompt) for answer in answers]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
+from schemas.records import Judgment
 from transforms.judges.contract import JudgeResult, prompt_text
 from transforms.judges.scoring_models import ScoreRequest
 
@@ -22,7 +23,7 @@ def _requests(candidate: dict, prompts: dict):
         yield cid, ScoreRequest(cid, prompt_text(prompt), candidate["text"])
 
 
-def _failed_batch(judge: str, failed) -> list[dict]:
+def _failed_batch(judge: str, failed) -> list[Judgment]:
     batch, (_type, exc_repr, _traceback) = failed  # the form of Beam's ParDo dead-letter output
     message = " ".join(str(exc_repr).split())[:300]
     return [JudgeResult.failed(f"inference failed: {message}").record(candidate_id, judge) for candidate_id, _ in batch]

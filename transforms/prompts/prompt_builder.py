@@ -112,7 +112,8 @@ def build_split(split: str, n: int, seed: int, max_constraints: int = 3) -> list
     topics = split_topics(seed)[split]
     rng = random.Random(f"{seed}:{split}")
     official = official_conflicts()
-    rows, seen = [], set()
+    rows: list[dict] = []
+    seen = set()
     attempts = 0
     while len(rows) < n:
         attempts += 1

@@ -26,7 +26,7 @@ import json
 import unicodedata
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from transforms.prompts.prompt_builder import prompt_id_for
 
@@ -296,8 +296,9 @@ def _unique_prompt(record, path: Path, line: int, split: str, first_line: dict[s
     return prompt
 
 
-READERS = {".jsonl": _jsonl_records, ".json": _jsonl_records, ".csv": _csv_records,
-           ".tsv": partial(_csv_records, delimiter="\t"), ".parquet": _parquet_records}
+Reader = Callable[[Path], Iterator[tuple[int, Any]]]  # a file -> (line, record or the PromptFileError for it)
+READERS: dict[str, Reader] = {".jsonl": _jsonl_records, ".json": _jsonl_records, ".csv": _csv_records,
+                              ".tsv": partial(_csv_records, delimiter="\t"), ".parquet": _parquet_records}
 
 
 def _records(path: Path):
@@ -312,7 +313,7 @@ def _records(path: Path):
 
 def read_prompt_file(path: str | Path, split: str = "train") -> list[dict]:
     path = Path(path)
-    prompts, errors, first_line = [], [], {}
+    prompts, errors, first_line = [], [], dict[str, int]()
     for number, record in _records(path):
         try:
             prompts.append(_unique_prompt(record, path, number, split, first_line))

@@ -3,6 +3,8 @@ derived from the parent candidate; and the revised answers as candidate records 
 
 from __future__ import annotations
 
+from typing import cast
+
 from schemas.reasons import REVISED
 from schemas.records import Candidate, JudgedRow
 from transforms.generation.candidates import Lineage, candidate_id, candidate_seed, to_candidate
@@ -30,5 +32,5 @@ def expand_failure(row: JudgedRow, k: int, lineage: Lineage):
 
 def to_revised_candidate(meta: dict, generation: Generation, lineage: Lineage) -> Candidate:
     """A candidate answering the original prompt (a training row is prompt -> revised answer, single turn)."""
-    return {**to_candidate(meta, generation, lineage), "origin": REVISED,
-            "parent_candidate_id": meta["parent_candidate_id"]}
+    return cast(Candidate, {**to_candidate(meta, generation, lineage), "origin": REVISED,
+                            "parent_candidate_id": meta["parent_candidate_id"]})
