@@ -25,6 +25,7 @@ from pipelines.stages import (
 
 def declared(module: ModuleType) -> Stage:
     """The module's STAGE, knowing its entry module's file."""
+    assert module.__file__ is not None, f"{module.__name__} is a module without a file"
     return dataclasses.replace(module.STAGE, module=Path(module.__file__).resolve().relative_to(REPO).as_posix())
 
 

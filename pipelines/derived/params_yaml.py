@@ -41,7 +41,8 @@ _LINE = re.compile(r"^(?P<pad> *)(?P<key>[\w.-]+):(?P<value>[^#]*?)\s*(?:#\s?(?P
 
 def own_comments(text: str) -> dict[str, str]:
     """{dotted key: the comment on its line} of a params file, as written (lines of comments alone are not kept)."""
-    found, path = {}, []
+    found: dict[str, str] = {}
+    path: list[str] = []
     for line in text.splitlines():
         match = _LINE.match(line)
         if not match:
@@ -66,7 +67,7 @@ def _section(cls, values: dict, depth: int, comments: dict[str, str], prefix: st
     lines: list[str] = []
     for f in dataclasses.fields(cls):
         hint, doc = hints[f.name], docs.get(f.name, "")
-        if dataclasses.is_dataclass(hint) and typing.get_origin(hint) is None:
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and typing.get_origin(hint) is None:
             written = hint.__doc__ or ""  # a dataclass without one gets its signature
             about = doc or ("" if written.startswith(f"{hint.__name__}(") else " ".join(written.split()))
             lines += [f"{pad}{f.name}:" + (f"  # {about}" if about else "")]

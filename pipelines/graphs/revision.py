@@ -85,6 +85,7 @@ def revise(config: Config, iteration: str, beam_args: list[str]) -> dict:
         for index in range(config.judge.num_shards):
             write_atomically(FileSystems.join(judgments, shard_name(index, config.judge.num_shards)),
                              table_bytes([], JUDGMENT))
+    manifest: dict[str, object]  # its values: strings, then counts and shard entries
     manifest = {"stage": "curate", "part": "revision", "iteration": iteration,
                 "params_hash": params_hash(cfg, config.generate, config.judge, config.curate, config.seed),
                 "model": lineage.model, "model_sha256": lineage.model_sha256, "git_revision": git_revision()}

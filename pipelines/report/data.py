@@ -6,6 +6,7 @@ import csv
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from pipelines.run.stage_times import in_pipeline_order
 from transforms.evaluation.metrics import METRIC_PREFIX
@@ -44,7 +45,8 @@ def pooled_interval(records: list[dict], split: str) -> dict[int, tuple[float, f
                 n = it["metrics"][n_key]
                 counts[it["iteration"]][0] += round(it["metrics"][metric] * n)
                 counts[it["iteration"]][1] += n
-    return {i: tuple(100 * bound for bound in wilson(*c)) for i, c in counts.items()}
+    intervals = {i: wilson(*c) for i, c in counts.items()}
+    return {i: (100 * low, 100 * high) for i, (low, high) in intervals.items()}
 
 
 def rejections_by_reason(funnel: list[dict]) -> dict[str, int]:
@@ -63,7 +65,7 @@ def auc_text(auc: float | None) -> str:
     return "n/a" if auc is None else f"{auc:.3f}"
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)

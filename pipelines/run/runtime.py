@@ -19,7 +19,8 @@ def run_pipeline(build, beam_args: list[str]) -> None:
 
 
 def params_hash(*sections) -> str:
-    payload = json.dumps([dataclasses.asdict(s) if dataclasses.is_dataclass(s) else s for s in sections],
+    payload = json.dumps([dataclasses.asdict(s) if dataclasses.is_dataclass(s) and not isinstance(s, type) else s
+                          for s in sections],
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 

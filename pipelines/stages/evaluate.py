@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -133,7 +134,7 @@ def _evaluate(config: Config, name: str, model_dir: str, beam_args: list[str]) -
             log.warning("evaluate@%s: checks raised on %d of %d %s prompts (counted as not followed; their "
                         "`error` column in %s)", name, counted["n_errors"], counted["n_prompts"], eval_set, folder)
     base_rows = base_answers(config, name)
-    metrics = {"model": model_dir, "model_sha256": model_sha256(model_dir), "health": {},
+    metrics: dict[str, Any] = {"model": model_dir, "model_sha256": model_sha256(model_dir), "health": {},
                "per_instruction_type": {split: per_instruction_type(answers[split]) for split in METRIC_PREFIX}}
     for split, prefix in METRIC_PREFIX.items():
         for key, value in scores[split].items():

@@ -22,6 +22,7 @@ import os
 import random
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformers import TrainerCallback
 
@@ -43,6 +44,9 @@ from transforms.training.sft_data import (
     to_prompt_completion,
     truncate_completions,
 )
+
+if TYPE_CHECKING:
+    from transformers import Trainer
 
 log = logging.getLogger("selfsift")
 
@@ -101,7 +105,7 @@ def lora_config(cfg: FinetuneConfig):
 
 
 def build_trainer(model, tokenizer, rows: list[dict], cfg: FinetuneConfig, seed: int,
-                  workdir: str) -> tuple[object, Truncation]:
+                  workdir: str) -> tuple[Trainer, Truncation]:
     """TRL's SFTTrainer (prompt/completion, loss on the answer) or DPOTrainer (prompt/chosen/rejected),
     and what fitting the rows into `max_length` tokens cuts."""
     from datasets import Dataset
@@ -112,16 +116,16 @@ def build_trainer(model, tokenizer, rows: list[dict], cfg: FinetuneConfig, seed:
 
         args = DPOConfig(**trainer_args(cfg, seed, workdir), beta=cfg.dpo_beta)
         dataset = Dataset.from_list([to_preference(r) for r in rows])
-        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                             peft_config=lora_config(cfg))
+        trainer: Trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                      peft_config=lora_config(cfg))
         return trainer, preference_truncation(trainer.train_dataset, cfg.max_length, len(rows))
     from trl import SFTConfig, SFTTrainer
 
     # TRL would truncate without saying how much; the full rows are tokenized and cut here, counted.
-    args = SFTConfig(**{**trainer_args(cfg, seed, workdir), "max_length": None}, completion_only_loss=True,
-                     padding_free=cfg.padding_free)
+    sft_args = SFTConfig(**{**trainer_args(cfg, seed, workdir), "max_length": None}, completion_only_loss=True,
+                         padding_free=cfg.padding_free)
     dataset = Dataset.from_list([to_prompt_completion(r) for r in rows])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+    trainer = SFTTrainer(model=model, args=sft_args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(cfg))
     trainer.train_dataset, truncation = truncate_completions(trainer.train_dataset, cfg.max_length)
     return trainer, truncation

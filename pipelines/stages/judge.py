@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
-from pipelines.config import Config, calibration_samples
+from pipelines.config import Config, JudgeConfig, calibration_samples
 from pipelines.graphs.judging import graph, model_handlers
 from pipelines.run.guard import guarded
 from pipelines.run.resume import ShardProgress, run_shards
@@ -52,6 +53,13 @@ def calibrated_judges(config: Config) -> list[str]:
     return [spec.name for spec in cfg.specs() if spec.calibrated and cfg.is_enabled(spec.name)]
 
 
+def model_identity(cfg: JudgeConfig, judge: str) -> dict:
+    """What identifies a judge model (its weights, or its server); a judge model's settings are a ModelJudgeConfig."""
+    settings = cfg.settings(judge)
+    assert isinstance(settings, scoring_models.ModelJudgeConfig), f"judge {judge}: {settings!r} is no ModelJudgeConfig"
+    return settings.identity()
+
+
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     with guarded("judge", iteration, config):
         return _judge(config, iteration, beam_args)
@@ -85,7 +93,7 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     target = config.layout.judgments(iteration)
     answers = labeled_answers(config)  # first: a bad labels file is refused before anything is written
     handlers = model_handlers(config)  # before hashing the judge models: a missing one is named by its key
-    models = {spec.name: cfg.settings(spec.name).identity() for spec in cfg.enabled_specs("model")}  # weights, or server
+    models = {spec.name: model_identity(cfg, spec.name) for spec in cfg.enabled_specs("model")}
     progress = ShardProgress(f"judge@{iteration}", target, fingerprint(config, iteration, models))
     candidate_ids = read_table(config.layout.candidates(iteration)).column("candidate_id").to_pylist()
     samples = calibration_samples(config)
@@ -116,6 +124,7 @@ def write_calibration(config: Config, iteration: str, answers: list[LabeledAnswe
     against its labels."""
     judges = {name: config.judge.threshold(name) for name in calibrated_judges(config)}
     judgments = read_rows(config.layout.judgments(iteration))
+    payload: dict[str, Any]
     payload = {"iteration": iteration, "label": f"{REFERENCE} passed", "verifier_labels": len(verifier_labels(judgments)),
                "judges": calibration_report(judgments, judges, calibration_samples(config))}
     if answers is not None:

@@ -107,6 +107,7 @@ def iteration_facts(config: Config, iteration: str) -> dict:
     manifest = read_json(layout.manifest(layout.shards(iteration)))
     calibration = read_json(str(layout.calibration(iteration)[0])) or {"judges": {}}
     validation = read_json(str(layout.validation(iteration)))
+    assert manifest is not None and validation is not None, f"{iteration} is curated and validated (check_validated)"
     trained = read_json(layout.model_summary(layout.model(iteration)))
     return {
         "rows": manifest["rows_out"], "candidates": manifest["rows_in"], "pairs": manifest["pairs"],
@@ -357,6 +358,7 @@ def _publish(config: Config, which: str, repo_id: str | None, private: bool | No
     folder = build_folder(config, iterations, repo_id, config.publish.folder)
     result = {"folder": str(folder), "repo_id": repo_id, "iterations": iterations, "uploaded": False}
     if not dry_run:
+        assert token is not None and recipe is not None  # read above unless dry_run
         result["commit_url"] = upload(folder, repo_id, config.publish.private if private is None else private, token,
                                       recipe, HUB_TIMEOUT_S)
         result["uploaded"] = True

@@ -83,7 +83,9 @@ def suite_inputs(config: Config, iteration: str) -> SuiteInputs:
     evals = [r for split in EVAL_SPLITS for r in read_table(layout.prompts(split)).to_pylist()]
     # your own sets by text only: their ids are yours and may repeat the train file's
     own = [r for name in config.evaluate.sets for r in read_table(layout.prompts(name)).to_pylist()]
-    judges = read_json(layout.manifest(layout.judgments(iteration)))["judges"]
+    judged = read_json(layout.manifest(layout.judgments(iteration)))
+    assert judged is not None, f"{iteration} is judged (validate runs after judge)"
+    judges = judged["judges"]
     return SuiteInputs(
         iteration=iteration_number(iteration),
         train_prompts=train_prompts,

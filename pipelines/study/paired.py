@@ -77,7 +77,7 @@ def paired_against(path: str, references: list[str], evals_folder: Callable[[str
             answers[key] = eval_answers(revs[run.name], evals_folder(iteration_name(iteration)))
         return answers[key]
 
-    out = {}
+    out: dict[str, dict] = {}
     for reference in references:
         out[reference] = {}
         for ref_run in (run for run in runs if run.variant == reference):
