@@ -58,6 +58,7 @@ example: $(STAMP) $(GGUF)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 # The files derived from the code (a test fails when one is stale): dvc.yaml and each example's from the stage
