@@ -111,7 +111,8 @@ def run(argv: list[str]) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # force: importing the stage table imports libraries that may have set up logging already
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
     logging.getLogger("selfsift").setLevel(logging.INFO)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from pipelines.config import ConfigError

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -17,6 +18,8 @@ def test_prompts_stage_writes_three_sets(tmp_path, capsys):
     code, out = run(tmp_path, capsys, "prompts")
     assert code == 0, out.err
     assert sorted(p.name for p in (tmp_path / "data/prompts").iterdir()) == ["eval.parquet", "eval_ood.parquet", "train.parquet"]
+    # the log keeps its format, with the time, though Beam's import logs before the CLI sets logging up
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ selfsift INFO selfsift prompts finished in", out.err, re.M), out.err
 
 
 @pytest.mark.parametrize("content, message", [
