@@ -24,7 +24,7 @@ from transforms.evaluation.scoring import SCORING_KINDS
 from transforms.generation.adaptive_budget import ADAPTIVE, BUDGETS, AdaptiveConfig
 from transforms.io import hub_models
 from transforms.io.devices import require_device
-from transforms.io.layout import BASE, EVAL_SPLITS, Layout
+from transforms.io.layout import BASE, EVAL_SPLITS, SPLITS, Layout
 from transforms.io.model_io import LoadPolicy
 from transforms.judges.config import JudgeConfig
 from transforms.judges.contract import JudgeSettings
@@ -172,7 +172,6 @@ class EvalSetConfig:
     judge: str  # what scores each answer: ifeval_verifier, or the name of a judge in judge.custom
 
 
-BUILTIN_PROMPT_SETS = ("train", *EVAL_SPLITS)
 
 
 @dataclass(frozen=True)
@@ -197,7 +196,7 @@ class EvaluateConfig:
         for name, eval_set in self.sets.items():
             require(bool(NAME_PATTERN.match(name)), f"{where}.sets.{name}: the name must be lowercase letters, digits "
                                                  f"and '_', starting with a letter")
-            require(name not in BUILTIN_PROMPT_SETS, f"{where}.sets.{name}: {name!r} is a built-in prompt set; pick "
+            require(name not in SPLITS, f"{where}.sets.{name}: {name!r} is a built-in prompt set; pick "
                                                      f"another name")
             require(bool(eval_set.prompts.strip()), f"{where}.sets.{name}.prompts must name a prompt file")
 

@@ -1,9 +1,10 @@
 import json
 from collections import Counter
 
+from transforms.io.layout import SPLITS
 from transforms.judges.ifeval_verifier import build_checker
 from transforms.prompts.instruction_catalog import CATALOG
-from transforms.prompts.prompt_builder import SPLITS, TOPICS, build_split, split_topics
+from transforms.prompts.prompt_builder import TOPICS, build_split, split_topics
 
 TRAIN_TYPES = [t for t in CATALOG if not t.ood_only]
 OOD_ONLY = [t for t in CATALOG if t.ood_only]

@@ -12,6 +12,7 @@ from pathlib import Path
 BASE = "base"  # the name of the base model in `iterations.*.generator`
 MODEL_SUMMARY = "selfsift_model.json"  # in every model folder: what made it, and each file's sha256
 EVAL_SPLITS = ("eval", "eval_ood")
+SPLITS = ("train", *EVAL_SPLITS)  # the built-in prompt sets
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,6 @@ TASKS = (
     "Summarise what someone should know about {topic}.",
 )
 
-SPLITS = ("train", "eval", "eval_ood")
 
 
 def split_topics(seed: int, eval_fraction: float = 0.2) -> dict[str, list[str]]:
