@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from transforms.io.layout import BASE, Layout
@@ -68,8 +68,8 @@ class Stage:
     params: tuple[str, ...] = ()  # the params.yaml sections or keys it reads (DVC reruns it when they change)
     reads: Callable[[Where], list[str]] = lambda where: []
     writes: Callable[[Where], list[Out]] = lambda where: []
-    # The file whose change makes this run's time another run's (stage times, pipelines/run/stage_times.py), and
-    # the file it produced; None: it starts from a source outside the loop.
+    # The files a run's wall time is tied to (pipelines/run/stage_times.py): the one it consumed (None: a source
+    # outside the loop) and the one it produced; a stage that produces none is not timed.
     consumes: Callable[[Where], str | None] = lambda where: None
     produces: Callable[[Where], str] | None = None
     each_iteration: bool = False  # one run per iteration (`--iteration`)
@@ -79,10 +79,10 @@ class Stage:
     dvc_plots: tuple[dict, ...] = ()  # dvc.yaml's top-level plots of the files it writes (`dvc plots show`)
     dvc_name: str = ""
     dvc_args: str = ""  # arguments of the command in dvc.yaml
-    module: str = field(default="")  # its entry module's file; stage_table fills it in
+    module: str = ""  # its entry module's file; stage_table fills it in
 
     @property
-    def stage_name(self) -> str:
+    def dvc_stage(self) -> str:
         return self.dvc_name or self.name
 
 

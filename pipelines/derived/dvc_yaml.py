@@ -76,13 +76,13 @@ def stages(own_inputs: dict[str, list[str]], code_prefix: str = "") -> dict[str,
         command = " ".join(filter(None, ("selfsift", stage.name, stage.dvc_args)))
         if stage.also_base:
             base = Where(TEMPLATE, BASE_ITERATION, "base")
-            found[f"{stage.stage_name}_base"] = definition(stage, base, f"{command} --iteration 0", mine, code)
+            found[f"{stage.dvc_stage}_base"] = definition(stage, base, f"{command} --iteration 0", mine, code)
         if stage.each_iteration:
             where = Where(TEMPLATE, "${key}", "${item.generator}")
-            found[stage.stage_name] = {"foreach": "${iterations}", "do": definition(
+            found[stage.dvc_stage] = {"foreach": "${iterations}", "do": definition(
                 stage, where, f"{command} --iteration ${{key}}", mine, code)}
         else:
-            found[stage.stage_name] = definition(stage, Where(TEMPLATE), command, mine, code)
+            found[stage.dvc_stage] = definition(stage, Where(TEMPLATE), command, mine, code)
     return found
 
 
