@@ -15,7 +15,6 @@ import sys
 import time
 
 from pipelines.stage import Stage
-from pipelines.stage_table import STAGES
 
 BEAM_EPILOG = ("Beam pipeline options (--runner, --project, --region, --temp_location, ... as listed by Beam's "
                "PipelineOptions) follow this stage's own flags, optionally after `--`. Unknown flags are refused.")
@@ -57,7 +56,14 @@ COMMANDS = (
     Stage("study", "run each variant of a study with each seed as a DVC experiment, skipping recorded runs",
           _study, flags=_study_flags),
 )
-BY_NAME = {stage.name: stage for stage in (*STAGES, *COMMANDS)}
+
+
+def by_name() -> dict[str, Stage]:
+    """Every subcommand: the stage table's stages, then the commands. Imported here, not at the top: the stages
+    import Beam, whose import logs, and `main` sets logging up first."""
+    from pipelines import stage_table
+
+    return {stage.name: stage for stage in (*stage_table.STAGES, *COMMANDS)}
 ITERATION_HELP = "iteration number (1) or name (iter-001)"
 
 
@@ -67,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--params", default="params.yaml", help=params_help)
     sub = top.add_subparsers(dest="stage", required=True)
-    for stage in BY_NAME.values():
+    for stage in by_name().values():
         sp = sub.add_parser(stage.name, help=stage.help, description=stage.help, allow_abbrev=False,
                             epilog=BEAM_EPILOG if stage.beam else None)
         sp.add_argument("--params", default=argparse.SUPPRESS, help=params_help)  # here too, after the stage
@@ -92,7 +98,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(stage arguments, Beam flags); exits with a usage error on any flag nobody declares."""
     top = parser()
     args, extra = top.parse_known_args(argv)
-    stage = BY_NAME[args.stage]
+    stage = by_name()[args.stage]
     beam = extra[1:] if extra[:1] == ["--"] else extra
     if beam and not stage.beam:
         top.error(f"{stage.name} takes no Beam options; unrecognized arguments: {' '.join(beam)}")
@@ -107,12 +113,11 @@ def run(argv: list[str]) -> object:
     from pipelines import config as config_module
 
     config = config_module.load(args.params)
-    return BY_NAME[args.stage].run(args, config, beam)
+    return by_name()[args.stage].run(args, config, beam)
 
 
 def main(argv: list[str] | None = None) -> int:
-    # force: importing the stage table imports libraries that may have set up logging already
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("selfsift").setLevel(logging.INFO)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from pipelines.config import ConfigError

@@ -94,7 +94,8 @@ def stage_argv(stage) -> tuple[list[str], str]:
 
 
 def test_every_stage_takes_the_lock(tmp_path, capsys):
-    from pipelines.cli import STAGES, main
+    from pipelines.cli import main
+    from pipelines.stage_table import STAGES
     from tests.stage_fixtures import write_params
 
     write_params(tmp_path, "unused", iterations={"iter-001": {"generator": "base"}})

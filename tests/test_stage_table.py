@@ -27,10 +27,9 @@ def added_stage() -> Stage:
 
 def with_stage(monkeypatch, stage: Stage) -> None:
     stages = (*stage_table.STAGES, stage)
-    for module in (stage_table, dvc_yaml, cli):
-        monkeypatch.setattr(module, "STAGES", stages, raising=False)
+    for module in (stage_table, dvc_yaml):
+        monkeypatch.setattr(module, "STAGES", stages)
     monkeypatch.setattr(stage_table, "LOOP_ORDER", tuple(s.name for s in stages))
-    monkeypatch.setattr(cli, "BY_NAME", {s.name: s for s in (*stages, *cli.COMMANDS)})
 
 
 def test_a_declared_stage_reaches_dvc_yaml_the_cli_and_the_stage_times(monkeypatch):
