@@ -380,6 +380,6 @@ STAGE = Stage(
     reads=lambda where: [Where.every(where.layout.shards(where.iteration)),
                          Where.every(where.layout.pairs(where.iteration)),
                          str(Layout.calibration(where.iteration)[0].parent),
-                         str(Layout.validation(where.iteration).parent), Where.every(where.layout.model("any"))],
+                         str(Layout.validation(where.iteration).parent), where.layout.models()],
     writes=lambda where: [Out("${publish.folder}")],
     flags=_flags, dvc_args="--iteration all --dry-run")  # in the loop it builds the folder only; uploading is yours

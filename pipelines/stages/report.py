@@ -151,7 +151,7 @@ STAGE = Stage(
     lambda args, config, beam: str(main(config)),
     params=("report", "seed"),  # the record is filed under its run and seed
     reads=lambda where: [str(Layout.metrics(where.iteration).parent), str(Layout.calibration(where.iteration)[0].parent),
-                         Where.every(where.layout.shards(where.iteration)), Where.every(where.layout.model("any"))],
+                         Where.every(where.layout.shards(where.iteration)), where.layout.models()],
     writes=lambda where: [Out(str(Layout.run_record("${report.run}", "${seed}")), cache=False),
                           *(Out(str(Layout.REPORTS / name), cache=False) for name in ("summary.md", "figures", "plots"))],
     dvc_plots=DVC_PLOTS)

@@ -61,9 +61,13 @@ class Layout:
     def evals(self, iteration: str) -> str:
         return self.at_root(f"data/evals/{iteration}")
 
+    def models(self) -> str:
+        """The folder of every iteration's model."""
+        return self.at_root("models")
+
     def model(self, name: str) -> str:
         """A model folder: the base model, or the one fine-tuned in iteration `name`."""
-        return self.at_root(self.base_model_dir if name == BASE else f"models/{name}")
+        return self.at_root(self.base_model_dir) if name == BASE else f"{self.models()}/{name}"
 
     @staticmethod
     def manifest(folder: str) -> str:
