@@ -113,7 +113,25 @@ def run(argv: list[str]) -> object:
     from pipelines import config as config_module
 
     config = config_module.load(args.params)
-    return by_name()[args.stage].run(args, config, beam)
+    stage = by_name()[args.stage]
+    if stage not in COMMANDS:
+        return run_stage(stage, args, config, beam)
+    return stage.run(args, config, beam)
+
+
+def run_stage(stage: Stage, args: argparse.Namespace, config, beam: list[str]) -> object:
+    """A stage of the table: Beam flags from params.yaml's `beam:` section before those of the command line, and
+    under a remote storage root its inputs checked against their receipts and its outputs given new ones."""
+    from pipelines.run import beam_options, remote_outputs
+    from pipelines.stage import where_of
+
+    beam_options.import_plugins(config.beam)
+    if stage.beam:
+        beam_options.check_flags(config.beam, unknown_beam_flags)
+        beam = beam_options.flags(config.beam, stage.name) + beam
+    where = where_of(stage, args, config, remote_outputs.marked(config.layout))
+    with remote_outputs.receipted(stage, where, config):
+        return stage.run(args, config, beam)
 
 
 def main(argv: list[str] | None = None) -> int:

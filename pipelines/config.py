@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.run.beam_options import BeamConfig
 from schemas.expectations import SEVERITIES, expectation_ids
 from transforms.curation.config import CurateConfig
 from transforms.curation.semantic_dedup import SemanticDedupConfig
@@ -80,7 +81,9 @@ class GenerateConfig:
     max_batch_size: int = 128  # elements RunInference hands the model at once
     max_prompt_tokens: int = 1024  # longer prompts are not generated (finish_reason prompt_too_long)
     num_shards: int = 4  # candidate shards; a prompt's K candidates share one
-    resumable: bool = True  # one Beam run per shard: a crash loses only unfinished shards (false: one run, e.g. on Dataflow)
+    # a rerun after a crash keeps the shards already complete and makes the rest (on a local runner each shard is its own
+    # run, so they complete one at a time; a distributed runner makes them in one job); false: every shard is made again
+    resumable: bool = True
     dtype: str = "bfloat16"  # inference weights: bfloat16 or float32
     device: str = "auto"  # backend transformers: auto (CUDA when the worker has a GPU, else CPU), cpu, cuda or cuda:N
 
@@ -280,6 +283,7 @@ class Config:
     publish: PublishConfig = field(default_factory=PublishConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    beam: BeamConfig = field(default_factory=BeamConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def iteration_name(self, iteration: str | int) -> str:

@@ -89,3 +89,15 @@ class Stage:
 def iteration_of(args: argparse.Namespace, config: Config) -> str:
     """The iteration a per-iteration stage was asked for, by name (iter-001)."""
     return config.iteration_name(args.iteration)
+
+
+def where_of(stage: Stage, args: argparse.Namespace, config: Config, layout: Layout) -> Where:
+    """The paths of the run of `stage` that `args` ask for, through `layout`."""
+    if not stage.each_iteration:
+        return Where(layout)
+    from pipelines.config import iteration_name
+
+    if stage.also_base and iteration_name(args.iteration) == BASE_ITERATION:
+        return Where(layout, BASE_ITERATION, BASE)
+    name = iteration_of(args, config)
+    return Where(layout, name, config.iterations[name].generator)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from pipelines import REPO
-from pipelines.stage import Stage
+from pipelines.stage import BASE_ITERATION, Stage, Where
 from pipelines.stages import (
     curate,
     evaluate,
@@ -21,6 +22,10 @@ from pipelines.stages import (
     report,
     validate,
 )
+from transforms.io.layout import BASE, Layout
+
+if TYPE_CHECKING:
+    from pipelines.config import IterationConfig
 
 
 def declared(module: ModuleType) -> Stage:
@@ -43,3 +48,13 @@ STAGES: tuple[Stage, ...] = tuple(declared(module) for module in (
 ))
 BY_NAME = {stage.name: stage for stage in STAGES}
 LOOP_ORDER = tuple(stage.name for stage in STAGES)
+
+
+def runs(layout: Layout, iterations: dict[str, IterationConfig]) -> list[tuple[Stage, Where]]:
+    """Every run of a stage that the iterations make, with its paths: the stages that run once, the base model's
+    evaluation, then each iteration's."""
+    found = [(stage, Where(layout)) for stage in STAGES if not stage.each_iteration]
+    found += [(stage, Where(layout, BASE_ITERATION, BASE)) for stage in STAGES if stage.also_base]
+    found += [(stage, Where(layout, name, it.generator)) for name, it in iterations.items()
+              for stage in STAGES if stage.each_iteration]
+    return found

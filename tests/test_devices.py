@@ -227,10 +227,14 @@ def test_resolve_without_cuda(no_cuda):
             devices.resolve(value, "generate")
 
 
-def test_resolve_with_cuda(monkeypatch):
+def test_resolve_with_cuda(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert devices.resolve("auto", "evaluate") == "cuda"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(devices, "GPU_SLOTS", tmp_path / "slots")
+    monkeypatch.setattr(devices, "_claim", {})
+    assert devices.resolve("auto", "evaluate") == "cuda:0"  # the first process on a worker with two GPUs
     assert devices.resolve("cuda:1", "evaluate") == "cuda:1"
     assert devices.resolve("cpu", "evaluate") == "cpu"
     with pytest.raises(ConfigError, match=r"evaluate\.device is 'cuda:2', but this machine has 2 CUDA device"):
@@ -327,3 +331,43 @@ def test_embedder_runs_on_cuda(tiny_model_dir):
         vectors[device] = [r.inference.vector for r in handler.run_inference(texts, loaded)]
     for on_cpu, on_gpu in zip(vectors["cpu"], vectors["cuda"], strict=True):
         assert float(on_cpu @ on_gpu) == pytest.approx(1.0, abs=1e-4)
+
+
+def _claim_in_child(barrier, results) -> None:
+    results.put(devices.resolve("auto", "generate"))
+    barrier.wait(timeout=30)  # both children hold their GPU until both have one
+
+
+def test_the_processes_of_a_worker_with_several_gpus_spread_over_them(monkeypatch, tmp_path):
+    """Each SDK process resolves `auto` to the GPU of the lowest slot no live process holds, modulo the GPUs: with
+    this process on slot 0 and two GPUs, two more processes take cuda:1 and cuda:0 (slots 1 and 2)."""
+    import multiprocessing
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(devices, "GPU_SLOTS", tmp_path / "slots")
+    monkeypatch.setattr(devices, "_claim", {})
+    assert devices.resolve("auto", "generate") == "cuda:0"
+    assert devices.resolve("auto", "generate") == "cuda:0"  # a process keeps its GPU
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(2), context.Queue()
+    children = [context.Process(target=_claim_in_child, args=(barrier, results)) for _ in range(2)]
+    for child in children:
+        child.start()
+    claimed = sorted(results.get(timeout=30) for _ in children)
+    for child in children:
+        child.join(timeout=30)
+    assert claimed == ["cuda:0", "cuda:1"]
+    assert sorted(p.name for p in (tmp_path / "slots").iterdir()) == ["0.lock", "1.lock", "2.lock"]
+
+
+def test_the_rows_each_device_made_are_counted_on_the_worker_and_read_back():
+    import apache_beam as beam
+
+    from pipelines.run.runtime import run_pipeline
+
+    def build(pipeline):
+        _ = (pipeline | beam.Create([("cpu", 3), ("cuda:1", 2), ("cpu", 4)])
+             | beam.MapTuple(lambda device, rows: devices.count_rows(device, rows)))
+
+    assert devices.used(run_pipeline(build, [])) == {"cpu": 7, "cuda:1": 2}

@@ -1,6 +1,6 @@
 """With `storage.root` set to a remote URL, every stage reads and writes its data and models there,
-through Beam's FileSystems, and nothing lands in the project folder but reports and metrics. A
-filesystem with its own scheme (tests/fake_remote_fs.py) stands in for gs://."""
+through Beam's FileSystems, and nothing lands in the project folder but reports, metrics and the receipts of
+what lies there. A filesystem with its own scheme (tests/fake_remote_fs.py) stands in for gs://."""
 
 import json
 
@@ -44,6 +44,9 @@ def test_every_stage_runs_against_a_remote_root(tmp_path, tiny_model_dir, capsys
     assert not list((remote / "data/shards/iter-001").glob(".tmp-*"))  # the notes moved into the manifest
     assert (remote / "data/evals/iter-001").is_dir() and (remote / "data/prompts/train.parquet").is_file()
     assert not (project / "data").exists() and not (project / "models").exists()
+    receipts = {p.relative_to(project / "receipts").as_posix() for p in (project / "receipts").rglob("*.json")}
+    assert receipts == {f"{out}.json" for out in ("models/base", "data/prompts", "models/iter-001", *(
+        f"data/{kind}/iter-001" for kind in ("candidates", "judgments", "shards", "rejected", "pairs", "evals")))}
     assert json.loads((project / "reports/validation/iter-001.json").read_text())["success"]
     assert json.loads((project / "metrics/iter-001.json").read_text())["n_prompts"] == 6
     assert (project / "publish/data/iter-001").is_dir()

@@ -60,8 +60,8 @@ def test_every_stage_is_declared_by_its_own_entry_module_and_named_once():
 
 
 # What a stage may read from the config without listing it under params: where things are and what runs, not
-# what the outputs hold (the storage root, the iterations' names and generators, the load policy).
-NOT_PARAMS = {"layout", "iteration_name", "iterations", "generator_dir", "security", "storage"}
+# what the outputs hold (the storage root, the runner, the iterations' names and generators, the load policy).
+NOT_PARAMS = {"layout", "iteration_name", "iterations", "generator_dir", "security", "storage", "beam"}
 
 
 def config_sections_read(path) -> set[str]:

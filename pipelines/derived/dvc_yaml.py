@@ -7,18 +7,22 @@ as deps. `make docs` rewrites both; a test fails when a committed one is stale."
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 from pipelines import REPO
 from pipelines.derived.imports import PACKAGES, closure
+from pipelines.run import remote_outputs
 from pipelines.stage import BASE_ITERATION, Out, Stage, Where
 from pipelines.stage_table import STAGES
+from transforms.io import receipts
 from transforms.io.layout import Layout
 
 # The layout as dvc.yaml names it: in the project folder, with the params DVC interpolates.
-TEMPLATE = Layout(root="", prompts_dir="${prompts.out_dir}", base_model_dir="${base_model.path}")
+# The paths under storage.root are marked (pipelines/run/remote_outputs.py).
+TEMPLATE = remote_outputs.marked(Layout(root="", prompts_dir="${prompts.out_dir}", base_model_dir="${base_model.path}"))
 PLAIN = Out("")  # an output with DVC's defaults: only the options that differ are written
 HEADER = ("# Written from the stage table (pipelines/stage_table.py) by `make docs` (python -m pipelines.derived): "
           "edit the stages' declarations, not this file.\n")
@@ -54,35 +58,70 @@ def code_deps(stage: Stage) -> list[str]:
     return folded(closure(stage.module))
 
 
-def outs(stage: Stage, where: Where) -> dict[str, list]:
+class Paths:
+    """The paths dvc.yaml names for a stage's reads and writes through the marked TEMPLATE: under a remote storage
+    root the receipts of what lies there (transforms/io/receipts.py), else the paths themselves."""
+
+    def __init__(self, remote: bool):
+        self.remote = remote
+        self.outputs = {rel for stage in STAGES for where in wheres(stage) for rel in remote_outputs.outputs(stage, where)}
+
+    def read(self, path: str) -> str:
+        rel = remote_outputs.under_root(path)
+        if rel is None:
+            return path
+        return receipts.receipt_for(rel, self.outputs) if self.remote else rel
+
+    def write(self, out: Out) -> Out:
+        rel = remote_outputs.under_root(out.path)
+        if rel is None:
+            return out
+        # persist: DVC's run cache would restore a receipt without the remote files it describes; it skips a stage
+        # with persistent outputs
+        return Out(receipts.receipt_path(rel), cache=False, persist=True) if self.remote else replace(out, path=rel)
+
+    def touches_root(self, stage: Stage, where: Where) -> bool:
+        return bool(remote_outputs.outputs(stage, where) or remote_outputs.inputs(stage, where))
+
+
+def wheres(stage: Stage) -> list[Where]:
+    """The template paths of each DVC stage a declared stage makes."""
+    found = [Where(TEMPLATE, BASE_ITERATION, "base")] if stage.also_base else []
+    return found + [Where(TEMPLATE, "${key}", "${item.generator}") if stage.each_iteration else Where(TEMPLATE)]
+
+
+def outs(stage: Stage, where: Where, paths: Paths) -> dict[str, list]:
     found: dict[str, list] = {}
-    for out in stage.writes(where):
+    for out in map(paths.write, stage.writes(where)):
         options = {key: getattr(out, key) for key in ("cache", "persist", "x") if getattr(out, key) != getattr(PLAIN, key)}
         found.setdefault(out.kind, []).append({out.path: options} if options else out.path)
     return found
 
 
-def definition(stage: Stage, where: Where, cmd: str, own_inputs: list[str], code: list[str]) -> dict:
-    deps = [*stage.reads(where), *code, *(f for f in own_inputs if f not in code)]
-    return {"cmd": cmd, "deps": deps, **({"params": list(stage.params)} if stage.params else {}), **outs(stage, where)}
+def definition(stage: Stage, where: Where, cmd: str, own_inputs: list[str], code: list[str], paths: Paths) -> dict:
+    deps = [*map(paths.read, stage.reads(where)), *code, *(f for f in own_inputs if f not in code)]
+    params = [*stage.params, *(["storage"] if paths.remote and paths.touches_root(stage, where) else [])]
+    return {"cmd": cmd, "deps": deps, **({"params": params} if params else {}), **outs(stage, where, paths)}
 
 
-def stages(own_inputs: dict[str, list[str]], code_prefix: str = "") -> dict[str, dict]:
-    """{DVC stage: its definition}; `code_prefix` leads every code dep (a project folder's path back here)."""
+def stages(own_inputs: dict[str, list[str]], remote: bool, code_prefix: str = "") -> dict[str, dict]:
+    """{DVC stage: its definition}; `remote`: data and models under a remote storage.root; `code_prefix` leads every
+    code dep (a project folder's path back here)."""
     found: dict[str, dict] = {}
+    paths = Paths(remote)
     for stage in STAGES:
         code = [code_prefix + dep for dep in code_deps(stage)]
         mine = own_inputs.get(stage.name, [])
         command = " ".join(filter(None, ("selfsift", stage.name, stage.dvc_args)))
         if stage.also_base:
             base = Where(TEMPLATE, BASE_ITERATION, "base")
-            found[f"{stage.dvc_stage}_base"] = definition(stage, base, f"{command} --iteration 0", mine, code)
+            found[f"{stage.dvc_stage}_base"] = definition(stage, base, f"{command} --iteration 0", mine, code, paths)
         if stage.each_iteration:
             where = Where(TEMPLATE, "${key}", "${item.generator}")
             found[stage.dvc_stage] = {"foreach": "${iterations}", "do": definition(
-                stage, where, f"{command} --iteration ${{key}}", mine, code)}
+                stage, where, f"{command} --iteration ${{key}}", mine, code, paths)}
         else:
-            found[stage.dvc_stage] = definition(stage, Where(TEMPLATE), command, mine, code)
+            found[stage.dvc_stage] = definition(stage, Where(TEMPLATE), command, mine, code, paths)
     return found
 
 
@@ -104,22 +143,31 @@ def own_inputs(params: dict) -> dict[str, list[str]]:
             "curate": judge_files, "evaluate": judge_files}  # curate judges revisions
 
 
-def project_inputs(folder: Path) -> dict[str, list[str]]:
+def project_params(folder: Path) -> dict:
     params_path = folder / "params.yaml"
     if not params_path.is_file():
         raise FileNotFoundError(f"{params_path}: a project folder needs its params.yaml (copy the repository's)")
-    found = own_inputs(yaml.safe_load(params_path.read_text()) or {})
+    return yaml.safe_load(params_path.read_text()) or {}
+
+
+def project_inputs(folder: Path, params: dict) -> dict[str, list[str]]:
+    found = own_inputs(params)
     return {stage: [f for f in files if (folder / f).is_file()] for stage, files in found.items()}
 
 
+def remote_root(params: dict) -> bool:
+    return bool((params.get("storage") or {}).get("root"))
+
+
 def repository_dvc_yaml() -> str:
-    return render(stages(project_inputs(REPO)))
+    params = project_params(REPO)
+    return render(stages(project_inputs(REPO, params), remote_root(params)))
 
 
 def project_dvc_yaml(folder: Path) -> str:
     folder = folder.resolve()
-    inputs = project_inputs(folder)
+    params = project_params(folder)
     back = os.path.relpath(REPO, folder)
     header = (f"# Written from the stage table (pipelines/stage_table.py) by `python -m pipelines.derived.project "
               f"{os.path.relpath(folder, REPO)}`: rerun it rather than editing this file.\n")
-    return render(stages(inputs, code_prefix=f"{back}/"), header)
+    return render(stages(project_inputs(folder, params), remote_root(params), code_prefix=f"{back}/"), header)

@@ -26,7 +26,7 @@ from typing import Callable
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.run.guard import RUNS_DIR
-from transforms.io.parquet_io import clear_shards, shard_entry, shard_name
+from transforms.io.parquet_io import clear_shards, list_shards, shard_entry, shard_name, shard_tag
 from transforms.io.progress import start_meter
 from transforms.io.staging import replace_file
 
@@ -43,7 +43,10 @@ class ShardProgress:
         self.done: dict[str, dict] = {}
 
     def reusable(self) -> dict[str, dict]:
-        """The recorded shards whose fingerprint and checksum still hold."""
+        """The shards of the interrupted run with the same fingerprint: those it recorded, whose checksum still
+        holds, and those it wrote under their final names but did not get to record (a job that made several
+        shards and failed): a shard file is renamed into place only when complete, and the folder held only
+        reused shards when that run began (`begin`)."""
         try:
             record = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -57,10 +60,21 @@ class ShardProgress:
                 self.done[file] = entry
             else:
                 log.warning("%s: %s is missing or fails its checksum; making it again", self.name, file)
+        for path in list_shards(self.directory) if FileSystems.exists(self.directory) else []:
+            file = FileSystems.split(path)[1]
+            if file not in record.get("shards", {}) and shard_tag(file) == self.tag:
+                self.done[file] = {**shard_entry(path), "seconds": 0.0}
         return dict(self.done)
+
+    def begin(self) -> None:
+        """Records the fingerprint before anything is made, so the shards this run completes are its own."""
+        self._save()
 
     def record(self, file: str, seconds: float) -> None:
         self.done[file] = {**shard_entry(FileSystems.join(self.directory, file)), "seconds": round(seconds, 3)}
+        self._save()
+
+    def _save(self) -> None:
         record = json.dumps({"fingerprint": self.fingerprint, "shards": self.done}, indent=2, sort_keys=True)
         replace_file(self.path, lambda tmp: tmp.write_text(record), crash_point=False)
 
@@ -72,15 +86,19 @@ def _same(actual: dict, recorded: dict) -> bool:
     return actual["sha256"] == recorded.get("sha256") and actual["rows"] == recorded.get("rows")
 
 
-def run_shards(progress: ShardProgress, count: int, one_run_each: bool, run: Callable[[list[int], int], None],
-               rows: str, work: str, rows_in: Callable[[list[int]], int]) -> None:
-    """Makes the `count` shards of `progress.directory` with `run(shard indices, total)`, reusing those
-    an interrupted run completed: one run per shard, each recorded when done, or (`one_run_each` off)
-    every missing shard in one run. `rows` and `work` name the records and the work for the log;
-    `rows_in(shards)` counts the records those shards will hold, the `total` the runs show progress
+def run_shards(progress: ShardProgress, count: int, resumable: bool, beam_args: list[str],
+               run: Callable[[list[int], int], None], rows: str, work: str, rows_in: Callable[[list[int]], int]) -> None:
+    """Makes the `count` shards of `progress.directory` with `run(shard indices, total)`. `resumable`: the shards an
+    interrupted run completed are reused, and on a local runner each shard is a run of its own, so that they
+    complete one at a time; a distributed runner makes every missing shard in one job (and retries failed work
+    itself). Otherwise every shard is made again, in one run. `rows` and `work` name the records and the work for
+    the log; `rows_in(shards)` counts the records those shards will hold, the `total` the runs show progress
     toward."""
-    reused = progress.reusable()
+    from pipelines.run.beam_options import runs_locally
+
+    reused = progress.reusable() if resumable else {}
     clear_shards(progress.directory, keep=set(reused), tag=progress.tag)
+    progress.begin()
     if reused:
         log.info("%s: resuming; %d of %d shards (%d %s) were completed and verified by sha256 and are reused, "
                  "saving about %.1f s of %s", progress.name, len(reused), count,
@@ -88,7 +106,8 @@ def run_shards(progress: ShardProgress, count: int, one_run_each: bool, run: Cal
     pending = [i for i in range(count) if shard_name(i, count, progress.tag) not in reused]
     total = rows_in(pending)
     start_meter(progress.name, total, rows)
-    for shards in [[i] for i in pending] if one_run_each else [pending] if pending else []:
+    separate = resumable and runs_locally(beam_args)
+    for shards in [[i] for i in pending] if separate else [pending] if pending else []:
         start = time.perf_counter()
         run(shards, total)
         seconds = time.perf_counter() - start

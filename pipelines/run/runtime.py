@@ -8,14 +8,15 @@ import json
 import subprocess
 
 
-def run_pipeline(build, beam_args: list[str]) -> None:
-    """Builds the graph with `build(pipeline)` and runs it with the given Beam flags."""
+def run_pipeline(build, beam_args: list[str]):
+    """Builds the graph with `build(pipeline)`, runs it with the given Beam flags and returns Beam's result."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     options = PipelineOptions(beam_args)
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline)
+    return pipeline.result
 
 
 def params_hash(*sections) -> str:

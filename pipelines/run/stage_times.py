@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.io.layout import BASE
 from transforms.io.parquet_io import file_sha256
 from transforms.io.staging import replace_file
 
@@ -50,15 +49,10 @@ def stage_name(stage: str, iteration: str | None) -> str:
 def links(config: Config) -> dict[str, Link]:
     """{stage@iteration: what it consumes and produces} for every timed stage (the stage table's, each declaring
     both), in pipeline order."""
-    from pipelines.stage import BASE_ITERATION, Where
-    from pipelines.stage_table import STAGES
+    from pipelines.stage_table import runs
 
-    runs = [(stage, Where(config.layout)) for stage in STAGES if not stage.each_iteration]
-    runs += [(stage, Where(config.layout, BASE_ITERATION, BASE)) for stage in STAGES if stage.also_base]
-    runs += [(stage, Where(config.layout, name, it.generator)) for name, it in config.iterations.items()
-             for stage in STAGES if stage.each_iteration]
     found = {stage_name(stage.name, where.iteration): Link(stage.consumes(where), stage.produces(where))
-             for stage, where in runs if stage.produces is not None}
+             for stage, where in runs(config.layout, config.iterations) if stage.produces is not None}
     return dict(sorted(found.items(), key=lambda item: pipeline_order(item[0])))
 
 

@@ -7,8 +7,8 @@ hardest first (transforms/generation/adaptive_budget.py). Every round writes int
 folder, its shards tagged with the round (Layout.round_tag), so every reader of the folder sees them all.
 
 A round's candidates of a prompt all go to the shard its prompt_id hashes to. With `generate.resumable`,
-each shard of each round is its own Beam run and is recorded when complete, so a rerun after a crash
-regenerates only the shards that were not finished (see pipelines/run/resume.py). A later round's record
+each shard is recorded when complete, so a rerun after a crash regenerates only the shards that were not
+finished; on a local runner each shard of each round is its own Beam run (see pipelines/run/resume.py). A later round's record
 holds for its allocation, which the earlier rounds' candidates decide.
 """
 
@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import Counter
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipelines.config import Config
 from pipelines.graphs.generation import generation_handler, lineage_of
+from pipelines.run.beam_options import runs_locally
 from pipelines.run.guard import guarded
 from pipelines.run.resume import ShardProgress, run_shards
 from pipelines.run.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
@@ -92,15 +94,16 @@ def graph(config: Config, iteration: str, lineage: Lineage, shards: list[int], t
 
 
 def run_round(config: Config, iteration: str, lineage: Lineage, fingerprint: str, plan: Plan,
-              generation_round: int, beam_args: list[str]) -> ShardProgress:
-    """Makes one round's shards, reusing those an interrupted run completed for the same plan."""
+              generation_round: int, beam_args: list[str], used: Counter) -> ShardProgress:
+    """Makes one round's shards, reusing those an interrupted run completed for the same plan; adds the rows each
+    device made to `used`."""
     n = config.generate.num_shards
     progress = ShardProgress(round_name(iteration, generation_round), config.layout.candidates(iteration),
                              params_hash(fingerprint, generation_round, sorted(plan.items())),
                              Layout.round_tag(generation_round))
-    run_shards(progress, n, config.generate.resumable,
-               lambda shards, total: run_pipeline(
-                   graph(config, iteration, lineage, shards, total, plan, generation_round), beam_args),
+    run_shards(progress, n, config.generate.resumable, beam_args,
+               lambda shards, total: used.update(devices.used(run_pipeline(
+                   graph(config, iteration, lineage, shards, total, plan, generation_round), beam_args))),
                "candidates", "generation",
                lambda shards: sum(count for pid, (_, count) in plan.items() if shard_index(pid, n) in shards))
     return progress
@@ -113,15 +116,15 @@ def round_summary(generation_round: int, budget: int, plan: Plan) -> dict:
 
 
 def uniform_rounds(config: Config, iteration: str, lineage: Lineage, fingerprint: str, prompts: list[dict],
-                   beam_args: list[str]) -> tuple[list[dict], list[ShardProgress]]:
+                   beam_args: list[str], used: Counter) -> tuple[list[dict], list[ShardProgress]]:
     k = config.generate.candidates_per_prompt
     plan = {p["prompt_id"]: (0, k) for p in prompts}
     return ([round_summary(1, k * len(prompts), plan)],
-            [run_round(config, iteration, lineage, fingerprint, plan, 1, beam_args)])
+            [run_round(config, iteration, lineage, fingerprint, plan, 1, beam_args, used)])
 
 
 def adaptive_rounds(config: Config, iteration: str, lineage: Lineage, fingerprint: str, prompts: list[dict],
-                    beam_args: list[str]) -> tuple[list[dict], list[ShardProgress]]:
+                    beam_args: list[str], used: Counter) -> tuple[list[dict], list[ShardProgress]]:
     cfg, adaptive, name = config.generate, config.generate.adaptive, f"generate@{iteration}"
     total, last = cfg.candidates_per_prompt * len(prompts), adaptive.rounds + 1
     verifier, verdicts = ifeval_verifier.verifier(config.judge.verifier), {}
@@ -151,8 +154,19 @@ def adaptive_rounds(config: Config, iteration: str, lineage: Lineage, fingerprin
                      len(given), sum(not s.solved for s in states.values()), budget,
                      ", ".join(f"{t} {rate:.0%}" for t, rate in hardest) or "none")
         rounds.append(round_summary(generation_round, budget, plan))
-        progresses.append(run_round(config, iteration, lineage, fingerprint, plan, generation_round, beam_args))
+        progresses.append(run_round(config, iteration, lineage, fingerprint, plan, generation_round, beam_args, used))
     return rounds, progresses
+
+
+def planned_device(config: Config, beam_args: list[str]) -> str:
+    """The device generation runs on, as far as this machine can tell before it starts: here on a local runner;
+    on a distributed one, the setting and the workers' accelerator, since `auto` is resolved on each worker."""
+    cfg = config.generate
+    if cfg.backend != "transformers":
+        return cfg.backend
+    if runs_locally(beam_args):
+        return devices.resolve(cfg.device, "generate")
+    return f"{cfg.device} on workers with {config.beam.generate.accelerator or 'no accelerator'}"
 
 
 def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
@@ -161,7 +175,7 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
     target, n = config.layout.candidates(iteration), cfg.num_shards
     # before a resumed run clears anything; the same seed samples other text on a GPU, so shards made on
     # another kind of device are not reused
-    device = devices.resolve(cfg.device, "generate") if cfg.backend == "transformers" else cfg.backend
+    device = planned_device(config, beam_args)
     with guarded("generate", iteration, config):
         lineage = lineage_of(config, iteration)
         fingerprint = params_hash(cfg, config.seed, lineage.model_sha256, file_sha256(prompts_file), n, device,
@@ -172,13 +186,15 @@ def main(config: Config, iteration: str, beam_args: list[str]) -> dict:
         adaptive = cfg.samples_adaptively()
         # shards of rounds this run does not make (an earlier run's, with other settings) would be read as its own
         keep_only_tags(target, {Layout.round_tag(r) for r in range(1, cfg.adaptive.rounds + 2 if adaptive else 2)})
+        used: Counter = Counter()
         rounds, progresses = (adaptive_rounds if adaptive else uniform_rounds)(
-            config, iteration, lineage, fingerprint, prompts, beam_args)
+            config, iteration, lineage, fingerprint, prompts, beam_args, used)
         faults.reached("before_manifest")
         shard_list = shard_entries(target)
         manifest = {
             "stage": "generate", "iteration": lineage.iteration, "rows": sum(s["rows"] for s in shard_list),
-            "shards": shard_list, "model": lineage.model, "model_sha256": lineage.model_sha256, "device": device,
+            "shards": shard_list, "model": lineage.model, "model_sha256": lineage.model_sha256,
+            "device": ", ".join(sorted(used)) or device,  # where the workers made this run's rows
             "budget": cfg.budget, "rounds": rounds,
             "params_hash": params_hash(cfg, config.seed), "git_revision": git_revision(),
         }

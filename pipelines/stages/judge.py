@@ -1,8 +1,8 @@
 """Stage `judge` (Beam): every enabled judge's judgment of every candidate, and the calibration report.
 
 A candidate's judgments all go to the shard its candidate_id hashes to. With `judge.resumable`, each
-shard is its own Beam run and is recorded when complete, so a rerun after a crash judges only the
-candidates of the shards that were not finished (see pipelines/run/resume.py).
+shard is recorded when complete, so a rerun after a crash judges only the candidates of the shards that
+were not finished; on a local runner each shard is its own Beam run (see pipelines/run/resume.py).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
         return (len(cfg.enabled()) - len(samples)) * share + sum(
             round(min(size, len(candidate_ids)) * share / max(len(candidate_ids), 1)) for size in samples.values())
 
-    run_shards(progress, cfg.num_shards, cfg.resumable,
+    run_shards(progress, cfg.num_shards, cfg.resumable, beam_args,
                lambda shards, total: run_pipeline(graph(config, iteration, shards, total, handlers), beam_args),
                "judgments", "judging", judgments_in)
     report = write_calibration(config, iteration, answers, handlers)

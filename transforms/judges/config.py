@@ -18,7 +18,9 @@ from transforms.settings import require
 @dataclass(frozen=True)
 class JudgeStageConfig:
     num_shards: int = 4  # judgments shards per iteration
-    resumable: bool = True  # one Beam run per shard: a crash loses only unfinished shards (false: one run, e.g. on Dataflow)
+    # a rerun after a crash keeps the shards already complete and makes the rest (on a local runner each shard is its own
+    # run, so they complete one at a time; a distributed runner makes them in one job); false: every shard is made again
+    resumable: bool = True
     # judges of your own: [{name, function: "package.module:callable"}] (README, "Bring your own")
     custom: list[CustomJudgeConfig] = field(default_factory=list)
     # what the calibrated judges (models, custom) are measured against besides the verifier (transforms/judges/labels.py)
