@@ -4,7 +4,7 @@ own code, then every output file under data/, models/ and metrics/ compared by s
 
     python -m benchmarks.same_outputs BEFORE AFTER [--scratch /tmp/selfsift-same-outputs]
 
-Writes benchmarks/results/same_outputs.json: the files identical in both, and those that differ or exist in
+Writes benchmarks/results/same_outputs-BEFORE-AFTER.json: the files identical in both, and those that differ or exist in
 one run only. Not part of `make bench` (no timing; a few minutes on 2 cores).
 """
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print_table(f"the tiny loop's outputs, {revisions[0]} -> {revisions[1]}", ["files", "count"],
                 [[key, len(result[key])] for key in ("identical", "differ", "only_before", "only_after")])
-    write_result("same_outputs", result)
+    write_result(f"same_outputs-{revisions[0]}-{revisions[1]}", result)
     return result
 
 

@@ -82,3 +82,46 @@ def test_a_filesystem_that_keeps_a_content_checksum_is_not_read(monkeypatch):
     monkeypatch.setattr(FileSystems, "open", lambda *a, **k: pytest.fail("read a gs:// file to hash it"))
     assert receipts.digest("gs://bucket/data/x.parquet") == "crc32c:AAAAAA=="
     assert asked == ["gs://bucket/data/x.parquet"]
+
+
+LOCAL_DVC_YAML = """stages:
+  generate:
+    foreach: ${iterations}
+    do:
+      cmd: selfsift generate
+      deps: [transforms/io/receipts.py]
+      outs:
+      - data/candidates/${key}:
+          persist: true
+"""
+REMOTE_DVC_YAML = """stages:
+  base_model:
+    cmd: selfsift prepare-model
+    outs:
+    - receipts/models/base.json:
+        cache: false
+"""
+
+
+@pytest.mark.parametrize("root, dvc_yaml, refused", [
+    ("fakegcs://bucket/selfsift", LOCAL_DVC_YAML, "but dvc.yaml tracks local outputs"),
+    ("", REMOTE_DVC_YAML, "but dvc.yaml tracks the receipts of a remote root"),
+    ("fakegcs://bucket/selfsift", REMOTE_DVC_YAML, None),
+    ("", LOCAL_DVC_YAML, None),
+])
+def test_dvc_repro_with_a_dvc_yaml_for_the_other_kind_of_root_is_refused_before_any_work(
+        tmp_path, monkeypatch, root, dvc_yaml, refused):
+    from types import SimpleNamespace
+
+    from pipelines.run.remote_outputs import check_dvc_yaml
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text(dvc_yaml)
+    config = SimpleNamespace(storage=SimpleNamespace(root=root))
+    check_dvc_yaml(config)  # run by hand, not by DVC: nothing to check
+    monkeypatch.setenv("DVC_STAGE", "generate@iter-001")
+    if refused:
+        with pytest.raises(ValueError, match=rf"{refused}: write dvc.yaml again with `make docs`"):
+            check_dvc_yaml(config)
+    else:
+        check_dvc_yaml(config)

@@ -25,6 +25,19 @@ def ran(stdout: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", stdout))
 
 
+def revisions(shown) -> list[dict]:
+    """Every revision `dvc exp show --json` lists, experiments included, that has params."""
+    found = []
+    for entry in shown if isinstance(shown, list) else [shown]:
+        if isinstance(entry, dict) and "rev" in entry:  # a revision; its experiments are nested in it
+            if isinstance(entry.get("data"), dict) and entry["data"].get("params"):
+                found.append(entry)
+            found += revisions([value for key, value in entry.items() if key != "data" and isinstance(value, (list, dict))])
+        elif isinstance(entry, (dict, list)):
+            found += revisions(list(entry.values()) if isinstance(entry, dict) else entry)
+    return found
+
+
 def run(cmd: list[str], root: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
 
@@ -72,16 +85,21 @@ def test_a_second_repro_runs_nothing(remote_repo):
     assert "up to date" in run(["dvc", "status"], root, env).stdout
 
 
-def test_a_changed_param_reruns_exactly_its_stage_and_what_follows(remote_repo):
+def test_an_experiment_with_one_param_changed_reruns_exactly_its_stage_and_what_follows(remote_repo):
     root, _, env, _ = remote_repo
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["curate"]["max_per_prompt"] = 1
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    changed = run(["dvc", "repro"], root, env)
+    author = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
+              for what, value in (("NAME", "selfsift test"), ("EMAIL", "test@selfsift.invalid"))}
+    for command in (["add", "-A"], ["commit", "-qm", "the loop, its data in a bucket"]):
+        assert run(["git", *command], root, {**env, **author}).returncode == 0
+    changed = run(["dvc", "exp", "run", "-S", "curate.max_per_prompt=1"], root, {**env, **author})
     assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
     assert ran(changed.stdout) == {"curate@iter-001", "validate@iter-001", "finetune@iter-001", "evaluate@iter-001",
                                    "publish", "report"}, changed.stdout[-3000:]
-    assert json.loads((root / "receipts/data/shards/iter-001.json").read_text())["files"]
+    shown = run(["dvc", "exp", "show", "--json"], root, env)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    recorded = {(rev["rev"] == "workspace", rev["data"]["params"]["params.yaml"]["data"]["curate"]["max_per_prompt"])
+                for rev in revisions(json.loads(shown.stdout))}
+    assert {(False, 2), (False, 1)} <= recorded  # the committed baseline, and the experiment
 
 
 @pytest.mark.parametrize("output, tamper, stage, why", [

@@ -6,14 +6,17 @@ remote root nothing happens, so local runs are unchanged."""
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.stage import Stage, Where
 from transforms.io import receipts
 from transforms.io.layout import Layout
+from transforms.settings import ConfigError
 
 if TYPE_CHECKING:
     from pipelines.config import Config
@@ -45,9 +48,28 @@ def every_output(layout: Layout, config: Config) -> set[str]:
     return {rel for stage, where in runs(marked(layout), config.iterations) for rel in outputs(stage, where)}
 
 
+def check_dvc_yaml(config: Config) -> None:
+    """Under `dvc repro` (which sets DVC_STAGE), refuses before any work a dvc.yaml written for the other kind of
+    root: DVC would otherwise fail after the stage ran, on outputs that are not where it looks."""
+    dvc_yaml = Path("dvc.yaml")
+    if not os.environ.get("DVC_STAGE") or not dvc_yaml.is_file():
+        return
+    stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})
+    outs = [out for stage in stages.values() for out in stage.get("do", stage).get("outs", [])]
+    tracks_receipts = any(str(next(iter(out)) if isinstance(out, dict) else out).startswith(
+        f"{receipts.RECEIPTS.as_posix()}/") for out in outs)
+    if bool(config.storage.root) == tracks_receipts:
+        return
+    what = (f"storage.root is {config.storage.root!r}, but dvc.yaml tracks local outputs" if config.storage.root
+            else "storage.root is empty, but dvc.yaml tracks the receipts of a remote root")
+    raise ConfigError(f"{what}: write dvc.yaml again with `make docs` (in a project folder: python -m "
+                      f"pipelines.derived.project FOLDER), then run dvc repro")
+
+
 @contextlib.contextmanager
 def receipted(stage: Stage, where: Where, config: Config):
     """`where`: the run's paths through `marked(config.layout)`."""
+    check_dvc_yaml(config)
     if not config.storage.root:
         yield
         return
