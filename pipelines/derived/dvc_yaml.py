@@ -113,15 +113,14 @@ def stages(own_inputs: dict[str, list[str]], remote: bool, code_prefix: str = ""
         code = [code_prefix + dep for dep in code_deps(stage)]
         mine = own_inputs.get(stage.name, [])
         command = " ".join(filter(None, ("selfsift", stage.name, stage.dvc_args)))
-        if stage.also_base:
-            base = Where(TEMPLATE, BASE_ITERATION, "base")
-            found[f"{stage.dvc_stage}_base"] = definition(stage, base, f"{command} --iteration 0", mine, code, paths)
-        if stage.each_iteration:
-            where = Where(TEMPLATE, "${key}", "${item.generator}")
-            found[stage.dvc_stage] = {"foreach": "${iterations}", "do": definition(
-                stage, where, f"{command} --iteration ${{key}}", mine, code, paths)}
-        else:
-            found[stage.dvc_stage] = definition(stage, Where(TEMPLATE), command, mine, code, paths)
+        for where in wheres(stage):
+            if where.iteration == BASE_ITERATION:
+                found[f"{stage.dvc_stage}_base"] = definition(stage, where, f"{command} --iteration 0", mine, code, paths)
+            elif stage.each_iteration:
+                found[stage.dvc_stage] = {"foreach": "${iterations}", "do": definition(
+                    stage, where, f"{command} --iteration ${{key}}", mine, code, paths)}
+            else:
+                found[stage.dvc_stage] = definition(stage, where, command, mine, code, paths)
     return found
 
 

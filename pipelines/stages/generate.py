@@ -8,8 +8,8 @@ folder, its shards tagged with the round (Layout.round_tag), so every reader of 
 
 A round's candidates of a prompt all go to the shard its prompt_id hashes to. With `generate.resumable`,
 each shard is recorded when complete, so a rerun after a crash regenerates only the shards that were not
-finished; on a local runner each shard of each round is its own Beam run (see pipelines/run/resume.py). A later round's record
-holds for its allocation, which the earlier rounds' candidates decide.
+finished; on a local runner each shard of each round is its own Beam run (see pipelines/run/resume.py).
+A later round's record holds for its allocation, which the earlier rounds' candidates decide.
 """
 
 from __future__ import annotations
