@@ -113,6 +113,9 @@ def run(argv: list[str]) -> object:
     from pipelines import config as config_module
 
     config = config_module.load(args.params)
+    from pipelines.run.beam_options import import_plugins
+
+    import_plugins(config.beam)  # the filesystems of a remote storage.root, for every command
     stage = by_name()[args.stage]
     if stage not in COMMANDS:
         return run_stage(stage, args, config, beam)
@@ -125,7 +128,6 @@ def run_stage(stage: Stage, args: argparse.Namespace, config, beam: list[str]) -
     from pipelines.run import beam_options, remote_outputs
     from pipelines.stage import where_of
 
-    beam_options.import_plugins(config.beam)
     if stage.beam:
         beam_options.check_flags(config.beam, unknown_beam_flags)
         beam = beam_options.flags(config.beam, stage.name) + beam
