@@ -12,9 +12,9 @@ from transforms.curation.near_dedup import (
     NearDedupConfig,
     NearDuplicateEdges,
     band_hashes,
-    bucket_members,
-    candidate_pairs,
+    bucket_work,
     shingles,
+    spanning_edges,
 )
 
 
@@ -51,8 +51,8 @@ def test_rows_share_a_band_key_exactly_when_their_band_is_equal():
     assert keys[0, 0] == keys[1, 0] and keys[0, 0] != keys[2, 0]
     assert keys[0, 1] == keys[2, 1] and keys[0, 1] != keys[1, 1]
     assert keys[0, 0] != keys[0, 1]
-    members = list(bucket_members(keys[:, 0], np.array(["b", "a", "c"], dtype=object)))
-    assert members == [["a", "b"]]
+    assert list(bucket_work(((0, int(keys[0, 0])), ["b", "a"]))) == [("pair", ("a", "b"))]
+    assert list(bucket_work(((0, int(keys[2, 0])), ["c"]))) == []  # a bucket of one
 
 
 def test_short_texts_are_one_shingle():
@@ -91,15 +91,18 @@ def huge_bucket():
 
 def test_a_huge_bucket_finds_every_similar_pair_without_pairing_off_its_members():
     """A star around the bucket's first member (the old shortcut) found none of these pairs."""
+    import numpy as np
+
     from transforms.curation.near_dedup import estimated_jaccard
 
     members, signature_of = huge_bucket()
-    edges = candidate_pairs(members, signature_of, 0.7)
+    assert {kind for kind, _ in bucket_work(("key", members))} == {"member"}  # compared in place, not paired off
+    edges = spanning_edges(members, np.stack([signature_of[m] for m in members]), 0.7)
     assert all(estimated_jaccard(signature_of[a], signature_of[b]) >= 0.7 for a, b in edges)
     assert connected_components(edges) == {"id050": "id050", "id051": "id050",
                                            "id060": "id060", "id061": "id060", "id062": "id060"}
     assert len(edges) == 3  # a spanning forest, not every pair
-    assert len(candidate_pairs(members[:5], signature_of, 0.7)) == 10  # a small bucket: all its pairs
+    assert [kind for kind, _ in bucket_work(("key", members[:5]))] == ["pair"] * 10  # a small bucket: all its pairs
 
 
 @pytest.mark.parametrize("max_pairwise_bucket", [64, 1])  # 1: every bucket is compared in place

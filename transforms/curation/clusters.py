@@ -1,13 +1,15 @@
 """Duplicate clusters: connected components of a similarity graph, and keeping one row per cluster.
 
-Components are found by union-find over the edges alone, gathered on one worker: memory grows
-with the number of similar pairs, not with the corpus.
+The components are found distributed (transforms/curation/components.py) and joined to the rows by id, so no
+worker holds the edges, the labels or the rows. `connected_components` (union-find) is the reference they equal,
+and finishes what the distributed rounds leave.
 """
 
 from __future__ import annotations
 
 import apache_beam as beam
 
+from transforms.curation.components import ConnectedComponents
 from transforms.curation.rejections import REJECTED, rejected
 
 
@@ -55,16 +57,13 @@ class KeepOnePerCluster(beam.PTransform):
 
     def expand(self, inputs):
         rows, edges = inputs
-        components = (
-            edges
-            | "GatherEdges" >> beam.combiners.ToList()
-            | "Components" >> beam.FlatMap(lambda es: connected_components(es).items())
-        )
-        cluster_of = beam.pvalue.AsDict(components)
+        labels = edges | "Components" >> ConnectedComponents()
+        by_id = rows | "KeyById" >> beam.Map(lambda r: (r["candidate_id"], r))
         reason = self.reason
         return (
-            rows
-            | "KeyByCluster" >> beam.Map(lambda r, c: (c.get(r["candidate_id"], r["candidate_id"]), r), c=cluster_of)
+            {"row": by_id, "cluster": labels}
+            | "JoinClusters" >> beam.CoGroupByKey()
+            | "KeyByCluster" >> beam.FlatMap(lambda kv: [(next(iter(kv[1]["cluster"]), kv[0]), row) for row in kv[1]["row"]])
             | "GroupByCluster" >> beam.GroupByKey()
             | "KeepBest" >> beam.FlatMap(lambda kv: keep_best(kv[0], kv[1], reason)).with_outputs(REJECTED, main="kept")
         )

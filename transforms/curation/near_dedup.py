@@ -1,9 +1,10 @@
 """Near-duplicate removal with MinHash LSH, as a Beam composite.
 
-signatures (datasketch MinHash over word shingles) -> band keys -> group by band -> candidate
-pairs whose estimated Jaccard similarity reaches the threshold -> connected components -> keep
-one row per cluster (highest score, then smallest candidate id). The same clusters as datasketch's
-MinHashLSH with the same parameters, confirmed by the same Jaccard estimate.
+signatures (datasketch MinHash over word shingles) -> band keys -> group by (band, key): one bucket each ->
+candidate pairs whose estimated Jaccard similarity reaches the threshold, their signatures joined by id ->
+connected components, distributed (components.py) -> keep one row per cluster (highest score, then smallest
+candidate id). The same clusters as datasketch's MinHashLSH with the same parameters, confirmed by the same
+Jaccard estimate; no step holds the corpus's signatures, edges or clusters.
 """
 
 from __future__ import annotations
@@ -91,24 +92,19 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
 
 
-def bucket_members(keys: np.ndarray, ids: np.ndarray):
-    """Yields the ids (sorted) of each key shared by two or more rows."""
-    order = np.argsort(keys, kind="stable")
-    keys, ids = keys[order], ids[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], len(keys)]
-    for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
-        yield sorted(ids[start:end].tolist())
-
-
-def candidate_pairs(members: list[str], signature_of, threshold: float):
-    """A bucket's pairs to check: all of them; in a bucket over MAX_PAIRWISE_BUCKET, the edges that
-    join its similar members into the same clusters as all its similar pairs would."""
+def bucket_work(bucket):
+    """A bucket (rows sharing a band key) -> what to check: ("pair", (a, b)) for each pair of a small bucket;
+    ("member", (id, key)) for each member of a bucket over MAX_PAIRWISE_BUCKET, which is compared in place once its
+    members' signatures are joined to it. A bucket of one row gives nothing."""
+    key, ids = bucket
+    members = sorted(set(ids))
     if len(members) > MAX_PAIRWISE_BUCKET:
-        members = sorted(set(members))
-        return spanning_edges(members, np.stack([signature_of[m] for m in members]), threshold)
-    return [(members[i], members[j]) for i in range(len(members)) for j in range(i + 1, len(members))
-            if members[i] != members[j]]
+        for member in members:
+            yield "member", (member, key)
+        return
+    for i in range(len(members)):
+        for j in range(i + 1, len(members)):
+            yield "pair", (members[i], members[j])
 
 
 def spanning_edges(ids: list[str], signatures: np.ndarray, threshold: float) -> list[tuple[str, str]]:
@@ -134,7 +130,7 @@ def spanning_edges(ids: list[str], signatures: np.ndarray, threshold: float) -> 
 
 
 class _SignBatch(beam.DoFn):
-    """A batch of rows -> (ids, signatures[rows, num_perm]): one element per batch, not per row."""
+    """A batch of rows -> (ids, signatures[rows, num_perm]): signed together, MinHash's permutations built once."""
 
     def __init__(self, params: NearDedupConfig):
         self.params = params
@@ -148,28 +144,55 @@ class _SignBatch(beam.DoFn):
 
 
 def _band_entries(signed, bands: int):
+    """((band, band key), id) for every row and band: a bucket is a key."""
     ids, signatures = signed
     keys = band_hashes(signatures, bands)
-    for band in range(bands):
-        yield band, (keys[:, band], ids)
+    for row, candidate_id in enumerate(ids.tolist()):
+        for band in range(bands):
+            yield (band, int(keys[row, band])), candidate_id
 
 
-def _pairs_in_band(band_and_parts, signature_of, threshold: float):
-    _, parts = band_and_parts
-    parts = list(parts)
-    keys = np.concatenate([k for k, _ in parts])
-    ids = np.concatenate([i for _, i in parts])
-    for members in bucket_members(keys, ids):
-        yield from candidate_pairs(members, signature_of, threshold)
+def _of(kind: str):
+    return lambda item: item[0] == kind
+
+
+def _pair_halves(joined):
+    """(a, {pair: [b...], signature: [a's]}) -> (b, (a, a's signature)) for each pair."""
+    first, grouped = joined
+    for signature in grouped["signature"]:
+        for second in grouped["pair"]:
+            yield second, (first, signature)
+
+
+def _confirmed(joined, threshold: float):
+    """(b, {half: [(a, a's signature)...], signature: [b's]}) -> (a, b) where the estimated Jaccard reaches it."""
+    second, grouped = joined
+    for signature in grouped["signature"]:
+        for first, first_signature in grouped["half"]:
+            if estimated_jaccard(first_signature, signature) >= threshold:
+                yield first, second
+
+
+def _members_signed(joined):
+    """(id, {bucket: [keys...], signature: [its]}) -> (key, (id, signature)) for each large bucket it is in."""
+    member, grouped = joined
+    for signature in grouped["signature"]:
+        for key in grouped["bucket"]:
+            yield key, (member, signature)
+
+
+def _large_bucket_edges(bucket, threshold: float):
+    _, members = bucket
+    members = sorted(members, key=lambda m: m[0])
+    return spanning_edges([m for m, _ in members], np.stack([s for _, s in members]), threshold)
 
 
 class NearDuplicateEdges(beam.PTransform):
     """Rows with `candidate_id` and `text` -> (id, id) pairs of near-duplicates.
 
-    Rows are signed in batches; each batch becomes one (keys, ids) array per band, so the shuffle
-    carries 32 elements per batch instead of 32 per row, and no signatures. Pairs sharing a band
-    key are checked against the signatures, read from a side input (as are the members of a bucket
-    too large to pair off).
+    Rows are signed in batches. Each row's band keys are grouped by (band, key), one bucket per group. The pairs
+    of a bucket meet their two signatures by joins on the ids (CoGroupByKey), and a bucket too large to pair off
+    meets its members' signatures the same way, so no worker holds the signatures of the corpus.
     """
 
     def __init__(self, params: NearDedupConfig, batch_size: int = 2048):
@@ -185,16 +208,23 @@ class NearDuplicateEdges(beam.PTransform):
             | "Sign" >> beam.ParDo(_SignBatch(self.params))
         )
         signatures = signed | "SignatureById" >> beam.FlatMap(lambda batch: zip(batch[0].tolist(), batch[1]))
-        signature_of = beam.pvalue.AsDict(signatures)
-        return (
+        work = (
             signed
             | "BandKeys" >> beam.FlatMap(_band_entries, bands=bands)
-            | "GroupByBand" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMap(_pairs_in_band, signature_of=signature_of, threshold=threshold)
-            | "DistinctPairs" >> beam.Distinct()
-            | "Confirm" >> beam.Filter(lambda pair, sig: estimated_jaccard(sig[pair[0]], sig[pair[1]]) >= threshold,
-                                       sig=signature_of)
+            | "GroupByBucket" >> beam.GroupByKey()
+            | "BucketWork" >> beam.FlatMap(bucket_work)
         )
+        pairs = work | "Pairs" >> beam.Filter(_of("pair")) | "PairIds" >> beam.Values() | "DistinctPairs" >> beam.Distinct()
+        halves = ({"pair": pairs, "signature": signatures} | "JoinFirst" >> beam.CoGroupByKey()
+                  | "PairHalves" >> beam.FlatMap(_pair_halves))
+        confirmed = ({"half": halves, "signature": signatures} | "JoinSecond" >> beam.CoGroupByKey()
+                     | "Confirm" >> beam.FlatMap(_confirmed, threshold=threshold))
+        members = work | "LargeBuckets" >> beam.Filter(_of("member")) | "MemberIds" >> beam.Values()
+        large = ({"bucket": members, "signature": signatures} | "JoinMembers" >> beam.CoGroupByKey()
+                 | "MembersSigned" >> beam.FlatMap(_members_signed)
+                 | "GroupLargeBucket" >> beam.GroupByKey()
+                 | "CompareInPlace" >> beam.FlatMap(_large_bucket_edges, threshold=threshold))
+        return (confirmed, large) | "AllEdges" >> beam.Flatten()
 
 
 class NearDedup(beam.PTransform):
