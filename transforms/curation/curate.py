@@ -22,18 +22,31 @@ from transforms.curation.steps import RowFilter
 PAIR_POOL = "pair_pool"
 
 
-def assemble(joined: tuple, prompts: dict, policy) -> JudgedRow:
-    """Joins one candidate with its judgments, its prompt's fields and its combined score."""
+def by_prompt(joined: tuple) -> tuple[str, tuple[dict, list]]:
+    """A candidate joined with its judgments -> (its prompt's id, (the candidate, its judgments)), for the join
+    with the prompts."""
     candidate_id, grouped = joined
     candidates = list(grouped["candidates"])
     if len(candidates) != 1:
         raise ValueError(f"candidate id {candidate_id} appears {len(candidates)} times in the candidates")
-    judgments = sorted(grouped["judgments"], key=lambda j: j["judge"])
+    return candidates[0]["prompt_id"], (candidates[0], list(grouped["judgments"]))
+
+
+def with_prompt(joined: tuple, policy):
+    """(prompt id, {judged: its (candidate, judgments), prompt: [the prompt] or []}) -> judged rows."""
+    _, grouped = joined
+    prompt: dict = next(iter(grouped["prompt"]), {})
+    for candidate, judgments in grouped["judged"]:
+        yield assemble(candidate, judgments, prompt, policy)
+
+
+def assemble(candidate: dict, judgments: list, prompt: dict, policy) -> JudgedRow:
+    """One candidate with its judgments, its prompt's fields and its combined score."""
+    judgments = sorted(judgments, key=lambda j: j["judge"])
     by_judge = {j["judge"]: j for j in judgments}
     complete = all(n in by_judge for n in policy.gating())
-    prompt = prompts.get(candidates[0]["prompt_id"], {})
     return cast(JudgedRow, {
-        **candidates[0],
+        **candidate,
         "messages": prompt.get("messages", []),
         "instruction_ids": prompt.get("instruction_ids", []),
         "kwargs": prompt.get("kwargs", []),
@@ -105,7 +118,6 @@ class JoinJudged(beam.PTransform):
 
     def expand(self, inputs):
         candidates, judgments, prompts = inputs
-        prompts_by_id = beam.pvalue.AsDict(prompts | "KeyPrompts" >> beam.Map(lambda p: (p["prompt_id"], p)))
         joined = (
             {
                 "candidates": candidates | "KeyCandidates" >> beam.Map(lambda c: (c["candidate_id"], c)),
@@ -114,7 +126,12 @@ class JoinJudged(beam.PTransform):
             | "Join" >> beam.CoGroupByKey()
             | "SplitOrphanJudgments" >> beam.FlatMap(split_orphans).with_outputs(NOTES, main="joined")
         )
-        rows = joined.joined | "Assemble" >> beam.Map(assemble, prompts=prompts_by_id, policy=self.policy)
+        rows = (
+            {"judged": joined.joined | "KeyByPrompt" >> beam.Map(by_prompt),
+             "prompt": prompts | "KeyPrompts" >> beam.Map(lambda p: (p["prompt_id"], p))}
+            | "JoinPrompts" >> beam.CoGroupByKey()
+            | "Assemble" >> beam.FlatMap(with_prompt, policy=self.policy)
+        )
         return {"rows": rows, NOTES: joined[NOTES]}
 
 
