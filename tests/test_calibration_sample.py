@@ -41,11 +41,11 @@ PROMPTS = {"a": {"instruction_ids": ["x"]}, "free": {"instruction_ids": []}}
 
 
 def test_strata_follow_the_verifier_and_its_labels():
-    assert stratum({"prompt_id": "a", "text": "good"}, PROMPTS, _verify) == PASSED
-    assert stratum({"prompt_id": "a", "text": "bad"}, PROMPTS, _verify) == FAILED
-    assert stratum({"prompt_id": "a", "text": "broken"}, PROMPTS, _verify) == UNLABELED
-    assert stratum({"prompt_id": "free", "text": "good"}, PROMPTS, _verify) == UNLABELED  # nothing to verify
-    assert stratum({"prompt_id": "gone", "text": "good"}, PROMPTS, _verify) == UNLABELED
+    assert stratum({"prompt_id": "a", "text": "good"}, PROMPTS.get("a"), _verify) == PASSED
+    assert stratum({"prompt_id": "a", "text": "bad"}, PROMPTS.get("a"), _verify) == FAILED
+    assert stratum({"prompt_id": "a", "text": "broken"}, PROMPTS.get("a"), _verify) == UNLABELED
+    assert stratum({"prompt_id": "free", "text": "good"}, PROMPTS.get("free"), _verify) == UNLABELED  # nothing to verify
+    assert stratum({"prompt_id": "gone", "text": "good"}, PROMPTS.get("gone"), _verify) == UNLABELED
 
 
 def _candidates():
@@ -58,14 +58,14 @@ def _expected(candidates, sizes, seed):
     """What the sample must be: each stratum's ids by seeded priority, allocated per size."""
     ranked = {}
     for c in sorted(candidates, key=lambda c: priority(c["candidate_id"], seed)):
-        ranked.setdefault(stratum(c, PROMPTS, _verify), []).append(c["candidate_id"])
+        ranked.setdefault(stratum(c, PROMPTS.get(c["prompt_id"]), _verify), []).append(c["candidate_id"])
     return {size: sorted(i for ids in allocate(ranked, size).values() for i in ids) for size in sizes}
 
 
 def _check_sample(candidates, sizes, seed, expected):
     with beam.Pipeline() as p:
-        prompts = beam.pvalue.AsDict(p | "Prompts" >> beam.Create(list(PROMPTS.items())))
-        out = p | beam.Create(candidates) | CalibrationSample(sizes, prompts, _verify, seed)
+        out = (p | beam.Create([(c, PROMPTS.get(c["prompt_id"])) for c in candidates])
+               | CalibrationSample(sizes, _verify, seed))
         assert_that(out | beam.Map(lambda samples: {size: sorted(ids) for size, ids in samples.items()}),
                     equal_to([expected]))
 

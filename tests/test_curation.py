@@ -318,7 +318,7 @@ def test_artifact_heuristics_reject_in_curation_only_when_switched_on():
     prompts = {p["prompt_id"]: p for p in PROMPTS}
     for reject, expected in ((False, []), (True, [("s1", "stray_quote")])):
         checks = enabled_checks(JudgeConfig(heuristics=HeuristicsConfig(min_words=1, reject_artifacts=reject)))
-        judgments = [j for c in (stray, clean) for j in rule_judgments(c, prompts, checks)]
+        judgments = [j for c in (stray, clean) for j in rule_judgments(c, prompts.get(c["prompt_id"]), checks)]
         with TestPipeline() as p:
             out = run_curate(p, [stray, clean], judgments, simple_plan(max_per_prompt=2))
             reasons = out["rejected"] | beam.Map(lambda r: (r["candidate_id"], r["reason"]))

@@ -22,7 +22,7 @@ def checks(heuristics=DEFAULTS, threshold=1.0):
 
 def judge(text, finish="stop", config=DEFAULTS, threshold=1.0):
     candidate = {"candidate_id": "c1", "prompt_id": "p1", "text": text, "finish_reason": finish}
-    return {j["judge"]: j for j in rule_judgments(candidate, PROMPTS, checks(config, threshold))}
+    return {j["judge"]: j for j in rule_judgments(candidate, PROMPTS.get(candidate["prompt_id"]), checks(config, threshold))}
 
 
 def test_verifier_and_every_heuristic_judge_each_candidate():
@@ -36,7 +36,7 @@ def test_verifier_and_every_heuristic_judge_each_candidate():
 
 def test_missing_prompt_is_an_error_judgment():
     candidate = {"candidate_id": "c1", "prompt_id": "nope", "text": "hi", "finish_reason": "stop"}
-    judgments = rule_judgments(candidate, PROMPTS, checks())
+    judgments = rule_judgments(candidate, PROMPTS.get(candidate["prompt_id"]), checks())
     assert [j["judge"] for j in judgments] == ["ifeval_verifier"] + [h.name for h in HEURISTICS]
     assert all(not j["passed"] and judgment_error(j) == "prompt nope not found" for j in judgments)
 
@@ -74,9 +74,9 @@ def test_verifier_threshold_sets_passed():
     prompts = {"p1": {**PROMPTS["p1"], "instruction_ids": ["punctuation:no_comma", "change_case:english_lowercase"],
                       "kwargs": ["{}", "{}"]}}
     candidate = {"candidate_id": "c1", "prompt_id": "p1", "text": "Hi owls", "finish_reason": "stop"}
-    (v, *_), = [rule_judgments(candidate, prompts, checks(threshold=0.5))]
+    (v, *_), = [rule_judgments(candidate, prompts["p1"], checks(threshold=0.5))]
     assert v["score"] == 0.5 and v["passed"]
-    (v, *_), = [rule_judgments(candidate, prompts, checks(threshold=1.0))]
+    (v, *_), = [rule_judgments(candidate, prompts["p1"], checks(threshold=1.0))]
     assert not v["passed"]
 
 

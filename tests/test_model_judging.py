@@ -9,6 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.judges.contract import JudgeResult
 from transforms.judges.model_judging import ModelJudge
+from transforms.judges.prompt_join import WithPrompts
 
 
 class ExplodingHandler(ModelHandler):
@@ -33,9 +34,9 @@ def test_failed_batches_and_unscorable_candidates_become_error_judgments():
                   {"candidate_id": "empty", "prompt_id": "p1", "text": " "},
                   {"candidate_id": "orphan", "prompt_id": "missing", "text": "x"}]
     with TestPipeline() as p:
-        prompts = p | "P" >> beam.Create([("p1", {"messages": [{"role": "user", "content": "Say something."}]})])
-        judged = (p | "C" >> beam.Create(candidates)
-                  | ModelJudge("llm_judge", ExplodingHandler(), beam.pvalue.AsDict(prompts)))
+        prompts = p | "P" >> beam.Create([{"prompt_id": "p1", "messages": [{"role": "user", "content": "Say something."}]}])
+        judged = ((p | "C" >> beam.Create(candidates), prompts) | WithPrompts()
+                  | ModelJudge("llm_judge", ExplodingHandler()))
         summary = judged | beam.Map(lambda j: (j["candidate_id"], j["passed"], json.loads(j["detail"]).get("error", "")))
         assert_that(summary, equal_to([
             ("ok", True, ""),

@@ -11,6 +11,7 @@ from transforms.io.parquet_io import SHARD_GLOB, WriteSortedShards, shard_index
 from transforms.io.progress import ShowProgress
 from transforms.judges.calibration_sample import CalibrationSample
 from transforms.judges.model_judging import ModelJudge
+from transforms.judges.prompt_join import WithPrompts
 from transforms.judges.registry import REFERENCE
 from transforms.judges.rules import enabled_checks, rule_judgments
 
@@ -37,22 +38,21 @@ def graph(config: Config, iteration: str, shards: list[int] | None = None, total
     samples = calibration_samples(config)
 
     def build(p):
-        prompts = beam.pvalue.AsDict(
-            p
-            | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
-            | "KeyPrompts" >> beam.Map(lambda r: (r["prompt_id"], r))
-        )
+        prompts = p | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
         every_candidate = p | "ReadCandidates" >> beam.io.ReadFromParquet(
             f"{source}/{SHARD_GLOB}")
         candidates = every_candidate | "OnlyTheseShards" >> beam.Filter(
             lambda r: shard_index(r["candidate_id"], n) in shards)
-        rule_results = candidates | "RulesAndHeuristics" >> beam.FlatMap(rule_judgments, prompts=prompts, checks=checks)
+        with_prompts = (candidates, prompts) | "WithPrompts" >> WithPrompts()
+        rule_results = with_prompts | "RulesAndHeuristics" >> beam.FlatMap(lambda pair: rule_judgments(*pair, checks))
         if samples:  # drawn from every shard's candidates: the same sample whichever shards this run judges
-            sampled = beam.pvalue.AsSingleton(every_candidate | "CalibrationSample" >> CalibrationSample(
-                list(samples.values()), prompts, checks[REFERENCE], config.seed))
-        models = [(candidates | f"Sample_{name}" >> beam.Filter(
-                       lambda c, sampled, size: c["candidate_id"] in sampled[size], sampled=sampled, size=samples[name])
-                   if name in samples else candidates) | f"Judge_{name}" >> ModelJudge(name, handler, prompts)
+            sampled = beam.pvalue.AsSingleton(
+                (every_candidate, prompts) | "EveryWithPrompt" >> WithPrompts()
+                | "CalibrationSample" >> CalibrationSample(list(samples.values()), checks[REFERENCE], config.seed))
+        models = [(with_prompts | f"Sample_{name}" >> beam.Filter(
+                       lambda pair, sampled, size: pair[0]["candidate_id"] in sampled[size], sampled=sampled,
+                       size=samples[name])
+                   if name in samples else with_prompts) | f"Judge_{name}" >> ModelJudge(name, handler)
                   for name, handler in handlers.items()]
         _ = (
             [rule_results, *models]

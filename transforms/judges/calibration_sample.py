@@ -27,9 +27,8 @@ def priority(candidate_id: str, seed: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{candidate_id}".encode()).digest()[:8], "big")
 
 
-def stratum(candidate: Candidate, prompts: dict[str, Prompt], verify: Check) -> str:
-    """The candidate's stratum: the verifier's verdict, when it gives a calibration label."""
-    prompt = prompts.get(candidate["prompt_id"])
+def stratum(candidate: Candidate, prompt: Prompt | None, verify: Check) -> str:
+    """The candidate's stratum: the verifier's verdict on it to its prompt, when it gives a calibration label."""
     if prompt is None or not prompt["instruction_ids"]:
         return UNLABELED
     result = verify(candidate, prompt)
@@ -50,19 +49,19 @@ def allocate(ranked: dict[str, list[str]], size: int) -> dict[str, list[str]]:
 
 
 class CalibrationSample(beam.PTransform):
-    """Candidates in; one element out: {size: the frozenset of ids sampled at that size} for each size asked."""
+    """(candidate, its prompt or None) pairs in (prompt_join.WithPrompts); one element out: {size: the frozenset of
+    ids sampled at that size} for each size asked."""
 
-    def __init__(self, sizes: list[int], prompts, verify: Check, seed: int):
+    def __init__(self, sizes: list[int], verify: Check, seed: int):
         super().__init__()
-        self.sizes, self.prompts, self.verify, self.seed = sorted(set(sizes)), prompts, verify, seed
+        self.sizes, self.verify, self.seed = sorted(set(sizes)), verify, seed
 
     def expand(self, candidates):
         verify, seed, sizes = self.verify, self.seed, self.sizes
         return (
             candidates
-            | "Stratum" >> beam.Map(lambda c, prompts: (stratum(c, prompts, verify),
-                                                        (priority(c["candidate_id"], seed), c["candidate_id"])),
-                                    prompts=self.prompts)
+            | "Stratum" >> beam.MapTuple(lambda c, prompt: (stratum(c, prompt, verify),
+                                                             (priority(c["candidate_id"], seed), c["candidate_id"])))
             | "FirstOfEach" >> beam.combiners.Top.SmallestPerKey(max(sizes))
             | "Ranked" >> beam.combiners.ToDict()
             | "Allocate" >> beam.Map(lambda ranked: {

@@ -15,8 +15,8 @@ from transforms.judges.contract import JudgeResult, prompt_text
 from transforms.judges.scoring_models import ScoreRequest
 
 
-def _requests(candidate: dict, prompts: dict):
-    cid, prompt = candidate["candidate_id"], prompts.get(candidate["prompt_id"])
+def _requests(candidate: dict, prompt: dict | None):
+    cid = candidate["candidate_id"]
     if prompt is None:
         yield beam.pvalue.TaggedOutput("unscorable", (cid, f"prompt {candidate['prompt_id']} not found"))
     else:
@@ -30,15 +30,16 @@ def _failed_batch(judge: str, failed) -> list[Judgment]:
 
 
 class ModelJudge(beam.PTransform):
-    """`handler` maps ScoreRequests to JudgeResults (see scoring_models.ScoringHandler)."""
+    """(candidate, its prompt or None) pairs in (prompt_join.WithPrompts); `handler` maps ScoreRequests to
+    JudgeResults (see scoring_models.ScoringHandler)."""
 
-    def __init__(self, judge: str, handler, prompts):
+    def __init__(self, judge: str, handler):
         super().__init__()
-        self.judge, self.handler, self.prompts = judge, handler, prompts
+        self.judge, self.handler = judge, handler
 
     def expand(self, candidates):
         judge = self.judge
-        requests = candidates | "Request" >> beam.FlatMap(_requests, prompts=self.prompts).with_outputs(
+        requests = candidates | "Request" >> beam.FlatMapTuple(_requests).with_outputs(
             "unscorable", main="ok")
         results, dead_letter = (
             requests.ok | "Score" >> RunInference(KeyedModelHandler(self.handler)).with_exception_handling())

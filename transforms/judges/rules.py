@@ -12,9 +12,8 @@ def enabled_checks(config) -> dict[str, Check]:
             if spec.kind != "model" and config.is_enabled(spec.name)}
 
 
-def rule_judgments(candidate: Candidate, prompts: dict[str, Prompt], checks: dict[str, Check]) -> list[Judgment]:
-    """Every given judge's judgment of one candidate ({judge name: its check})."""
-    prompt = prompts.get(candidate["prompt_id"])
+def rule_judgments(candidate: Candidate, prompt: Prompt | None, checks: dict[str, Check]) -> list[Judgment]:
+    """Every given judge's judgment of one candidate ({judge name: its check}) to its prompt (None: not found)."""
     cid = candidate["candidate_id"]
     if prompt is None:
         missing = JudgeResult.failed(f"prompt {candidate['prompt_id']} not found")
