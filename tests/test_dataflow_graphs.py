@@ -99,3 +99,34 @@ def test_curate_graph(project):
 def test_evaluate_graph(project):
     names = runner_api_names(project, "evaluate", evaluate.graph(project, "iter-000", "models/base"))
     assert {"EvalPrompts", "ToRequest", "Generate", "Score", "Write"} <= names
+
+
+def side_inputs(build) -> dict[str, set[str]]:
+    """{transform: the PCollections it takes as side inputs}, of the graph `build` adds, by unique name."""
+    pipeline = beam.Pipeline()
+    build(pipeline)
+    proto = pipeline.to_runner_api()
+    found: dict[str, set[str]] = {}
+    for transform in proto.components.transforms.values():
+        if transform.spec.urn == "beam:transform:pardo:v1":
+            from apache_beam.portability.api import beam_runner_api_pb2
+
+            payload = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload)
+            if payload.side_inputs:
+                found[transform.unique_name] = {transform.inputs[tag] for tag in payload.side_inputs}
+    return found
+
+
+def test_no_default_curate_or_judge_step_takes_the_corpus_as_a_side_input(project):
+    """Issue 29's list: the signatures, the cluster map and every prompt were side inputs, and selection gathered
+    every kept row. What remains: the residue of the components' rounds (empty once they converge), and Beam's own
+    default-injection of global combines whose result is bounded (the notes' counts, the calibration sample's
+    ranked ids: 256 by default)."""
+    components = "Curate/near dedup/KeepOnePerCluster/Components/"
+    assert set(side_inputs(curate.graph(project, "iter-001", curate.plan_of(project, "iter-001")))) == {
+        "Curate/SummarizeNotes/ToDict/ToDict/InjectDefault", f"{components}GatherResidue/GatherResidue/InjectDefault",
+        f"{components}LabelChildren", f"{components}LabelResidue", f"{components}LabelRoots"}
+    assert set(side_inputs(judge.graph(project, "iter-001"))) == {"CalibrationSample/Ranked/Ranked/InjectDefault",
+                                                                  "Sample_llm_judge"}
+    names = runner_api_names(project, "curate", curate.graph(project, "iter-001", curate.plan_of(project, "iter-001")))
+    assert not any("GatherSelected" in name or "GatherEdges" in name for name in names)

@@ -85,6 +85,9 @@ class Select(beam.PTransform):
             | "BestPerPrompt" >> beam.FlatMap(lambda kv: best_per_prompt(kv[0], kv[1], policy.max_per_prompt))
             .with_outputs(REJECTED, main="kept")
         )
+        if not policy.max_per_instruction_type and policy.top_fraction >= 1:  # nothing to rank across prompts
+            return per_prompt.kept, per_prompt[REJECTED]
+        # The type cap and the top fraction rank every kept row at once, on one worker: only when switched on
         overall = (
             per_prompt.kept
             | "GatherSelected" >> beam.combiners.ToList()
