@@ -2,10 +2,11 @@
 
 Alternating large-star and small-star rounds (Kiveris et al. 2014, "Connected Components in MapReduce and
 Beyond"), each one GroupByKey, turn every component into a star around its smallest id; `ROUNDS` alternations
-are unrolled in the graph. A component they did not finish contracting (a chain longer than about 2^ROUNDS, in
-practice none) leaves a residue: the edges of nodes with more than one smaller neighbour, or whose smaller
-neighbour is not yet a root. Union-find over that residue alone (gathered, so it must stay small: it is empty once
-the rounds converge) finishes those components. Every id is labelled with its component's smallest id, the same
+are unrolled in the graph. A component they did not finish contracting (a long chain; tests/test_components.py
+has a 300-id one that two alternations leave) leaves a residue: the edges of nodes with more than one smaller
+neighbour, or whose smaller neighbour is not yet a root, and those nodes' own edges to a root. Union-find over
+that residue alone (gathered, so it must stay small: it is empty once the rounds converge; its size at scale is
+not measured yet) finishes those components. Every id is labelled with its component's smallest id, the same
 labels as `clusters.connected_components` over all the edges.
 """
 
