@@ -156,12 +156,13 @@ def _of(kind: str):
     return lambda item: item[0] == kind
 
 
-def _pair_halves(joined):
-    """(a, {pair: [b...], signature: [a's]}) -> (b, (a, a's signature)) for each pair."""
-    first, grouped = joined
+def _signature_to(joined, to: str):
+    """(id, {to: [keys...], signature: [its]}) -> (key, (id, its signature)) for each key it is joined to: the other
+    id of each pair it begins, or each large bucket it is in."""
+    node, grouped = joined
     for signature in grouped["signature"]:
-        for second in grouped["pair"]:
-            yield second, (first, signature)
+        for key in grouped[to]:
+            yield key, (node, signature)
 
 
 def _confirmed(joined, threshold: float):
@@ -171,14 +172,6 @@ def _confirmed(joined, threshold: float):
         for first, first_signature in grouped["half"]:
             if estimated_jaccard(first_signature, signature) >= threshold:
                 yield first, second
-
-
-def _members_signed(joined):
-    """(id, {bucket: [keys...], signature: [its]}) -> (key, (id, signature)) for each large bucket it is in."""
-    member, grouped = joined
-    for signature in grouped["signature"]:
-        for key in grouped["bucket"]:
-            yield key, (member, signature)
 
 
 def _large_bucket_edges(bucket, threshold: float):
@@ -216,12 +209,12 @@ class NearDuplicateEdges(beam.PTransform):
         )
         pairs = work | "Pairs" >> beam.Filter(_of("pair")) | "PairIds" >> beam.Values() | "DistinctPairs" >> beam.Distinct()
         halves = ({"pair": pairs, "signature": signatures} | "JoinFirst" >> beam.CoGroupByKey()
-                  | "PairHalves" >> beam.FlatMap(_pair_halves))
+                  | "PairHalves" >> beam.FlatMap(_signature_to, to="pair"))
         confirmed = ({"half": halves, "signature": signatures} | "JoinSecond" >> beam.CoGroupByKey()
                      | "Confirm" >> beam.FlatMap(_confirmed, threshold=threshold))
         members = work | "LargeBuckets" >> beam.Filter(_of("member")) | "MemberIds" >> beam.Values()
         large = ({"bucket": members, "signature": signatures} | "JoinMembers" >> beam.CoGroupByKey()
-                 | "MembersSigned" >> beam.FlatMap(_members_signed)
+                 | "MembersSigned" >> beam.FlatMap(_signature_to, to="bucket")
                  | "GroupLargeBucket" >> beam.GroupByKey()
                  | "CompareInPlace" >> beam.FlatMap(_large_bucket_edges, threshold=threshold))
         return (confirmed, large) | "AllEdges" >> beam.Flatten()
