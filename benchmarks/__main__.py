@@ -11,6 +11,7 @@ from benchmarks import (
     generation,
     iteration,
     judge,
+    scale,
 )
 
 if __name__ == "__main__":
@@ -18,6 +19,7 @@ if __name__ == "__main__":
     engines.main([])  # OpenVINO's row needs OPTIMUM_CLI (the Makefile's bench target sets it)
     judge.main([])
     dedup.main([])
+    scale.main([])  # curate at 100k, 300k and 1M candidates: about an hour and a half
     ceiling.main([])  # reads generation's result for the fraction of the ceiling reached
     finetune.main([])
     finetune_heldout.main([])
