@@ -7,6 +7,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from schemas.records import Candidate
+from tests.records import record
 from transforms.curation.chain import CHAIN, REASONS, funnel
 from transforms.curation.config import CurateConfig
 from transforms.curation.curate import Curate, first_failure
@@ -32,7 +34,8 @@ EVAL_TEXT = "write a limerick about the quiet harbor at dawn and do not use any 
 
 
 def candidate(cid, prompt_id, text, finish="stop"):
-    return {"candidate_id": cid, "prompt_id": prompt_id, "text": text, "finish_reason": finish, "prompt_tokens": 5}
+    return record(Candidate, candidate_id=cid, prompt_id=prompt_id, text=text, finish_reason=finish, prompt_tokens=5,
+                  origin="sampled", generation_round=1)
 
 
 def judgment(cid, judge, score, passed=None, error=None):

@@ -18,6 +18,7 @@ from transforms.curation.plan import CurationPlan
 from transforms.curation.preference_pairs import preference_pair
 from transforms.curation.rejections import REJECTED, rejected
 from transforms.curation.steps import RowFilter
+from transforms.curation.tally import CANDIDATES, JUDGMENTS, KEPT, REJECTED_ROWS, Tally
 
 PAIR_POOL = "pair_pool"
 
@@ -136,8 +137,8 @@ class JoinJudged(beam.PTransform):
 
 
 class Curate(beam.PTransform):
-    """(candidates, judgments, prompts) -> {"kept", "rejected", "pairs", "notes"}; `notes` is one
-    dict (notes.SummarizeNotes)."""
+    """(candidates, judgments, prompts) -> {"kept", "rejected", "pairs", "notes", "counts"}; `notes` is one
+    dict (notes.SummarizeNotes), `counts` one Counter (tally.Tally)."""
 
     def __init__(self, plan: CurationPlan):
         super().__init__()
@@ -166,8 +167,12 @@ class Curate(beam.PTransform):
             rejections.append(dropped)
         keep_reason = plan.keep_reason()
         kept = rows | "KeepReason" >> beam.Map(lambda r: {**r, "keep_reason": keep_reason})
-        outputs = {"kept": kept, "rejected": rejections | "AllRejected" >> beam.Flatten(),
-                   "notes": notes | "AllNotes" >> beam.Flatten() | "SummarizeNotes" >> SummarizeNotes()}
+        every_rejected = rejections | "AllRejected" >> beam.Flatten()
+        candidates, judgments, _ = inputs
+        outputs = {"kept": kept, "rejected": every_rejected,
+                   "notes": notes | "AllNotes" >> beam.Flatten() | "SummarizeNotes" >> SummarizeNotes(),
+                   "counts": {CANDIDATES: candidates, JUDGMENTS: judgments, KEPT: kept, REJECTED_ROWS: every_rejected}
+                   | "Tally" >> Tally()}
         if plan.config.pairs.enabled and pair_pool is not None:
             outputs["pairs"] = (
                 pair_pool
