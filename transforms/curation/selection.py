@@ -15,6 +15,7 @@ from schemas.reasons import BELOW_TOP_FRACTION, OVER_PROMPT_CAP, OVER_TYPE_CAP
 from transforms.curation.clusters import preference
 from transforms.curation.rejections import REJECTED, rejected
 from transforms.curation.steps import SetStep
+from transforms.curation.top_fraction import TopFraction
 from transforms.settings import require
 
 
@@ -85,9 +86,12 @@ class Select(beam.PTransform):
             | "BestPerPrompt" >> beam.FlatMap(lambda kv: best_per_prompt(kv[0], kv[1], policy.max_per_prompt))
             .with_outputs(REJECTED, main="kept")
         )
-        if not policy.max_per_instruction_type and policy.top_fraction >= 1:  # nothing to rank across prompts
-            return per_prompt.kept, per_prompt[REJECTED]
-        # The type cap and the top fraction rank every kept row at once, on one worker: only when switched on
+        if not policy.max_per_instruction_type:
+            if policy.top_fraction >= 1:  # nothing to rank across prompts
+                return per_prompt.kept, per_prompt[REJECTED]
+            top, below = per_prompt.kept | "TopFraction" >> TopFraction(policy.top_fraction)
+            return top, (per_prompt[REJECTED], below) | "SelectionRejections" >> beam.Flatten()
+        # The type cap is greedy in rank order across types: it ranks every kept row at once, on one worker
         overall = (
             per_prompt.kept
             | "GatherSelected" >> beam.combiners.ToList()
