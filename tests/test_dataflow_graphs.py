@@ -119,14 +119,18 @@ def side_inputs(build) -> dict[str, set[str]]:
 
 def test_no_default_curate_or_judge_step_takes_the_corpus_as_a_side_input(project):
     """Issue 29's list: the signatures, the cluster map and every prompt were side inputs, and selection gathered
-    every kept row. What remains: the residue of the components' rounds (empty once they converge), and Beam's own
-    default-injection of global combines whose result is bounded (the notes' counts, the calibration sample's
-    ranked ids: 256 by default)."""
+    every kept row. What remains: the residue of the components' rounds (empty once they converge), each output's
+    shard count (one number), and Beam's own default-injection of global combines whose result is bounded (the
+    notes' and the manifest's counts, the calibration sample's ranked ids: 256 by default)."""
     components = "Curate/near dedup/KeepOnePerCluster/Components/"
+    shard_counts = {f"Write{output}/{step}" for output in ("Kept", "Rejected", "Pairs") for step in (
+        "KeyByShard", "WriteShard", "CountRows/CombineGlobally(CountCombineFn)/InjectDefault")}
     assert set(side_inputs(curate.graph(project, "iter-001", curate.plan_of(project, "iter-001")))) == {
-        "Curate/SummarizeNotes/ToDict/ToDict/InjectDefault", f"{components}GatherResidue/GatherResidue/InjectDefault",
-        f"{components}LabelChildren", f"{components}LabelResidue", f"{components}LabelRoots"}
+        "Curate/SummarizeNotes/ToDict/ToDict/InjectDefault", "Curate/Tally/Sum/InjectDefault",
+        f"{components}GatherResidue/GatherResidue/InjectDefault",
+        f"{components}LabelChildren", f"{components}LabelResidue", f"{components}LabelRoots", *shard_counts}
     assert set(side_inputs(judge.graph(project, "iter-001"))) == {"CalibrationSample/Ranked/Ranked/InjectDefault",
-                                                                  "Sample_llm_judge"}
+                                                                  "Sample_llm_judge", "Write/KeyByShard",
+                                                                  "Write/WriteShard"}
     names = runner_api_names(project, "curate", curate.graph(project, "iter-001", curate.plan_of(project, "iter-001")))
     assert not any("GatherSelected" in name or "GatherEdges" in name for name in names)

@@ -127,3 +127,25 @@ def test_the_curate_stage_checks_a_remote_model_before_it_runs(tiny_model_dir, t
             curate.plan_of(config, "iter-001")
         upload(tiny_model_dir, remote)
         assert curate.plan_of(config, "iter-001").config.semantic_dedup.model == remote
+
+
+def test_global_scope_is_refused_above_its_size_before_the_stage_touches_anything(tmp_path, monkeypatch):
+    from pipelines import config as config_module
+    from pipelines.stages import curate
+    from schemas.records import CANDIDATE
+    from tests.records import candidate
+    from tests.stage_fixtures import chdir, prompt, write_params, write_shards
+
+    write_params(tmp_path, "unused", curate={"semantic_dedup": {"enabled": True, "scope": "global"}})
+    config = config_module.load(tmp_path / "params.yaml")
+    p = prompt("p1", "Say hi.", "train")
+    write_shards(tmp_path, "iter-001", [candidate(f"c{i}", p, "hi") for i in range(3)], folder="candidates",
+                 schema=CANDIDATE)
+    kept = tmp_path / "data/shards/iter-001"
+    kept.mkdir(parents=True)
+    (kept / "manifest.json").write_text("earlier run")
+    monkeypatch.setattr(semantic_dedup, "MAX_GLOBAL_ANSWERS", 2)
+    with chdir(tmp_path), pytest.raises(ValueError, match="curate.semantic_dedup.scope: global .* 3 candidates"):
+        curate.main(config, "iter-001", [])
+    assert (kept / "manifest.json").read_text() == "earlier run"
+    semantic_dedup.check_scope(SemanticDedupConfig(enabled=True, scope="within_prompt"), 10**9)

@@ -18,24 +18,26 @@ from pipelines.run.runtime import git_revision, params_hash, run_pipeline
 from pipelines.stage import Out, Stage, iteration_of
 from schemas.reasons import ORIGINS
 from schemas.records import PAIR, REJECTED_ROW, SHARD_ROW
-from transforms.curation import semantic_dedup
+from transforms.curation import semantic_dedup, tally
 from transforms.curation.chain import REASONS, funnel
 from transforms.curation.curate import Curate
 from transforms.curation.decontamination import build_index, eval_file_texts
-from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, described
+from transforms.curation.notes import JUDGMENTS_WITHOUT_CANDIDATE, NOTES, described
 from transforms.curation.plan import CurationPlan
 from transforms.io import devices, faults
 from transforms.io.layout import Layout
 from transforms.io.model_io import check_loadable, model_sha256
 from transforms.io.parquet_io import (
+    MAX_ROWS_PER_SHARD,
     SHARD_GLOB,
     TEMP_PREFIX,
     WriteSortedShards,
     clear_shards,
     file_sha256,
+    footer_rows,
+    list_shards,
     read_json,
     read_rows,
-    read_table,
     shard_entries,
     write_atomically,
     write_manifest,
@@ -47,6 +49,7 @@ log = logging.getLogger("selfsift")
 # A complete run has no judgment without its candidate; more than this share means the judgments
 # were made for other candidates than these.
 MAX_ORPHAN_SHARE = 0.01
+COUNTS = "counts"  # what the pipeline leaves beside its NOTES: tally.Tally's counts
 
 
 class JudgeRefused(RuntimeError):
@@ -150,14 +153,16 @@ def graph(config: Config, iteration: str, plan: CurationPlan):
                      for tag, (_, j) in folders.items()] | "AllJudgments" >> beam.Flatten()
         prompts = p | "ReadPrompts" >> beam.io.ReadFromParquet(layout.prompts("train"))
         curated = (candidates, judgments, prompts) | "Curate" >> Curate(plan)
-        _ = curated["notes"] | "WriteNotes" >> beam.Map(write_notes, path=notes_file(layout.shards(iteration)))
-        _ = curated["kept"] | "WriteKept" >> WriteSortedShards(layout.shards(iteration), SHARD_ROW, "candidate_id",
-                                                               num_shards)
-        _ = curated["rejected"] | "WriteRejected" >> WriteSortedShards(layout.rejected(iteration), REJECTED_ROW,
-                                                                       "candidate_id", num_shards)
-        if "pairs" in curated:
-            _ = curated["pairs"] | "WritePairs" >> WriteSortedShards(layout.pairs(iteration), PAIR, "pair_id",
-                                                                     num_shards)
+        kept_dir = layout.shards(iteration)
+        _ = curated["notes"] | "WriteNotes" >> beam.Map(write_json, path=left_file(kept_dir, NOTES))
+        _ = curated["counts"] | "WriteCounts" >> beam.Map(lambda c, path: write_json(tally.to_json(c), path),
+                                                            path=left_file(kept_dir, COUNTS))
+        for name, folder, schema, key in (("kept", kept_dir, SHARD_ROW, "candidate_id"),
+                                          ("rejected", layout.rejected(iteration), REJECTED_ROW, "candidate_id"),
+                                          ("pairs", layout.pairs(iteration), PAIR, "pair_id")):
+            if name in curated:
+                _ = curated[name] | f"Write{name.title()}" >> WriteSortedShards(
+                    folder, schema, key, num_shards, max_rows_per_shard=MAX_ROWS_PER_SHARD)
 
     return build
 
@@ -171,13 +176,16 @@ def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
     check_judges(config, iteration)
     if config.curate.semantic_dedup.enabled:  # before anything is cleared
         devices.check_available(config.curate.semantic_dedup.device, semantic_dedup.WHERE)
+        semantic_dedup.check_scope(config.curate.semantic_dedup, sum(
+            footer_rows(path) for path in list_shards(config.layout.candidates(iteration))))
     plan = plan_of(config, iteration)
     revised = revision.revise(config, iteration, beam_args) if config.revise.enabled else None
     layout = config.layout
     for directory in (layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)):
         clear_shards(directory)
     run_pipeline(graph(config, iteration, plan), beam_args)
-    manifest = build_manifest(config, iteration, plan, take_notes(layout.shards(iteration)))
+    kept_dir = layout.shards(iteration)
+    manifest = build_manifest(config, iteration, plan, take(kept_dir, NOTES), tally.from_json(take(kept_dir, COUNTS)))
     if revised is not None:
         manifest["revision"] = {key: revised[key] for key in ("rows", "parents", "model_sha256")}
     for line in described(manifest["notes"]):
@@ -187,23 +195,23 @@ def _curate(config: Config, iteration: str, beam_args: list[str]) -> dict:
     return manifest
 
 
-def notes_file(kept_dir: str) -> str:
-    """Where the pipeline leaves its notes for the manifest (a temporary name: a rerun clears it)."""
-    return FileSystems.join(kept_dir, f"{TEMP_PREFIX}notes.json")
+def left_file(kept_dir: str, name: str) -> str:
+    """Where the pipeline leaves what the manifest reads (a temporary name: a rerun clears it)."""
+    return FileSystems.join(kept_dir, f"{TEMP_PREFIX}{name}.json")
 
 
-def write_notes(notes: dict, path: str) -> None:
-    write_atomically(path, json.dumps(notes, sort_keys=True).encode())
+def write_json(value, path: str) -> None:
+    write_atomically(path, json.dumps(value, sort_keys=True).encode())
 
 
-def take_notes(kept_dir: str) -> dict:
-    """The notes the pipeline left, removed from the folder: the manifest holds them from now on."""
-    path = notes_file(kept_dir)
-    notes = read_json(path)
-    if notes is None:
-        raise RuntimeError(f"curate left no notes at {path}")
+def take(kept_dir: str, name: str):
+    """What the pipeline left under `name`, removed from the folder: the manifest holds it from now on."""
+    path = left_file(kept_dir, name)
+    found = read_json(path)
+    if found is None:
+        raise RuntimeError(f"curate left no {name} at {path}")
     FileSystems.delete([path])
-    return notes
+    return found
 
 
 def check_orphans(orphans: dict, judgments: int, config: Config, iteration: str) -> None:
@@ -215,33 +223,38 @@ def check_orphans(orphans: dict, judgments: int, config: Config, iteration: str)
             f"candidates; rerun `selfsift judge --iteration {iteration}`")
 
 
-def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: dict) -> dict:
+def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: dict, counts: Counter) -> dict:
+    """The manifest, from the counts the pipeline made (tally.py) and the written shards' footers: nothing here
+    reads a table's rows."""
+    check_orphans(notes[JUDGMENTS_WITHOUT_CANDIDATE], counts[(tally.JUDGMENTS,)], config, iteration)
     layout = config.layout
-    folders = sources(config, iteration)
-    check_orphans(notes[JUDGMENTS_WITHOUT_CANDIDATE], sum(read_table(j, None).num_rows for _, j in folders),
-                  config, iteration)
     kept_dir, rej_dir, pair_dir = layout.shards(iteration), layout.rejected(iteration), layout.pairs(iteration)
-    rows_in = sum(read_table(c, None).num_rows for c, _ in folders)  # sampled and revised candidates
-    reasons = Counter(read_table(rej_dir, None).column("reason").to_pylist())
+    kept_shards, rejected_shards, pair_shards = (shard_entries(d) for d in (kept_dir, rej_dir, pair_dir))
+    rows_in = counts[(tally.CANDIDATES,)]  # sampled and revised candidates
+    reasons: Counter = Counter()
+    for key, n in counts.items():
+        if key[0] == tally.REJECTED_ROWS:
+            reasons[key[3]] += n
     unknown = sorted(set(reasons) - set(REASONS))
     if unknown:
         raise RuntimeError(f"curate wrote rejection reasons outside the funnel: {unknown}")
-    kept = read_table(kept_dir, None)
-    if kept.num_rows + sum(reasons.values()) != rows_in:
-        raise RuntimeError(f"curate lost records: {rows_in} candidates in, {kept.num_rows} kept + "
-                           f"{sum(reasons.values())} rejected")
-    kept_per_type = Counter(t for ids in kept.column("instruction_ids").to_pylist() for t in ids)
-    by_origin = origin_counts(kept, read_table(rej_dir, None))
-    pair_shards = shard_entries(pair_dir)
+    kept_rows, rejected_rows = (sum(s["rows"] for s in shards) for shards in (kept_shards, rejected_shards))
+    if kept_rows + rejected_rows != rows_in or rejected_rows != sum(reasons.values()):
+        raise RuntimeError(f"curate lost records: {rows_in} candidates in, {kept_rows} kept and {rejected_rows} "
+                           f"rejected in {kept_dir} and {rej_dir} ({sum(reasons.values())} rejections counted)")
+    kept_per_type: Counter = Counter()
+    for key, n in counts.items():
+        if key[0] == tally.KEPT_TYPES:
+            kept_per_type[key[2]] += n
     generator = config.generator_dir(iteration)
     return {
-        "stage": "curate", "iteration": iteration, "rows_in": rows_in, "rows_out": kept.num_rows,
+        "stage": "curate", "iteration": iteration, "rows_in": rows_in, "rows_out": kept_rows,
         "rejected": {reason: reasons.get(reason, 0) for reason in REASONS},
         "funnel": funnel(rows_in, reasons),
         "kept_per_instruction_type": dict(sorted(kept_per_type.items())),
-        **by_origin,
+        **origin_counts(counts),
         "policy": plan.keep_reason(), "notes": notes,
-        "shards": shard_entries(kept_dir), "rejected_shards": shard_entries(rej_dir),
+        "shards": kept_shards, "rejected_shards": rejected_shards,
         "pairs": sum(s["rows"] for s in pair_shards), "pair_shards": pair_shards,
         "params_hash": params_hash(config.generate, config.judge, config.curate, config.seed, config.revise),
         "generator_model": generator, "generator_model_sha256": model_sha256(generator),
@@ -249,27 +262,28 @@ def build_manifest(config: Config, iteration: str, plan: CurationPlan, notes: di
     }
 
 
-def funnels_by(column: str, kept, rejected) -> dict:
-    """{value of `column`: its funnel} for each value among the rows that reached curate. Every row leaves
-    once, so a value's rows in are its kept and rejected rows."""
-    kept_values = kept.column(column).to_pylist()
-    rejections = list(zip(rejected.column(column).to_pylist(), rejected.column("reason").to_pylist(), strict=True))
-    funnels = {}
-    for value in sorted(set(kept_values) | {v for v, _ in rejections}, key=str):
-        reasons = Counter(reason for v, reason in rejections if v == value)
-        funnels[value] = funnel(kept_values.count(value) + sum(reasons.values()), reasons)
-    return funnels
+def funnels_by(position: int, counts: Counter) -> dict:
+    """{origin (position 1) or generate round (position 2): its funnel}, from the tally. Every row leaves once,
+    so a value's rows in are its kept and rejected rows."""
+    kept: Counter = Counter()
+    reasons: dict = {}
+    for key, n in counts.items():
+        if key[0] == tally.KEPT:
+            kept[key[position]] += n
+        elif key[0] == tally.REJECTED_ROWS:
+            reasons.setdefault(key[position], Counter())[key[3]] += n
+    return {value: funnel(kept[value] + sum(reasons.get(value, Counter()).values()), reasons.get(value, Counter()))
+            for value in sorted(set(kept) | set(reasons), key=str)}
 
 
-def origin_counts(kept, rejected) -> dict:
+def origin_counts(counts: Counter) -> dict:
     """The funnel of each origin (sampled, revised: schemas/reasons.py ORIGINS) and of each generate
     round (generate.budget adaptive), and each origin's kept rows per instruction type."""
-    by_origin = funnels_by("origin", kept, rejected)
+    by_origin = funnels_by(1, counts)
     funnels = {origin: by_origin[origin] for origin in ORIGINS if origin in by_origin}
-    origins, types = kept.column("origin").to_pylist(), kept.column("instruction_ids").to_pylist()
-    per_type = {origin: dict(sorted(Counter(t for o, ids in zip(origins, types, strict=True) if o == origin
-                                            for t in ids).items())) for origin in funnels}
-    by_round = funnels_by("generation_round", kept, rejected)
+    per_type = {origin: dict(sorted((key[2], n) for key, n in counts.items()
+                                    if key[0] == tally.KEPT_TYPES and key[1] == origin)) for origin in funnels}
+    by_round = funnels_by(2, counts)
     return {"kept_per_origin": {o: f[-1]["out"] for o, f in funnels.items()}, "funnel_per_origin": funnels,
             "kept_per_instruction_type_and_origin": per_type,
             "funnel_per_generation_round": {str(r): f for r, f in by_round.items()}}

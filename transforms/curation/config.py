@@ -18,7 +18,7 @@ from transforms.settings import require
 @dataclass(frozen=True)
 class CurateStageConfig(ControlConfig, SelectionPolicy, JudgePolicy):
     pairs: PairsConfig = field(default_factory=PairsConfig)
-    num_shards: int = 2  # kept, rejected and pairs shards per iteration
+    num_shards: int = 2  # kept, rejected and pairs shards per iteration, at least (more when one would outgrow a worker)
 
     def validate(self, where: str) -> None:
         for part in (JudgePolicy, SelectionPolicy, ControlConfig):

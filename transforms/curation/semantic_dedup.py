@@ -1,7 +1,8 @@
 """Semantic dedup (optional): answers whose sentence embeddings (mean-pooled, unit length, e.g.
 all-MiniLM-L6-v2) have a cosine similarity at or above a threshold are duplicates; one per cluster
 is kept. Scope `within_prompt` compares a prompt's answers with each other; `global` compares every
-pair on one worker (blockwise, so memory stays at one block of similarities).
+pair on one worker (blockwise, so memory stays at one block of similarities), which holds every vector:
+it is refused for an iteration of more than MAX_GLOBAL_ANSWERS candidates.
 
 An answer longer than MAX_TOKENS tokens is embedded from its first MAX_TOKENS; each one is counted
 (notes.TRUNCATED_FOR_EMBEDDING) in the manifest. The model folder may be local or under a remote
@@ -30,6 +31,7 @@ SECTION = "semantic_dedup"  # its params section, under curate:
 WHERE = f"curate.{SECTION}"  # as errors name it
 BLOCK = 1024
 MAX_TOKENS = 256  # longer answers are embedded from their first MAX_TOKENS tokens
+MAX_GLOBAL_ANSWERS = 50_000  # scope global gathers this many 384-float vectors on one worker at most (about 77 MB)
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,15 @@ class SemanticDedup(beam.PTransform):
         edges = groups | "SimilarPairs" >> beam.FlatMap(similar_pairs, threshold=params.threshold)
         clustered = (rows, edges) | "KeepOnePerCluster" >> KeepOnePerCluster(SEMANTIC_DUPLICATE)
         return {"kept": clustered["kept"], REJECTED: clustered[REJECTED], NOTES: notes}
+
+
+def check_scope(params: SemanticDedupConfig, candidates: int) -> None:
+    """Refuses scope global for more candidates than one worker should compare all pairs of."""
+    if params.enabled and params.scope == "global" and candidates > MAX_GLOBAL_ANSWERS:
+        raise ValueError(
+            f"{WHERE}.scope: global compares every pair of answers on one worker, and this iteration has {candidates:,} "
+            f"candidates (at most {MAX_GLOBAL_ANSWERS:,}); use scope within_prompt, which compares a prompt's answers "
+            f"and scales out")
 
 
 def semantic_dedup(plan):

@@ -2,7 +2,9 @@
 
 Rows go to shard `hash(key) % n`, are sorted by key inside the shard, and are written to a
 temporary name that is renamed once complete, so a killed stage never leaves a half shard under a
-final name. Every shard index is written, empty or not, so names are stable:
+final name. A shard goes to its file in row groups, never whole in memory as a table and as bytes; with
+`max_rows_per_shard`, the shard count grows with the rows so no worker holds more than about that many.
+Every shard index is written, empty or not, so names are stable:
 `part-00000-of-00004.parquet`. Shards a stage writes in several passes into one folder (generate's
 rounds) carry the pass as a tag, `part-00000-of-00004.round-02.parquet`, which the same glob reads.
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 import uuid
-from typing import AbstractSet
+from contextlib import contextmanager
+from typing import AbstractSet, BinaryIO, Iterator
 
 import apache_beam as beam
 import pyarrow as pa
@@ -26,6 +30,8 @@ from transforms.io import faults
 SHARD_GLOB = "part-*-of-*.parquet"
 TEMP_PREFIX = ".tmp-"
 _SHARD_NAME = re.compile(r"^part-\d+-of-\d+(?:\.([\w-]+))?\.parquet$")
+ROW_GROUP_ROWS = 65_536  # rows turned into an Arrow table at a time when a shard is written
+MAX_ROWS_PER_SHARD = 100_000  # curate's outputs: more shards than curate.num_shards once a shard would hold more
 
 
 def shard_name(index: int, count: int, tag: str = "") -> str:
@@ -46,50 +52,77 @@ def shard_index(key: str, count: int) -> int:
 
 def table_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf, compression="zstd")
+    write_rows(rows, schema, buf)
     return buf.getvalue()
 
 
-def write_atomically(path: str, payload: bytes) -> None:
+def write_rows(rows: list[dict], schema: pa.Schema, out: BinaryIO) -> None:
+    """Rows as Parquet, ROW_GROUP_ROWS at a time (the same bytes as one pq.write_table up to that many rows)."""
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        for start in range(0, max(len(rows), 1), ROW_GROUP_ROWS):
+            writer.write_table(pa.Table.from_pylist(rows[start : start + ROW_GROUP_ROWS], schema=schema))
+
+
+@contextmanager
+def atomic_file(path: str) -> Iterator[BinaryIO]:
+    """A file written under a temporary name and renamed to `path` once the block ends without error."""
     tmp = FileSystems.join(FileSystems.split(path)[0], f"{TEMP_PREFIX}{uuid.uuid4().hex}-{FileSystems.split(path)[1]}")
     with FileSystems.create(tmp) as f:
-        f.write(payload)
+        yield f
     faults.reached("mid_write")
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])
 
 
+def write_atomically(path: str, payload: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(payload)
+
+
 class WriteSortedShards(beam.PTransform):
     """Writes dict rows as `num_shards` Parquet files sorted by `key` (a column, or a tuple of columns
     whose first one picks the shard); emits the written paths. `only` limits the shard indices
-    written (its rows must all belong to them), so shards can be produced by separate runs."""
+    written (its rows must all belong to them), so shards can be produced by separate runs. With
+    `max_rows_per_shard`, the rows are counted first and there are at least num_shards shards, and as many more
+    as keep a shard at about that many rows."""
 
     def __init__(self, out_dir: str, schema: pa.Schema, key: str | tuple[str, ...], num_shards: int,
-                 only: list[int] | None = None, tag: str = ""):
+                 only: list[int] | None = None, tag: str = "", max_rows_per_shard: int = 0):
         super().__init__()
+        if only is not None and max_rows_per_shard:
+            raise ValueError("a shard count that follows the rows cannot be limited to given shards (only)")
         self.out_dir, self.schema, self.num_shards, self.tag = out_dir, schema, num_shards, tag
         self.key = (key,) if isinstance(key, str) else tuple(key)
-        self.indices = list(range(num_shards)) if only is None else sorted(only)
+        self.only, self.max_rows = only, max_rows_per_shard
 
     def expand(self, rows):
-        n, first = self.num_shards, self.key[0]
-        keyed = rows | "KeyByShard" >> beam.Map(lambda r: (shard_index(r[first], n), r))
-        every_shard = rows.pipeline | "EveryShard" >> beam.Create([(i, None) for i in self.indices])
+        first, least, max_rows = self.key[0], self.num_shards, self.max_rows
+        if max_rows:
+            count = (rows | "CountRows" >> beam.combiners.Count.Globally()
+                     | "ShardCount" >> beam.Map(lambda c: max(least, math.ceil(c / max_rows))))
+        else:
+            count = rows.pipeline | "ShardCount" >> beam.Create([least])
+        n = beam.pvalue.AsSingleton(count)  # one number, whatever the rows
+        keyed = rows | "KeyByShard" >> beam.Map(lambda r, n: (shard_index(r[first], n), r), n=n)
+        indices = self.only
+        every_shard = count | "EveryShard" >> beam.FlatMap(
+            lambda c: [(i, None) for i in (range(c) if indices is None else indices)])
         return (
             (keyed, every_shard)
             | "Merge" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.MapTuple(self._write)
+            | "WriteShard" >> beam.Map(lambda shard, n: self._write(*shard, n), n=n)
         )
 
-    def _write(self, index: int, rows) -> str:
-        if index not in self.indices:
-            raise ValueError(f"{self.out_dir}: a row belongs to shard {index}, outside the shards {self.indices} "
+    def _write(self, index: int, rows, n: int) -> str:
+        if self.only is not None and index not in self.only:
+            raise ValueError(f"{self.out_dir}: a row belongs to shard {index}, outside the shards {sorted(self.only)} "
                              f"this run writes")
         kept = sorted((r for r in rows if r is not None), key=lambda r: tuple(r[k] for k in self.key))
-        path = FileSystems.join(self.out_dir, shard_name(index, self.num_shards, self.tag))
-        write_atomically(path, table_bytes(kept, self.schema))
+        path = FileSystems.join(self.out_dir, shard_name(index, n, self.tag))
+        with atomic_file(path) as f:
+            write_rows(kept, self.schema, f)
         return path
 
 
@@ -98,8 +131,13 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def file_sha256(path: str) -> str:
-    return hashlib.sha256(read_bytes(path)).hexdigest()
+def file_sha256(path: str, chunk_bytes: int = 1 << 20) -> str:
+    """Read as a stream: a shard's size does not reach memory."""
+    digest = hashlib.sha256()
+    with FileSystems.open(path) as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json(path: str) -> dict | None:
@@ -128,12 +166,13 @@ def read_rows(directory_or_file: str, schema: pa.Schema | None = None) -> list[d
 
 def shard_entry(path: str) -> dict:
     """Name, row count and sha256 of one shard, for a manifest."""
-    payload = read_bytes(path)
-    return {
-        "file": FileSystems.split(path)[1],
-        "rows": pq.ParquetFile(io.BytesIO(payload)).metadata.num_rows,
-        "sha256": hashlib.sha256(payload).hexdigest(),
-    }
+    return {"file": FileSystems.split(path)[1], "rows": footer_rows(path), "sha256": file_sha256(path)}
+
+
+def footer_rows(path: str) -> int:
+    """A Parquet file's row count, read from its footer alone."""
+    with FileSystems.open(path) as f:
+        return pq.ParquetFile(f).metadata.num_rows
 
 
 def shard_entries(directory: str) -> list[dict]:
