@@ -103,17 +103,23 @@ def expectation_ids() -> tuple[str, ...]:
     return tuple(expectation_id for suite in expectations(inputs).values() for expectation_id in suite)
 
 
-def suites(inputs: SuiteInputs, severity: dict[str, str]) -> dict:
-    """{record type: ExpectationSuite}; `severity` overrides DEFAULT_SEVERITY ('fail' or 'warn'; default fail)."""
-    import great_expectations as gx
-
+def configured(inputs: SuiteInputs, severity: dict[str, str]) -> dict[str, dict]:
+    """expectations(), each with its id in `meta` and its severity: `severity` overrides DEFAULT_SEVERITY ('fail' or
+    'warn'; default fail)."""
     levels = {**DEFAULT_SEVERITY, **severity}
-    out = {}
-    for name, found in expectations(inputs).items():
-        suite = gx.ExpectationSuite(name=f"selfsift_{name}")
-        for expectation_id, expectation in found.items():
+    found = expectations(inputs)
+    for suite in found.values():
+        for expectation_id, expectation in suite.items():
             expectation.meta = {"id": expectation_id}
             expectation.severity = SEVERITIES[levels.get(expectation_id, "fail")]
-            suite.add_expectation(expectation)
-        out[name] = suite
+    return found
+
+
+def suite(name: str, found: dict):
+    """A Great Expectations suite of configured expectations."""
+    import great_expectations as gx
+
+    out = gx.ExpectationSuite(name=f"selfsift_{name}")
+    for expectation in found.values():
+        out.add_expectation(expectation)
     return out

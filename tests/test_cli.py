@@ -58,7 +58,7 @@ def test_bad_params_named_before_any_work(tmp_path, capsys):
 def test_unknown_flags_refused_for_non_beam_stages(tmp_path, capsys):
     write_params(tmp_path, "unused")
     with pytest.raises(SystemExit):
-        run(tmp_path, capsys, "validate", "--iteration", "1", "--runner", "DirectRunner")
+        run(tmp_path, capsys, "finetune", "--iteration", "1", "--runner", "DirectRunner")
 
 
 def test_params_flag_after_the_stage_is_used(tmp_path, capsys):

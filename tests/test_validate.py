@@ -6,6 +6,7 @@ import pytest
 
 from pipelines import config as config_module
 from pipelines.stages import validate
+from schemas.expectations import expectation_ids
 from schemas.records import CANDIDATE, JUDGMENT, PAIR
 from tests.records import shard_row
 from tests.stage_fixtures import chdir, prompt, write_params, write_prompt_sets, write_shards
@@ -138,3 +139,21 @@ def test_unknown_expectation_in_params_is_named(workdir):
     write_params(workdir, "unused", validate={"severity": {"shards.vibes": "fail"}})
     with pytest.raises(config_module.ConfigError, match="validate.severity: unknown expectation 'shards.vibes'"):
         config_module.load(workdir / "params.yaml")
+
+
+def test_checks_hold_across_batches_and_shards(workdir, monkeypatch):
+    """One row per batch: a duplicate id in two batches is still found (in Beam), and per-row failures of several
+    batches add up."""
+    monkeypatch.setattr(validate, "BATCH_ROWS", 1)
+    rows = [shard_row("c1", TRAIN[0], "owls hoot"), shard_row("c1", TRAIN[1], "bats fly", score=0.5),
+            shard_row("c3", TRAIN[1], "bats sleep", score=0.5)]
+    with pytest.raises(validate.ValidationFailed):
+        run(workdir, rows)
+    saved = json.loads((workdir / "reports/validation/iter-001.json").read_text())
+    by_id = {r["id"]: r for r in saved["suites"]["shards"]}
+    assert by_id["shards.candidate_id_unique"]["unexpected_count"] == 2
+    assert by_id["shards.candidate_id_unique"]["examples"] == ["c1"]
+    assert by_id["shards.min_score"]["unexpected_count"] == 2 and not by_id["shards.min_score"]["success"]
+    assert by_id["shards.text_unique"]["success"] and by_id["shards.row_count"]["observed"] == "3"
+    assert list(by_id) == [i for i in expectation_ids() if i.startswith("shards.")]  # in suite order
+    assert sorted(saved["failed"]) == ["shards.candidate_id_unique", "shards.min_score"]

@@ -47,9 +47,10 @@ class BeamConfig:
     judge: BeamStageOptions = field(default_factory=BeamStageOptions)
     curate: BeamStageOptions = field(default_factory=BeamStageOptions)
     evaluate: BeamStageOptions = field(default_factory=BeamStageOptions)
+    validate: BeamStageOptions = field(default_factory=BeamStageOptions)
 
-    def validate(self, where: str) -> None:
-        require(bool(self.runner), f"{where}.runner must name a Beam runner, e.g. DirectRunner or DataflowRunner")
+    def __post_init__(self) -> None:  # not validate(where): that name is the validate stage's block
+        require(bool(self.runner), "beam.runner must name a Beam runner, e.g. DirectRunner or DataflowRunner")
 
     def stage(self, name: str) -> BeamStageOptions:
         return getattr(self, name)
