@@ -10,7 +10,10 @@ the singletons failing the verifier. Planted among them, all passing:
 Found clusters are read back from the rejected rows ("similar to kept X") and compared with the planted ones.
 
 Every run is a child process tree sampled every 0.2 s: peak RSS of the launcher (the stage's own process) and
-of the largest worker process. Run: python -m benchmarks.scale [--sizes N ...] [--paths ...]
+of the largest worker process. The "runner floor" reads the candidates, shuffles them once and counts them: what
+the DirectRunner's launcher holds for a corpus of that size whatever the pipeline (it buffers every shuffled
+PCollection in memory), so the launcher's figures can be read against it.
+Run: python -m benchmarks.scale [--sizes N ...] [--paths ...]
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.common import print_table, write_result
+from benchmarks.common import RESULTS, print_table, write_result
 from benchmarks.planted_duplicates import SYLLABLES
 from schemas.records import CANDIDATE, JUDGMENT, PROMPT, Candidate
 from tests.records import record
@@ -229,8 +232,20 @@ def before_checkout() -> Path:
     return path
 
 
+def runner_floor(candidates: str) -> None:
+    """What the multi-process DirectRunner itself holds for a corpus: read the candidates, shuffle them once, count."""
+    import apache_beam as beam
+
+    with beam.Pipeline(argv=MULTI) as p:
+        _ = (p | beam.io.ReadFromParquet(f"{candidates}/part-*.parquet") | beam.Reshuffle()
+             | beam.combiners.Count.Globally())
+
+
 def measure(path: str, n: int, root: Path, labels: list[str]) -> dict:
-    if path == "datatrove":
+    if path == "runner floor":
+        result = timed([sys.executable, "-m", "benchmarks.scale", "--floor", str(root / "data/candidates/iter-001")],
+                       ROOT, {**os.environ, "PYTHONPATH": str(ROOT)})
+    elif path == "datatrove":
         result = timed([sys.executable, "-m", "benchmarks.scale_datatrove", str(root / "data/candidates/iter-001"),
                         str(root / "datatrove")], ROOT, {**os.environ, "PYTHONPATH": str(ROOT)})
         if "failed" not in result:
@@ -246,7 +261,35 @@ def measure(path: str, n: int, root: Path, labels: list[str]) -> dict:
     return {"path": path, "candidates": n, **result}
 
 
-PATHS = ("selfsift", "before", "datatrove")
+PATHS = ("selfsift", "before", "datatrove", "runner floor")
+LABELS = {"selfsift": "selfsift curate", "before": f"selfsift curate at {BEFORE}", "datatrove": "datatrove MinHash",
+          "runner floor": "DirectRunner: read, shuffle, count"}
+
+
+def plot(result: dict, path: Path) -> None:
+    """Peak RSS of the launcher and of the largest worker, and rows/s, against the candidates, per path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("peak_rss_launcher_mib", "launcher peak RSS (MiB)"), ("peak_rss_worker_mib", "largest worker peak RSS (MiB)"),
+              ("rows_per_second", "candidates per second"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8))
+    for ax, (key, title) in zip(axes, panels):
+        for name in PATHS:
+            runs = [r for r in result["runs"] if r["path"] == name and key in r and "failed" not in r]
+            if runs:
+                ax.plot([r["candidates"] for r in runs], [r[key] for r in runs], marker="o", label=LABELS[name])
+        ax.set_xscale("log")
+        ax.set_xlabel("candidates")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"curate under the multi-process DirectRunner (2 workers); {result['machine'].get('cpu', '')}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None) -> dict:
@@ -254,7 +297,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     parser.add_argument("--paths", nargs="*", default=list(PATHS), choices=PATHS)
     parser.add_argument("--name", default="scale", help="results file name (benchmarks/results/NAME.json)")
+    parser.add_argument("--plot", action="store_true", help="only draw NAME.png from NAME.json")
+    parser.add_argument("--floor", help=argparse.SUPPRESS)  # the child process of the runner floor
     args = parser.parse_args(argv)
+    if args.floor:
+        runner_floor(args.floor)
+        return {}
+    if args.plot:
+        plot(json.loads((RESULTS / f"{args.name}.json").read_text()), RESULTS / f"{args.name}.png")
+        return {}
     runs = []
     with tempfile.TemporaryDirectory(dir=ROOT / ".cache") as scratch:
         for n in args.sizes:
@@ -269,6 +320,7 @@ def main(argv=None) -> dict:
                 [[r["path"], r["candidates"], r.get("seconds", ""), r.get("rows_per_second", "failed"),
                   r.get("peak_rss_launcher_mib", ""), r.get("peak_rss_worker_mib", ""),
                   r.get("recovered_exactly", ""), r.get("planted_clusters", "")] for r in runs])
+    plot(json.loads((RESULTS / f"{args.name}.json").read_text()), RESULTS / f"{args.name}.png")
     return {"runs": runs}
 
 
