@@ -46,6 +46,10 @@ def best_per_prompt(prompt_id: str, rows, k: int):
         yield rejected(row, OVER_PROMPT_CAP, f"prompt's best {k} kept")
 
 
+def types_of(row: dict) -> list[str]:
+    return row["instruction_ids"] or ["(none)"]
+
+
 def balance_and_top(rows: list[dict], policy: SelectionPolicy):
     """Per-type cap, then the top fraction, over all rows at once.
 
@@ -56,10 +60,10 @@ def balance_and_top(rows: list[dict], policy: SelectionPolicy):
     balanced = []
     kept_per_type: Counter = Counter()
     for row in rows:
-        types = row["instruction_ids"] or ["(none)"]
+        types = types_of(row)
         cap = policy.max_per_instruction_type
         if cap and all(kept_per_type[t] >= cap for t in types):
-            yield rejected(row, OVER_TYPE_CAP, f"{', '.join(types)} already at {cap}")
+            yield over_type_cap(row, cap)
             continue
         kept_per_type.update(types)
         balanced.append(row)
@@ -68,6 +72,42 @@ def balance_and_top(rows: list[dict], policy: SelectionPolicy):
         yield row
     for row in balanced[keep:]:
         yield rejected(row, BELOW_TOP_FRACTION, f"outside the best {policy.top_fraction:g} of {len(balanced)}")
+
+
+def over_type_cap(row: dict, cap: int):
+    return rejected(row, OVER_TYPE_CAP, f"{', '.join(types_of(row))} already at {cap}")
+
+
+class CapByType(beam.PTransform):
+    """Rows -> (kept, rejected) exactly as balance_and_top over every row at once, without gathering them.
+
+    Only a row among the best `cap` rows of one of its types can be kept: a type's earlier rows were all kept
+    until the type filled (a row is rejected only when every one of its types is full). So each type's best `cap`
+    rows are found by a bounded combine, every other row is rejected where it is, and the greedy pass runs over
+    those candidates alone: at most `cap` times the number of instruction types, whatever the corpus."""
+
+    def __init__(self, policy: SelectionPolicy):
+        super().__init__()
+        self.policy = policy
+
+    def expand(self, rows):
+        policy, cap = self.policy, self.policy.max_per_instruction_type
+        candidates = beam.pvalue.AsDict(
+            rows
+            | "ByType" >> beam.FlatMap(lambda r: [(t, r) for t in types_of(r)])
+            | "BestOfType" >> beam.combiners.Top.PerKey(cap, key=preference, reverse=True)
+            | "CandidateIds" >> beam.FlatMap(lambda kv: [r["candidate_id"] for r in kv[1]])
+            | "Distinct" >> beam.Distinct()
+            | "AsKeys" >> beam.Map(lambda candidate_id: (candidate_id, True)))
+        split = rows | "NotACandidate" >> beam.FlatMap(
+            lambda r, ids: [r] if r["candidate_id"] in ids else [over_type_cap(r, cap)], ids=candidates
+        ).with_outputs(REJECTED, main="candidates")
+        overall = (
+            split.candidates
+            | "GatherCandidates" >> beam.combiners.ToList()  # at most cap x instruction types
+            | "BalanceAndTop" >> beam.FlatMap(balance_and_top, policy=policy).with_outputs(REJECTED, main="kept")
+        )
+        return overall.kept, (split[REJECTED], overall[REJECTED]) | "CapRejections" >> beam.Flatten()
 
 
 class Select(beam.PTransform):
@@ -91,14 +131,8 @@ class Select(beam.PTransform):
                 return per_prompt.kept, per_prompt[REJECTED]
             top, below = per_prompt.kept | "TopFraction" >> TopFraction(policy.top_fraction)
             return top, (per_prompt[REJECTED], below) | "SelectionRejections" >> beam.Flatten()
-        # The type cap is greedy in rank order across types: it ranks every kept row at once, on one worker
-        overall = (
-            per_prompt.kept
-            | "GatherSelected" >> beam.combiners.ToList()
-            | "BalanceAndTop" >> beam.FlatMap(balance_and_top, policy=policy).with_outputs(REJECTED, main="kept")
-        )
-        rejections = (per_prompt[REJECTED], overall[REJECTED]) | "SelectionRejections" >> beam.Flatten()
-        return overall.kept, rejections
+        kept, capped = per_prompt.kept | "CapByType" >> CapByType(policy)
+        return kept, (per_prompt[REJECTED], capped) | "SelectionRejections" >> beam.Flatten()
 
 
 STEP = SetStep("selection", (OVER_PROMPT_CAP, OVER_TYPE_CAP, BELOW_TOP_FRACTION),

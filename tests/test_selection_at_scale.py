@@ -1,12 +1,13 @@
-"""The top fraction found without gathering the rows keeps exactly the rows that ranking them all at once keeps
-(selection.balance_and_top, no type cap), however the scores tie and however coarse the quantiles."""
+"""Selection across prompts without gathering the rows (the top fraction, the cap per instruction type) keeps exactly
+the rows that ranking them all at once keeps (selection.balance_and_top), however the scores tie and however coarse
+the quantiles."""
 
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.curation.selection import SelectionPolicy, balance_and_top
+from transforms.curation.selection import CapByType, SelectionPolicy, balance_and_top
 from transforms.curation.top_fraction import Band, TopFraction, kth_key, narrowed
 
 
@@ -51,3 +52,20 @@ def test_the_selection_step_uses_it_when_no_type_cap_is_set():
         assert_that(kept | beam.Map(lambda r: r["candidate_id"]), equal_to(best))
     names = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
     assert any("TopFraction" in n for n in names) and not any("GatherSelected" in n for n in names)
+
+
+TYPED = st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0]), st.integers(0, 10**6),
+                           st.lists(st.sampled_from("abcd"), max_size=3, unique=True)), max_size=40,
+                 unique_by=lambda t: t[1])
+
+
+@settings(max_examples=15, deadline=None)
+@given(TYPED, st.integers(1, 4), st.sampled_from([0.3, 1.0]))
+def test_the_type_cap_without_gathering_equals_ranking_every_row_at_once(typed, cap, fraction):
+    """Rows carrying several types, and rows carrying none, under a cap small enough to bind."""
+    rows = [{"candidate_id": f"c{i:07d}", "score": s, "instruction_ids": types, "prompt_id": "p"} for s, i, types in typed]
+    policy = SelectionPolicy(max_per_instruction_type=cap, top_fraction=fraction)
+    expected = [outcome(getattr(r, "value", r)) for r in balance_and_top(rows, policy)]
+    with beam.Pipeline() as p:
+        kept, rejected = p | beam.Create(rows) | CapByType(policy)
+        assert_that((kept, rejected) | beam.Flatten() | beam.Map(outcome), equal_to(expected))
