@@ -30,7 +30,7 @@ from transforms.io.parquet_io import (
     SHARD_GLOB,
     WriteSortedShards,
     clear_shards,
-    read_table,
+    read_batches,
     shard_entries,
     shard_name,
     table_bytes,
@@ -78,7 +78,8 @@ def revise(config: Config, iteration: str, beam_args: list[str]) -> dict:
     for folder in (revisions, judgments):
         clear_shards(folder)
     run_pipeline(graph(config, iteration, lineage), beam_args)
-    rows = read_table(revisions, None).num_rows
+    revision_shards = shard_entries(revisions)
+    rows = sum(s["rows"] for s in revision_shards)
     if rows:
         run_pipeline(judge_graph(config, iteration, handlers=handlers, source=revisions, target=judgments), beam_args)
     else:  # nothing to judge
@@ -90,9 +91,9 @@ def revise(config: Config, iteration: str, beam_args: list[str]) -> dict:
                 "params_hash": params_hash(cfg, config.generate, config.judge, config.curate, config.seed),
                 "model": lineage.model, "model_sha256": lineage.model_sha256, "git_revision": git_revision()}
     faults.reached("before_manifest")
-    write_manifest(judgments, {**manifest, "rows": read_table(judgments, None).num_rows,
-                               "shards": shard_entries(judgments)})
-    manifest |= {"rows": rows, "parents": len(set(read_table(revisions, None).column("parent_candidate_id").to_pylist())),
-                 "shards": shard_entries(revisions)}
+    judgment_shards = shard_entries(judgments)
+    write_manifest(judgments, {**manifest, "rows": sum(s["rows"] for s in judgment_shards), "shards": judgment_shards})
+    parents = {r["parent_candidate_id"] for r in read_batches(revisions, ["parent_candidate_id"])}
+    manifest |= {"rows": rows, "parents": len(parents), "shards": revision_shards}
     write_manifest(revisions, manifest)
     return manifest

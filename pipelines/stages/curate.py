@@ -36,6 +36,7 @@ from transforms.io.parquet_io import (
     file_sha256,
     footer_rows,
     list_shards,
+    read_batches,
     read_json,
     read_rows,
     shard_entries,
@@ -116,7 +117,7 @@ def decontamination_index(config: Config) -> dict:
                for name in config.evaluate.eval_sets() for row in read_rows(layout.prompts(name))]
     for path in cfg.extra_eval_files:
         sources += eval_file_texts(path)
-    train = [prompt_text(row) for row in read_rows(layout.prompts("train"))]
+    train = (prompt_text(row) for row in read_batches(layout.prompts("train"), ["messages"]))
     return build_index(sources, cfg.ngram, shared_with_training=train)
 
 

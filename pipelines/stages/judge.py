@@ -17,12 +17,12 @@ from pipelines.run.guard import guarded
 from pipelines.run.resume import ShardProgress, run_shards
 from pipelines.run.runtime import code_fingerprint, git_revision, params_hash, run_pipeline
 from pipelines.stage import Out, Stage, iteration_of
+from schemas.records import JUDGMENT
 from transforms.io import faults, parquet_io
 from transforms.io.layout import Layout
 from transforms.io.parquet_io import (
     file_sha256,
-    read_rows,
-    read_table,
+    read_batches,
     shard_entries,
     shard_index,
     write_manifest,
@@ -95,7 +95,7 @@ def _judge(config: Config, iteration: str, beam_args: list[str]) -> dict:
     handlers = model_handlers(config)  # before hashing the judge models: a missing one is named by its key
     models = {spec.name: model_identity(cfg, spec.name) for spec in cfg.enabled_specs("model")}
     progress = ShardProgress(f"judge@{iteration}", target, fingerprint(config, iteration, models))
-    candidate_ids = read_table(config.layout.candidates(iteration)).column("candidate_id").to_pylist()
+    candidate_ids = [row["candidate_id"] for row in read_batches(config.layout.candidates(iteration), ["candidate_id"])]
     samples = calibration_samples(config)
 
     def judgments_in(shards: list[int]) -> int:  # a sampled judge's share of these shards is estimated, for progress
@@ -123,7 +123,9 @@ def write_calibration(config: Config, iteration: str, answers: list[LabeledAnswe
     the verifier's labels of the candidates and, with a labels file (`answers`; `handlers`: the judge models'),
     against its labels."""
     judges = {name: config.judge.threshold(name) for name in calibrated_judges(config)}
-    judgments = read_rows(config.layout.judgments(iteration))
+    calibrated = {REFERENCE, *judges}  # not the heuristics' judgments
+    judgments = [j for j in read_batches(config.layout.judgments(iteration), list(JUDGMENT.names))
+                 if j["judge"] in calibrated]
     payload: dict[str, Any]
     payload = {"iteration": iteration, "label": f"{REFERENCE} passed", "verifier_labels": len(verifier_labels(judgments)),
                "judges": calibration_report(judgments, judges, calibration_samples(config))}

@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable
 
 from schemas.reasons import CONTAMINATED
 from transforms.curation.steps import RowFilter
@@ -36,19 +36,21 @@ def ngram_hashes(text: str, n: int) -> list[int]:
             for i in range(len(tokens) - n + 1)]
 
 
-def build_index(sources: list[tuple[str, str]], n: int, shared_with_training: Sequence[str] = ()) -> dict[int, str]:
+def build_index(sources: list[tuple[str, str]], n: int, shared_with_training: Iterable[str] = ()) -> dict[int, str]:
     """(source label, text) pairs -> n-gram hash -> the first source label holding it.
 
-    N-grams that also occur in `shared_with_training` (the train prompts) are left out: text the
-    training prompts already hold, such as a constraint wording used in both splits, is not eval
-    leakage, and an answer repeating it is the echo heuristic's business.
+    N-grams that also occur in `shared_with_training` (the train prompts, read as a stream: the index, not the
+    train set, is what stays in memory) are left out: text the training prompts already hold, such as a
+    constraint wording used in both splits, is not eval leakage, and an answer repeating it is the echo
+    heuristic's business.
     """
-    known = {h for text in shared_with_training for h in ngram_hashes(text, n)}
     index: dict[int, str] = {}
     for label, text in sources:
         for h in ngram_hashes(text, n):
-            if h not in known:
-                index.setdefault(h, label)
+            index.setdefault(h, label)
+    for text in shared_with_training:
+        for h in ngram_hashes(text, n):
+            index.pop(h, None)
     return index
 
 
