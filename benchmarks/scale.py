@@ -33,12 +33,13 @@ import numpy as np
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from benchmarks.common import RESULTS, print_table, write_result
 from benchmarks.planted_duplicates import SYLLABLES
 from schemas.records import CANDIDATE, JUDGMENT, PROMPT, Candidate
 from tests.records import record
-from tests.stage_fixtures import prompt, write_params
+from tests.stage_fixtures import prompt
 from transforms.curation.near_dedup import NearDedupConfig
 from transforms.io.parquet_io import shard_name
 
@@ -103,7 +104,6 @@ def write_project(root: Path, n: int, seed: int) -> list[str]:
     order = np.random.default_rng(seed + 1).permutation(n)
     (root / "models/base").mkdir(parents=True)
     (root / "models/base/model.safetensors").write_bytes(b"the manifest hashes the generator's weights")
-    write_params(root, "unused")
     prompts_dir, candidates, judgments = (root / "data/prompts", root / "data/candidates/iter-001",
                                           root / "data/judgments/iter-001")
     for folder in (prompts_dir, candidates, judgments):
@@ -218,6 +218,10 @@ def recovered(parent: dict[str, str], labels: list[str]) -> dict:
 
 
 def run_curate(code: Path, root: Path) -> dict:
+    """The curate stage of the code at `code`, with that code's params.yaml (its keys may differ)."""
+    params = yaml.safe_load((code / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump({**params, "base_model": {"source": "unused", "sha256": ""}},
+                                                     sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(code)}
     command = [sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main())",
                "curate", "--iteration", "1", *MULTI]
