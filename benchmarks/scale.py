@@ -281,10 +281,13 @@ def plot(result: dict, path: Path) -> None:
               ("rows_per_second", "candidates per second"))
     fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8))
     for ax, (key, title) in zip(axes, panels):
-        for name in PATHS:
-            runs = [r for r in result["runs"] if r["path"] == name and key in r and "failed" not in r]
+        for name in PATHS:  # a run that failed after its pipeline ended still shows its memory, as an x
+            runs = [r for r in result["runs"] if r["path"] == name and key in r]
             if runs:
-                ax.plot([r["candidates"] for r in runs], [r[key] for r in runs], marker="o", label=LABELS[name])
+                line, = ax.plot([r["candidates"] for r in runs], [r[key] for r in runs], marker="o", label=LABELS[name],
+                                markevery=[i for i, r in enumerate(runs) if "failed" not in r])
+                failed = [r for r in runs if "failed" in r]
+                ax.plot([r["candidates"] for r in failed], [r[key] for r in failed], "x", color=line.get_color(), ms=9)
         ax.set_xscale("log")
         ax.set_xlabel("candidates")
         ax.set_title(title, fontsize=10)

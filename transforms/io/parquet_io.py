@@ -65,10 +65,15 @@ def write_rows(rows: list[dict], schema: pa.Schema, out: BinaryIO) -> None:
 
 @contextmanager
 def atomic_file(path: str) -> Iterator[BinaryIO]:
-    """A file written under a temporary name and renamed to `path` once the block ends without error."""
+    """A file written under a temporary name and renamed to `path` once the block ends; removed if it fails."""
     tmp = FileSystems.join(FileSystems.split(path)[0], f"{TEMP_PREFIX}{uuid.uuid4().hex}-{FileSystems.split(path)[1]}")
-    with FileSystems.create(tmp) as f:
-        yield f
+    try:
+        with FileSystems.create(tmp) as f:
+            yield f
+    except BaseException:
+        if FileSystems.exists(tmp):
+            FileSystems.delete([tmp])
+        raise
     faults.reached("mid_write")
     if FileSystems.exists(path):
         FileSystems.delete([path])
