@@ -18,7 +18,6 @@ import logging
 import shutil
 
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import Config, calibration_samples, iteration_number
 from pipelines.graphs.whole_table_checks import (
@@ -38,7 +37,7 @@ from pipelines.stage import Out, Stage, iteration_of
 from schemas.expectations import SuiteInputs, configured, suite
 from schemas.records import CANDIDATE, JUDGMENT, PAIR, PROMPT, SHARD_ROW
 from transforms.io.layout import EVAL_SPLITS, Layout
-from transforms.io.parquet_io import list_shards, read_bytes, read_json, read_table, write_atomically
+from transforms.io.parquet_io import list_shards, read_bytes, read_json, read_table, record_batches, write_atomically
 
 log = logging.getLogger("selfsift")
 BATCH_ROWS = 20_000  # rows Great Expectations holds at once
@@ -132,11 +131,9 @@ def _batches(location: str, schema):
     import pyarrow as pa
 
     empty = True
-    for path in [location] if location.endswith(".parquet") else list_shards(location):
-        with FileSystems.open(path) as f:
-            for batch in pq.ParquetFile(f).iter_batches(BATCH_ROWS):
-                empty = False
-                yield _frame(pa.Table.from_batches([batch]))
+    for batch in record_batches(location, rows=BATCH_ROWS):
+        empty = False
+        yield _frame(pa.Table.from_batches([batch]))
     if empty:
         yield _frame(schema.empty_table())
 

@@ -169,13 +169,18 @@ def read_rows(directory_or_file: str, schema: pa.Schema | None = None) -> list[d
     return read_table(directory_or_file, schema).to_pylist()
 
 
-def read_batches(directory_or_file: str, columns: list[str], rows: int = 10_000):
-    """The rows of a table with only `columns`, as a stream: at most `rows` of them in memory at a time."""
+def record_batches(directory_or_file: str, columns: list[str] | None = None, rows: int = 10_000):
+    """A table as Arrow record batches of at most `rows` rows (only `columns`, when given), shard by shard."""
     paths = [directory_or_file] if directory_or_file.endswith(".parquet") else list_shards(directory_or_file)
     for path in paths:
         with FileSystems.open(path) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=columns):
-                yield from batch.to_pylist()
+            yield from pq.ParquetFile(f).iter_batches(batch_size=rows, columns=columns)
+
+
+def read_batches(directory_or_file: str, columns: list[str], rows: int = 10_000):
+    """The rows of a table with only `columns`, as a stream: at most `rows` of them in memory at a time."""
+    for batch in record_batches(directory_or_file, columns, rows):
+        yield from batch.to_pylist()
 
 
 def shard_entry(path: str) -> dict:
